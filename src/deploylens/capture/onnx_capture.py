@@ -1,0 +1,381 @@
+"""ONNX front end: map each node onto the same neutral ops the PyTorch front end uses.
+
+Shapes come from ONNX shape inference (with data propagation, after fixing dynamic
+input dims from ``--input-shape``); where inference leaves a shape unknown, one
+ONNX Runtime run on generated inputs fills it in. Subgraphs that depend only on
+weights and constants (shape arithmetic, weight reshapes) are folded, as ONNX Runtime
+folds them when it creates a session, and cost nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import helper, numpy_helper
+
+from deploylens.cost.formulas import has_formula, kind_of
+from deploylens.errors import UserError
+from deploylens.ir import ACTIVATION, BUFFER, CONSTANT, FLOAT_DTYPES, INPUT, PARAM, Graph, Op, Tensor
+
+# --- loading -----------------------------------------------------------------------
+
+
+def _check_external_locations(model: onnx.ModelProto, base_dir: Path) -> None:
+    """Refuse external-data locations that leave the model's own folder."""
+    base = base_dir.resolve()
+    tensors = list(model.graph.initializer)
+    tensors += [a.t for n in model.graph.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR]
+    for tensor in tensors:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (base / location).resolve()
+        if not location or os.path.isabs(location) or ".." in Path(location).parts or base not in target.parents:
+            raise UserError(f"refusing external data location {location!r} of tensor {tensor.name!r}: "
+                            f"it must be a file inside {base}")
+        if not target.is_file():
+            raise UserError(f"external data file {location!r} of tensor {tensor.name!r} not found in {base}")
+
+
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    """Load an ONNX file, its external data only from inside its own folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no such file: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError) as error:
+        raise UserError(f"{path} is not a readable ONNX model (truncated or another format): {error}") from error
+    if model.ir_version <= 0 or not model.graph.node:
+        raise UserError(f"{path} is not an ONNX model (no graph)")
+    _check_external_locations(model, path.parent)
+    try:
+        onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read the external data of {path}: {error}") from error
+    return model
+
+
+# --- shapes ------------------------------------------------------------------------
+
+
+def _dtype_name(elem_type: int) -> str:
+    if elem_type == onnx.TensorProto.BFLOAT16:
+        return "bfloat16"
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
+    except (KeyError, TypeError):
+        return "float32"
+
+
+def _fix_input_shapes(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...], str]] | None,
+                      notes: list[str]) -> None:
+    initializers = {i.name for i in model.graph.initializer}
+    graph_inputs = [i for i in model.graph.input if i.name not in initializers]
+    if input_specs is not None and len(input_specs) != len(graph_inputs):
+        raise UserError(f"the model has {len(graph_inputs)} input(s) "
+                        f"({', '.join(i.name for i in graph_inputs)}); {len(input_specs)} shape(s) given")
+    for index, value in enumerate(graph_inputs):
+        dims = value.type.tensor_type.shape.dim
+        if input_specs is not None:
+            shape = input_specs[index][0]
+            if len(shape) != len(dims):
+                raise UserError(f"input shape {list(shape)} does not fit input {value.name!r} of rank {len(dims)}")
+            for dim, size in zip(dims, shape):
+                if dim.HasField("dim_value") and dim.dim_value != size:
+                    raise UserError(f"input shape {list(shape)} does not fit input {value.name!r}: "
+                                    f"expected {[d.dim_value or d.dim_param for d in dims]}")
+                dim.Clear()
+                dim.dim_value = size
+        else:
+            for position, dim in enumerate(dims):
+                if not dim.HasField("dim_value"):
+                    if position != 0:
+                        raise UserError(f"input {value.name!r} has dynamic dim {dim.dim_param or '?'}: "
+                                        "pass --input-shape")
+                    notes.append(f"dynamic batch dim of input {value.name!r} set to 1")
+                    dim.Clear()
+                    dim.dim_value = 1
+
+
+def _known_shapes(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], str]]:
+    shapes = {}
+    graph = model.graph
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        tensor_type = value.type.tensor_type
+        if tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in tensor_type.shape.dim):
+            shapes[value.name] = (tuple(d.dim_value for d in tensor_type.shape.dim), _dtype_name(tensor_type.elem_type))
+    for init in graph.initializer:
+        shapes[init.name] = (tuple(init.dims), _dtype_name(init.data_type))
+    return shapes
+
+
+def _shapes_by_running(model: onnx.ModelProto, missing: list[str],
+                       shapes: dict[str, tuple[tuple[int, ...], str]]) -> None:
+    """Fill in shapes inference could not derive by running the model once."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    probe.graph.output.extend([onnx.ValueInfoProto(name=name) for name in missing])
+    initializers = {i.name for i in model.graph.initializer}
+    feeds = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        shape, dtype = shapes[value.name]
+        feeds[value.name] = (np.random.default_rng(0).standard_normal(shape).astype(dtype)
+                             if dtype.startswith("float") else np.zeros(shape, dtype=dtype))
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+        results = session.run(missing, feeds)
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise UserError(f"shapes of {len(missing)} tensors could not be inferred and the model does not run "
+                        f"in onnxruntime: {str(error).splitlines()[0]}") from error
+    for name, value in zip(missing, results):
+        shapes[name] = (tuple(value.shape), value.dtype.name)
+
+
+# --- node -> neutral op table ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Spec:
+    op: str | Callable[[onnx.NodeProto, list[Tensor]], str]
+    inputs: tuple[int, ...] | None = None  # which node inputs the formula reads (default: all)
+    attrs: Callable[[dict, list[Tensor]], dict] | None = None
+    first_output_only: bool = False
+
+
+def _gemm_k(attrs: dict, inputs: list[Tensor]) -> dict:
+    a = inputs[0].shape
+    return {"k": a[0] if attrs.get("transA", 0) else a[-1]}
+
+
+def _resize_mode(attrs: dict, inputs: list[Tensor]) -> dict:
+    mode = attrs.get("mode", b"nearest")
+    return {"mode": mode.decode() if isinstance(mode, bytes) else mode}
+
+
+def _kernel(attrs: dict, inputs: list[Tensor]) -> dict:
+    return {"kernel": tuple(attrs["kernel_shape"])}
+
+
+def _global(attrs: dict, inputs: list[Tensor]) -> dict:
+    return {"output_size": (1,) * (len(inputs[0].shape) - 2)}
+
+
+def _lookup_op(node: onnx.NodeProto, inputs: list[Tensor]) -> str:
+    axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
+    return "embedding" if inputs[0].is_state and axis == 0 else "gather"
+
+
+_FIRST = (0,)
+ONNX_OPS: dict[str, _Spec] = {
+    "Conv": _Spec("conv"),
+    "ConvTranspose": _Spec("conv_transpose"),
+    "Gemm": _Spec("matmul", attrs=_gemm_k),
+    "MatMul": _Spec("matmul", attrs=lambda a, i: {"k": i[0].shape[-1]}),
+    "Einsum": _Spec("einsum", attrs=lambda a, i: {"equation": a["equation"].decode()}),
+    "Attention": _Spec("attention", inputs=(0, 1, 2), attrs=lambda a, i: {"heads": a.get("q_num_heads", 1)},
+                       first_output_only=True),
+    "BatchNormalization": _Spec("batch_norm", first_output_only=True),
+    "LayerNormalization": _Spec("layer_norm", first_output_only=True),
+    "GroupNormalization": _Spec("group_norm"),
+    "InstanceNormalization": _Spec("instance_norm"),
+    "RMSNormalization": _Spec("rms_norm"),
+    "MaxPool": _Spec("max_pool", inputs=_FIRST, attrs=_kernel, first_output_only=True),
+    "AveragePool": _Spec("avg_pool", inputs=_FIRST, attrs=_kernel),
+    "LpPool": _Spec("lp_pool", inputs=_FIRST, attrs=_kernel),
+    "GlobalAveragePool": _Spec("adaptive_avg_pool", attrs=_global),
+    "GlobalMaxPool": _Spec("adaptive_max_pool", attrs=_global),
+    "Relu": _Spec("relu"),
+    "Clip": _Spec("clamp", inputs=_FIRST),
+    "LeakyRelu": _Spec("leaky_relu"),
+    "PRelu": _Spec("prelu"),
+    "HardSwish": _Spec("hardswish"),
+    "HardSigmoid": _Spec("hardsigmoid"),
+    "Sigmoid": _Spec("sigmoid"),
+    "Swish": _Spec("silu"),
+    "Tanh": _Spec("tanh"),
+    "Gelu": _Spec("gelu"),
+    "Elu": _Spec("elu"),
+    "Celu": _Spec("elu"),
+    "Selu": _Spec("elu"),
+    "Softplus": _Spec("softplus"),
+    "Mish": _Spec("mish"),
+    **{name: _Spec(name.lower()) for name in ["Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Exp",
+                                               "Log", "Neg", "Abs", "Erf", "Where"]},
+    "Sum": _Spec("add"),
+    "Max": _Spec("maximum"),
+    "Min": _Spec("minimum"),
+    **{name: _Spec("compare") for name in ["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"]},
+    **{name: _Spec("logical") for name in ["And", "Or", "Not", "Xor"]},
+    "Cast": _Spec("cast"),
+    "Softmax": _Spec("softmax"),
+    "LogSoftmax": _Spec("log_softmax"),
+    **{name: _Spec("reduce", inputs=_FIRST) for name in
+       ["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+        "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin"]},
+    "Resize": _Spec("resize", inputs=_FIRST, attrs=_resize_mode),
+    "Upsample": _Spec("resize", inputs=_FIRST, attrs=_resize_mode),
+    "Concat": _Spec("cat"),
+    **{name: _Spec("view", inputs=_FIRST) for name in
+       ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Split", "Slice"]},
+    "Transpose": _Spec("transpose"),
+    "DepthToSpace": _Spec("transpose"),
+    "SpaceToDepth": _Spec("transpose"),
+    "Expand": _Spec("expand", inputs=_FIRST),
+    "Tile": _Spec("copy", inputs=_FIRST),
+    "Pad": _Spec("pad", inputs=_FIRST),
+    "Gather": _Spec(_lookup_op),
+    "GatherElements": _Spec("gather"),
+    "GatherND": _Spec("gather"),
+    "ConstantOfShape": _Spec("fill", inputs=()),
+    "Range": _Spec("fill", inputs=()),
+}
+# ops whose outputs depend only on input shapes, which are static here
+_SHAPE_OPS = frozenset({"Shape", "Size"})
+_BN_STATS_SLOTS = (3, 4)  # running mean and variance are buffers, as in PyTorch
+
+
+# --- module attribution --------------------------------------------------------------
+
+
+def module_of(node: onnx.NodeProto) -> str:
+    """The PyTorch module path an exported node came from, when the exporter kept it."""
+    for prop in node.metadata_props:
+        if prop.key == "namespace":  # dynamo exporter: ": Seq/0: Block/0.bn: BatchNorm2d/op: aten.op"
+            scopes = [part.split(":")[0].strip() for part in prop.value.split("/")]
+            return scopes[-2] if len(scopes) >= 2 else ""
+    parts = node.name.strip("/").split("/")
+    if not node.name.startswith("/") or len(parts) < 2:
+        return ""
+    path = ""  # TorchScript exporter: "/layer1/layer1.0/conv1/Conv"
+    for scope in parts[:-1]:
+        path = scope if path and scope.startswith(path + ".") else f"{path}.{scope}" if path else scope
+    return path
+
+
+# --- capture -----------------------------------------------------------------------
+
+
+def _initializer_roles(graph: onnx.GraphProto) -> dict[str, str]:
+    """Float tensors that feed weight slots are parameters; BN running stats buffers."""
+    slot_roles: dict[str, set] = {}
+    for node in graph.node:
+        for slot, name in enumerate(node.input):
+            role = BUFFER if node.op_type == "BatchNormalization" and slot in _BN_STATS_SLOTS else PARAM
+            slot_roles.setdefault(name, set()).add(role)
+    roles = {}
+    for init in graph.initializer:
+        is_weight = _dtype_name(init.data_type) in FLOAT_DTYPES and np.prod(init.dims, dtype=np.int64) > 1
+        used_as = slot_roles.get(init.name, set())
+        roles[init.name] = (PARAM if PARAM in used_as else BUFFER) if is_weight and used_as else CONSTANT
+    return roles
+
+
+def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...], str]] | None,
+                 dtype: str | None, name: str) -> Graph:
+    notes: list[str] = []
+    model_copy = onnx.ModelProto()
+    model_copy.CopyFrom(model)
+    _fix_input_shapes(model_copy, input_specs, notes)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model_copy, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"the input shape does not fit the model: {first}") from error
+    shapes = _known_shapes(inferred)
+    graph = inferred.graph
+    missing = [o for n in graph.node if n.op_type != "Constant" for o in n.output if o and o not in shapes]
+    if missing:
+        _shapes_by_running(inferred, missing, shapes)
+        notes.append(f"{len(missing)} tensor shapes taken from one onnxruntime run")
+
+    def retype(t_dtype: str) -> str:
+        return dtype if dtype and t_dtype in FLOAT_DTYPES else t_dtype
+
+    counter = iter(range(1 << 62))
+    values: dict[str, Tensor] = {}
+    roles = _initializer_roles(graph)
+    params, buffers = [], []
+    for init in graph.initializer:
+        shape, t_dtype = shapes[init.name]
+        values[init.name] = Tensor(next(counter), shape, retype(t_dtype), roles[init.name], init.name)
+        (params if roles[init.name] == PARAM else buffers if roles[init.name] == BUFFER else []).append(values[init.name])
+    graph_inputs = []
+    for value in graph.input:
+        if value.name not in values:
+            shape, t_dtype = shapes[value.name]
+            values[value.name] = Tensor(next(counter), shape, retype(t_dtype), INPUT, value.name)
+            graph_inputs.append(values[value.name])
+
+    ops: list[Op] = []
+    names_seen: set[str] = set()
+    folded = 0
+    for index, node in enumerate(graph.node):
+        if node.op_type == "Constant":
+            value = numpy_helper.to_array(next(a.t for a in node.attribute if a.name == "value")) \
+                if any(a.name == "value" for a in node.attribute) else np.zeros(())
+            values[node.output[0]] = Tensor(next(counter), tuple(value.shape), value.dtype.name, CONSTANT)
+            continue
+        spec = ONNX_OPS.get(node.op_type)
+        all_inputs = [values[i] for i in node.input if i]
+        outputs_named = [o for o in node.output if o]
+        if node.op_type in _SHAPE_OPS or (all_inputs and all(t.is_state for t in all_inputs)):
+            # folded at session creation: weight reshapes keep the weight's identity
+            is_view = spec is not None and spec.op == "view"
+            for out in outputs_named:
+                shape, t_dtype = shapes[out]
+                role, t_name = (all_inputs[0].role, all_inputs[0].name) if is_view else (CONSTANT, None)
+                values[out] = Tensor(next(counter), shape, retype(t_dtype), role, t_name)
+            folded += 1
+            continue
+        slots = spec.inputs if spec and spec.inputs is not None else range(len(node.input))
+        inputs = []
+        for slot in slots:
+            if slot < len(node.input) and node.input[slot]:
+                tensor = values[node.input[slot]]
+                if node.op_type == "BatchNormalization" and slot in _BN_STATS_SLOTS and tensor.role == PARAM:
+                    # an exporter may alias equal-valued stats to the weights; the slot says buffer
+                    tensor = Tensor(tensor.id, tensor.shape, tensor.dtype, BUFFER, tensor.name)
+                inputs.append(tensor)
+        if spec and spec.first_output_only:
+            outputs_named = outputs_named[:1]
+        outputs = []
+        for out in outputs_named:
+            shape, t_dtype = shapes[out]
+            values[out] = Tensor(next(counter), shape, retype(t_dtype), ACTIVATION)
+            outputs.append(values[out])
+        attrs_raw = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        op_name = (spec.op(node, inputs) if callable(spec.op) else spec.op) if spec else f"onnx.{node.op_type}"
+        if not has_formula(op_name):
+            op_name = f"onnx.{node.op_type}"
+        kind = kind_of(op_name)
+        if op_name == "matmul" and any(t.is_state for t in inputs[:2]):
+            kind = "linear"
+        attrs = spec.attrs(attrs_raw, inputs) if spec and spec.attrs else {}
+        layer = node.name or f"{node.op_type}_{index}"
+        while layer in names_seen:
+            layer += "'"
+        names_seen.add(layer)
+        ops.append(Op(layer, module_of(node), kind, op_name, node.op_type, inputs, outputs, attrs))
+
+    if folded:
+        notes.append(f"{folded} nodes that depend only on weights or shapes folded (cost 0, as at session creation)")
+    folded_bn = sum(1 for n in graph.node for p in n.metadata_props
+                    if p.key.endswith("rewriter.rule_name") and "FuseBatchNormIntoConv" in p.value)
+    if folded_bn:
+        notes.append(f"the exporter folded {folded_bn} BatchNorm layer(s) into convs (rewriter rule "
+                     "FuseBatchNormIntoConv): params and bytes differ from the PyTorch module by the BN terms")
+    graph_outputs = [values[o.name] for o in graph.output if o.name in values]
+    model_dtype = dtype or next((t.dtype for t in graph_inputs if t.dtype in FLOAT_DTYPES), "float32")
+    return Graph(name, "onnx", model_dtype, graph_inputs, graph_outputs, ops, params, buffers, notes)
