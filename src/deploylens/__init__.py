@@ -1,8 +1,9 @@
 """deploylens: how fast will this model run on that device, why, and what should I change?"""
 
+from deploylens import zoo
 from deploylens.analyze import analyze, capture, crosscheck
 from deploylens.cost.profile import KernelCost, LayerCost, Profile, Totals
 from deploylens.errors import UserError
 
 __version__ = "0.1.0"
-__all__ = ["analyze", "capture", "crosscheck", "Profile", "LayerCost", "KernelCost", "Totals", "UserError"]
+__all__ = ["zoo", "analyze", "capture", "crosscheck", "Profile", "LayerCost", "KernelCost", "Totals", "UserError"]

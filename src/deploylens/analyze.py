@@ -78,7 +78,7 @@ def resolve_model(model: Any) -> tuple[Any, str]:
     import torch
 
     from deploylens import zoo
-    from deploylens.capture.onnx_capture import load_onnx
+    from deploylens.frontends.onnx_capture import load_onnx
 
     if isinstance(model, (torch.nn.Module, onnx.ModelProto)):
         return model, type(model).__name__ if isinstance(model, torch.nn.Module) else model.graph.name or "onnx"
@@ -108,13 +108,13 @@ def capture(model: Any, input_shape: Any = None, dtype: str | None = None) -> Gr
     built, name = resolve_model(model)
     if isinstance(built, torch.nn.Module):
         from deploylens import zoo
-        from deploylens.capture.torch_capture import capture_torch
+        from deploylens.frontends.torch_capture import capture_torch
 
         if specs is None:
             resolution = zoo.resolution_of(model) if isinstance(model, str) else None
             specs = [((1, 3, resolution, resolution) if resolution else DEFAULT_IMAGE_SHAPE, "float")]
         return capture_torch(built, specs, dtype or "float32", name)
-    from deploylens.capture.onnx_capture import capture_onnx
+    from deploylens.frontends.onnx_capture import capture_onnx
 
     return capture_onnx(built, specs, dtype, name)
 

@@ -140,7 +140,10 @@ def _shapes_by_running(model: onnx.ModelProto, missing: list[str],
         raise UserError(f"shapes of {len(missing)} tensors could not be inferred and the model does not run "
                         f"in onnxruntime: {str(error).splitlines()[0]}") from error
     for name, value in zip(missing, results):
-        shapes[name] = (tuple(value.shape), value.dtype.name)
+        if isinstance(value, list):  # a tensor sequence: costed as its elements laid end to end
+            shapes[name] = ((sum(v.size for v in value),), value[0].dtype.name if value else "float32")
+        else:
+            shapes[name] = (tuple(value.shape), value.dtype.name)
 
 
 # --- node -> neutral op table ------------------------------------------------------
@@ -174,7 +177,10 @@ def _global(attrs: dict, inputs: list[Tensor]) -> dict:
 
 def _lookup_op(node: onnx.NodeProto, inputs: list[Tensor]) -> str:
     axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 0)
-    return "embedding" if inputs[0].is_state and axis == 0 else "gather"
+    if inputs[0].is_state and axis == 0:
+        return "embedding"
+    # a constant scalar index selects one slice: a view, like torch's select
+    return "view" if inputs[1].is_state and inputs[1].numel == 1 else "gather"
 
 
 _FIRST = (0,)
@@ -228,14 +234,16 @@ ONNX_OPS: dict[str, _Spec] = {
     "Upsample": _Spec("resize", inputs=_FIRST, attrs=_resize_mode),
     "Concat": _Spec("cat"),
     **{name: _Spec("view", inputs=_FIRST) for name in
-       ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Split", "Slice"]},
-    "Transpose": _Spec("transpose"),
+       ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Split", "Slice",
+        "SplitToSequence", "SequenceAt"]},
+    "ConcatFromSequence": _Spec("cat"),
+    "Transpose": _Spec("transpose", attrs=lambda a, i: {"perm": tuple(a.get("perm", range(len(i[0].shape))[::-1]))}),
     "DepthToSpace": _Spec("transpose"),
     "SpaceToDepth": _Spec("transpose"),
     "Expand": _Spec("expand", inputs=_FIRST),
     "Tile": _Spec("copy", inputs=_FIRST),
     "Pad": _Spec("pad", inputs=_FIRST),
-    "Gather": _Spec(_lookup_op),
+    "Gather": _Spec(_lookup_op, attrs=lambda a, i: {"axis": a.get("axis", 0)}),
     "GatherElements": _Spec("gather"),
     "GatherND": _Spec("gather"),
     "ConstantOfShape": _Spec("fill", inputs=()),
@@ -262,6 +270,102 @@ def module_of(node: onnx.NodeProto) -> str:
     for scope in parts[:-1]:
         path = scope if path and scope.startswith(path + ".") else f"{path}.{scope}" if path else scope
     return path
+
+
+# --- rewrites: cost an export as its PyTorch module is costed -------------------------
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
+
+
+def view_strides(old_shape: tuple[int, ...], old_strides: tuple[int, ...],
+                 new_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Strides that let ``new_shape`` view a tensor laid out as ``old_strides``, or
+    None when the reshape needs a copy (PyTorch's rule for ``Tensor.view``)."""
+    if not old_shape:
+        return _contiguous_strides(new_shape)
+    new_strides = [0] * len(new_shape)
+    view_d = len(new_shape) - 1
+    chunk_base_stride = old_strides[-1]
+    tensor_numel = view_numel = 1
+    for tensor_d in range(len(old_shape) - 1, -1, -1):
+        tensor_numel *= old_shape[tensor_d]
+        if tensor_d == 0 or (old_shape[tensor_d - 1] != 1
+                             and old_strides[tensor_d - 1] != tensor_numel * chunk_base_stride):
+            while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+                new_strides[view_d] = view_numel * chunk_base_stride
+                view_numel *= new_shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if tensor_d > 0:
+                chunk_base_stride = old_strides[tensor_d - 1]
+                tensor_numel = view_numel = 1
+    return tuple(new_strides) if view_d == -1 else None
+
+
+_RESHAPES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+
+
+def _lazy_transposes(ops: list[Op]) -> None:
+    """Cost a Transpose where the data really has to move, as PyTorch does.
+
+    In PyTorch a transpose is a view; kernels read strided inputs, and the data is
+    rearranged only where a reshape cannot view the permuted layout (the
+    ``.contiguous()`` before a channel shuffle's final view). ONNX makes every Transpose
+    a node; here it becomes a view that carries its strides, and the first reshape
+    that cannot view them becomes the copy.
+    """
+    strides: dict[int, tuple[int, ...]] = {}  # non-contiguous views only
+    for op in ops:
+        if not op.inputs or not op.outputs:
+            continue
+        source, out = op.inputs[0], op.outputs[0]
+        layout = strides.get(source.id, _contiguous_strides(source.shape))
+        if op.op == "transpose":
+            op.op, op.kind = "view", "data_movement"
+            permuted = tuple(layout[axis] for axis in op.attrs["perm"])
+            if permuted != _contiguous_strides(out.shape):
+                strides[out.id] = permuted
+        elif source.id in strides and op.op == "view":
+            if op.native in _RESHAPES:
+                viewed = view_strides(source.shape, layout, out.shape)
+                if viewed is None:
+                    op.op = "copy"
+                elif viewed != _contiguous_strides(out.shape):
+                    strides[out.id] = viewed
+            elif op.native == "Gather":  # a select drops its axis
+                axis = op.attrs.get("axis", 0) % len(layout)
+                strides[out.id] = layout[:axis] + layout[axis + 1:]
+            else:  # slices and splits keep the strides of what they slice
+                for piece in op.outputs:
+                    strides[piece.id] = layout
+
+
+def _merge_matmul_bias(ops: list[Op], graph_outputs: set[int]) -> list[Op]:
+    """MatMul followed by Add of a bias vector runs as one GEMM (ONNX Runtime's
+    MatMul+Add fusion; PyTorch's addmm)."""
+    readers: dict[int, list[Op]] = {}
+    for op in ops:
+        for t in op.inputs:
+            readers.setdefault(t.id, []).append(op)
+    merged: set[int] = set()
+    for op in ops:
+        if op.op != "matmul" or len(op.inputs) != 2 or op.outputs[0].id in graph_outputs:
+            continue
+        after = readers.get(op.outputs[0].id, [])
+        if len(after) == 1 and after[0].op == "add":
+            bias = [t for t in after[0].inputs if t.id != op.outputs[0].id]
+            if len(bias) == 1 and bias[0].is_state and len(bias[0].shape) == 1:
+                op.inputs.append(bias[0])
+                op.outputs = after[0].outputs
+                merged.add(id(after[0]))
+    return [op for op in ops if id(op) not in merged]
 
 
 # --- capture -----------------------------------------------------------------------
@@ -369,6 +473,8 @@ def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...]
         names_seen.add(layer)
         ops.append(Op(layer, module_of(node), kind, op_name, node.op_type, inputs, outputs, attrs))
 
+    _lazy_transposes(ops)
+    ops = _merge_matmul_bias(ops, graph_outputs={values[o.name].id for o in graph.output if o.name in values})
     if folded:
         notes.append(f"{folded} nodes that depend only on weights or shapes folded (cost 0, as at session creation)")
     folded_bn = sum(1 for n in graph.node for p in n.metadata_props

@@ -1,0 +1,104 @@
+"""The command line: outputs scripts rely on, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from deploylens.cli import main
+
+JSON_TOTALS = {"flops", "macs", "params", "buffers", "bytes_eager", "bytes_fused", "unknown_ops", "complete"}
+JSON_LAYER = {"name", "kind", "op", "inputs", "outputs", "flops", "macs", "params", "bytes_read", "bytes_written",
+              "intensity", "kernel"}
+
+
+def run(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["deploylens", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def test_json_keys_are_the_documented_contract(monkeypatch, capsys):
+    code, out, err = run(monkeypatch, capsys, "analyze", "resnet18", "-i", "1,3,64,64", "--format", "json")
+    assert code in (0, None)
+    data = json.loads(out)
+    assert {"model", "input_shapes", "dtype", "totals", "layers", "kernels"} <= set(data)
+    assert JSON_TOTALS <= set(data["totals"])
+    assert all(JSON_LAYER <= set(layer) for layer in data["layers"])
+    assert data["input_shapes"] == [[1, 3, 64, 64]]
+    assert data["totals"]["params"] == 11_689_512
+
+
+def test_csv_and_table_views(monkeypatch, capsys, tmp_path):
+    target = tmp_path / "kinds.csv"
+    code, out, err = run(monkeypatch, capsys, "analyze", "resnet18", "-i", "1,3,32,32", "--by", "kind",
+                         "--format", "csv", "-o", str(target))
+    lines = target.read_text().splitlines()
+    assert lines[0].startswith("kind,layers,flops,macs")
+    assert any(line.startswith("conv,20,") for line in lines)
+    code, out, err = run(monkeypatch, capsys, "analyze", "resnet18", "-i", "1,3,32,32", "--view", "fused",
+                         "--sort", "macs", "--top", "3")
+    assert "kernels 23" in out and "stem.0.conv" in out
+
+
+def test_unknown_op_warning_line(monkeypatch, capsys, tmp_path):
+    source = tmp_path / "cum.py"
+    source.write_text("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+                      "        return torch.cumsum(x, 1)\ndef build():\n    return M()\n")
+    code, out, err = run(monkeypatch, capsys, "analyze", f"{source}:build", "-i", "2,8", "--format", "json")
+    assert err.strip() == "warning: no cost formula for aten.cumsum x1; totals are incomplete"
+    assert json.loads(out)["totals"]["complete"] is False
+
+
+def _bad_inputs(tmp_path):
+    text = tmp_path / "notes.onnx"
+    text.write_text("this is not a protobuf\n" * 20)
+    good = tmp_path / "good.onnx"
+    torch.onnx.export(torch.nn.Conv2d(3, 4, 3), (torch.randn(1, 3, 8, 8),), str(good), dynamo=False)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(good.read_bytes()[:200])
+    broken = tmp_path / "broken.py"
+    broken.write_text("import no_such_package_xyz\n")
+    raising = tmp_path / "raising.py"
+    raising.write_text("def build():\n    raise ValueError('boom')\n")
+    return {
+        "missing file": ["analyze", str(tmp_path / "missing.onnx")],
+        "not onnx": ["analyze", str(text)],
+        "truncated onnx": ["analyze", str(truncated)],
+        "import fails": ["analyze", f"{broken}:build"],
+        "factory raises": ["analyze", f"{raising}:build"],
+        "module not found": ["analyze", "no_such_package_xyz.models:build"],
+        "shape does not fit module": ["analyze", "resnet18", "-i", "1,5,32,32"],
+        "shape does not fit onnx": ["analyze", str(good), "-i", "1,3,8"],
+        "bad shape text": ["analyze", "resnet18", "-i", "1,three,32,32"],
+        "unknown model": ["analyze", "not_a_model"],
+        "unknown dtype": ["analyze", "resnet18", "--dtype", "float13"],
+    }
+
+
+def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
+    for case, args in _bad_inputs(tmp_path).items():
+        code, out, err = run(monkeypatch, capsys, *args)
+        assert code == 2, case
+        assert len(err.strip().splitlines()) == 1 and err.startswith("deploylens: error: "), (case, err)
+        assert "Traceback" not in err
+
+
+def test_console_script_reports_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "deploylens.cli", "analyze", str(tmp_path / "nope.onnx")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"deploylens: error: no such file: {tmp_path / 'nope.onnx'}"
+
+
+def test_output_file_is_not_left_half_written(monkeypatch, capsys, tmp_path):
+    target = tmp_path / "out.json"
+    code, out, err = run(monkeypatch, capsys, "analyze", "resnet18", "-i", "1,5,32,32", "--format", "json",
+                         "-o", str(target))
+    assert code == 2 and not target.exists() and list(tmp_path.iterdir()) == []

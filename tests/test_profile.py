@@ -1,0 +1,166 @@
+"""Totals, the fused view, attribution, honesty about unknown ops."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from deploylens import analyze, capture, zoo
+from deploylens.cost.formulas import PER_ELEMENT_FLOPS
+
+F32 = 4
+
+
+def conv_bn_relu(c1: int, c2: int, bias: bool = False) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c1, c2, 1, bias=bias), nn.BatchNorm2d(c2), nn.ReLU()).eval()
+
+
+def test_fused_conv_bn_relu_is_one_kernel_reading_folded_weights():
+    h = w = 8
+    c1, c2 = 16, 32
+    profile = analyze(conv_bn_relu(c1, c2), (1, c1, h, w))
+    assert len(profile.kernels) == 1
+    kernel = profile.kernels[0]
+    assert kernel.layers == ["0", "1", "2"]
+    # input + folded weights + the bias BN folding creates + output
+    assert kernel.bytes_read == F32 * (h * w * c1 + c1 * c2 + c2)
+    assert kernel.bytes_written == F32 * h * w * c2
+    assert profile.totals.bytes_fused == kernel.bytes
+    # eager: conv, then BN (x + 4 vectors), then relu each read and write
+    eager = F32 * ((h * w * c1 + c1 * c2 + h * w * c2) + (2 * h * w * c2 + 4 * c2) + 2 * h * w * c2)
+    assert profile.totals.bytes_eager == eager
+    assert kernel.flops == 2 * h * w * c1 * c2 + (2 + 1) * h * w * c2
+
+
+def test_conv_with_bias_folds_bn_without_extra_bias():
+    profile = analyze(conv_bn_relu(4, 4, bias=True), (1, 4, 2, 2))
+    assert profile.kernels[0].bytes_read == F32 * (16 + 16 + 4)
+
+
+def test_standalone_batchnorm_reads_a_scale_and_a_shift():
+    model = nn.Sequential(nn.MaxPool2d(2), nn.BatchNorm2d(8)).eval()
+    profile = analyze(model, (1, 8, 4, 4))
+    bn = profile.kernels[1]
+    assert bn.layers == ["1"]
+    assert bn.bytes_read == F32 * (8 * 2 * 2 + 2 * 8)
+
+
+def test_residual_add_and_activation_join_the_last_conv():
+    from nets import TinyResNet
+
+    profile = analyze(TinyResNet(), (1, 3, 8, 8))
+    second = next(k for k in profile.kernels if "add" in " ".join(k.layers))
+    assert [name.split("/")[-1] for name in second.layers] == ["conv#2", "add", "relu#3"]
+    # reads its input, the skip tensor and its weights; writes one output
+    act = 16 * 8 * 8
+    assert second.bytes_read == F32 * (act + act + 16 * 16 * 9)
+    assert second.bytes_written == F32 * act
+
+
+def test_an_output_read_by_two_kernels_is_written():
+    class Fork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 1, bias=False)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return torch.relu(y), torch.sigmoid(y)
+
+    profile = analyze(Fork(), (1, 4, 2, 2))
+    # y has two readers: neither activation can be fused into the conv
+    assert [k.layers for k in profile.kernels] == [["conv"], ["relu"], ["sigmoid"]]
+    assert profile.kernels[0].bytes_written == F32 * 16
+
+
+def test_g1_bytes_are_smallest_for_equal_channel_widths():
+    """ShuffleNetV2 G1: at fixed FLOPs (c1*c2 fixed) a 1x1 conv moves least when c1 == c2."""
+    h = w = 28
+    widths = [(16, 1024), (32, 512), (64, 256), (128, 128), (256, 64), (512, 32)]
+    bytes_by_ratio = {}
+    for c1, c2 in widths:
+        profile = analyze(nn.Conv2d(c1, c2, 1, bias=False), (1, c1, h, w))
+        assert profile.totals.flops == 2 * h * w * 128 * 128
+        bytes_by_ratio[c1 / c2] = profile.totals.bytes_eager
+    assert min(bytes_by_ratio, key=bytes_by_ratio.get) == 1.0
+    assert bytes_by_ratio[1.0] == F32 * (h * w * 256 + 128 * 128)
+
+
+def test_unknown_ops_are_listed_never_zero():
+    class Cumulative(nn.Module):
+        def forward(self, x):
+            return torch.cumsum(x, dim=1).relu()
+
+    profile = analyze(Cumulative(), (2, 8))
+    assert profile.totals.unknown_ops == {"aten.cumsum": 1}
+    assert profile.totals.complete is False
+    unknown = next(layer for layer in profile.layers if layer.op == "aten.cumsum")
+    assert unknown.flops is None and unknown.macs is None
+    assert unknown.bytes_read == F32 * 16  # traffic is still known from the shapes
+    assert not profile.kernels[0].complete
+
+
+def test_capture_runs_on_meta_and_attributes_module_paths():
+    graph = capture("resnet18", (1, 3, 64, 64))
+    assert graph.notes == []  # no fallback to real tensors
+    convs = [op for op in graph.ops if op.op == "conv"]
+    assert len(convs) == 20
+    assert convs[0].module == "stem.0.conv"
+    assert {op.module for op in graph.ops if op.op == "add"} == {f"stages.{s}.{b}" for s in range(4) for b in range(2)}
+    # only the flatten in ResNet.forward runs at the root
+    assert [op.op for op in graph.ops if not op.module] == ["view"]
+
+
+def test_data_dependent_ops_fall_back_to_real_tensors_and_say_so():
+    class Nonzero(nn.Module):
+        def forward(self, x):
+            return x[x > 0].sum()
+
+    profile = analyze(Nonzero(), (4, 4))
+    assert any("real tensors" in note for note in profile.notes)
+
+
+def test_shared_weights_count_once():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            return self.conv(self.conv(x))
+
+    profile = analyze(Shared(), (1, 4, 8, 8))
+    assert profile.totals.params == 4 * 4 * 9
+    assert [layer.params for layer in profile.layers] == [144, 144]
+
+
+def test_zoo_resnets_match_torchvision_exactly():
+    for name in ("resnet18", "resnet50"):
+        published = zoo.variant(name).published
+        totals = analyze(name).totals
+        assert totals.params == published.params
+        assert abs(totals.macs - published.macs) / published.macs < 0.001
+
+
+def test_peak_activation_memory_of_a_chain():
+    # input 1x8x8x8 and conv output live together; relu is in place
+    model = nn.Sequential(nn.Conv2d(8, 8, 1), nn.ReLU(inplace=True)).eval()
+    profile = analyze(model, (1, 8, 8, 8))
+    assert profile.totals.peak_activation_bytes == F32 * 2 * 512
+
+
+def test_rollups_by_kind_and_module():
+    profile = analyze("resnet18", (1, 3, 32, 32))
+    kinds = profile.by_kind()
+    assert kinds["conv"]["macs"] == profile.totals.macs - kinds["linear"]["macs"]
+    modules = profile.by_module(1)
+    assert set(modules) == {"stem", "stages", "pool", "fc", "(root)"}
+    assert sum(m["flops"] for m in modules.values()) == profile.totals.flops
+
+
+def test_per_element_table_is_documented_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for op, flops in PER_ELEMENT_FLOPS.items():
+        assert f"| `{op}` | {flops} |" in readme
