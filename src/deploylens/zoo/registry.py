@@ -7,13 +7,26 @@ from typing import Callable
 
 import torch.nn as nn
 
+from deploylens.errors import UserError
+
+_SCALE = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9}
+
+
+def parse_figure(text: str) -> tuple[float, float]:
+    """A printed figure and half its last printed unit: "8.31M" -> (8.31e6, 5e3)."""
+    text = text.strip()
+    unit = text[-1] if text[-1] in _SCALE else ""
+    digits = text[: len(text) - len(unit)]
+    decimals = len(digits.split(".")[1]) if "." in digits else 0
+    return float(digits) * _SCALE[unit], 0.5 * 10 ** -decimals * _SCALE[unit]
+
 
 @dataclass(frozen=True)
 class Published:
-    """A published figure and where it comes from."""
+    """Published figures as printed (so their precision is known) and their source."""
 
-    params: int | None = None
-    macs: int | None = None  # multiply-accumulates at `resolution`
+    params: str | None = None  # e.g. "4.24M" or the exact "11689512"
+    macs: str | None = None  # multiply-accumulates at the variant's resolution, e.g. "569M"
     macs_convention: str = "MACs"  # what the source called the number it printed
     top1: float | None = None
     source: str = ""
@@ -23,21 +36,23 @@ class Published:
 class Variant:
     name: str
     build: Callable[[], nn.Module]
+    family: str
     resolution: int = 224
     published: Published = field(default_factory=Published)
-    family: str = ""
+    deploy_counts: bool = False  # published params/MACs are of the re-parameterized form
 
 
 _REGISTRY: dict[str, Variant] = {}
 
 
-def register(name: str, *, resolution: int = 224, published: Published | None = None, family: str = ""):
+def register(name: str, *, family: str, resolution: int = 224, published: Published | None = None,
+             deploy_counts: bool = False):
     """Register a zero-argument builder under ``name``."""
 
     def decorate(build: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"zoo name {name!r} registered twice")
-        _REGISTRY[name] = Variant(name, build, resolution, published or Published(), family)
+        _REGISTRY[name] = Variant(name, build, family, resolution, published or Published(), deploy_counts)
         return build
 
     return decorate
@@ -48,16 +63,18 @@ def names() -> list[str]:
 
 
 def variant(name: str) -> Variant:
-    from deploylens.errors import UserError
-
     if name not in _REGISTRY:
         raise UserError(f"unknown zoo model {name!r}; known: {', '.join(names())}")
     return _REGISTRY[name]
 
 
-def create(name: str) -> nn.Module:
-    """Build the zoo model ``name`` (random init) in eval mode."""
-    return variant(name).build().eval()
+def create(name: str, deploy: bool = False) -> nn.Module:
+    """Build the zoo model ``name`` (random init) in eval mode; ``deploy=True`` returns
+    the re-parameterized form where the family has one."""
+    from deploylens.zoo.reparam import reparameterize
+
+    model = variant(name).build().eval()
+    return reparameterize(model) if deploy else model
 
 
 def resolution_of(name: str) -> int | None:

@@ -67,12 +67,12 @@ _TORCHVISION = "torchvision ResNet*_Weights.IMAGENET1K_V1 metadata"
 
 
 @register("resnet18", family="resnet",
-          published=Published(11_689_512, 1_814_000_000, "GFLOPS (MACs)", 69.758, _TORCHVISION))
+          published=Published("11689512", "1.814G", "GFLOPS (MACs)", 69.758, _TORCHVISION))
 def resnet18() -> ResNet:
     return ResNet(BasicBlock, (2, 2, 2, 2))
 
 
 @register("resnet50", family="resnet",
-          published=Published(25_557_032, 4_089_000_000, "GFLOPS (MACs)", 76.130, _TORCHVISION))
+          published=Published("25557032", "4.089G", "GFLOPS (MACs)", 76.130, _TORCHVISION))
 def resnet50() -> ResNet:
     return ResNet(Bottleneck, (3, 4, 6, 3))
