@@ -30,6 +30,11 @@ class Published:
     macs_convention: str = "MACs"  # what the source called the number it printed
     top1: float | None = None
     source: str = ""
+    # what the source counted: "params" (all trainable tensors, as PyTorch), "weights"
+    # (conv/linear only, no BatchNorm, as the TF MobileNetV2 README), or "variables"
+    # (TF-slim checkpoint variables: BN shift and moving statistics, no BN scale), or
+    # "backbone" (all but the final classifier)
+    params_counts: str = "params"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,16 @@ class Variant:
     resolution: int = 224
     published: Published = field(default_factory=Published)
     deploy_counts: bool = False  # published params/MACs are of the re-parameterized form
+
+
+def comparable_params(profile, counts: str) -> int:
+    """Our parameter count (from an analysis ``profile``) under the counting rule a
+    source used (see ``Published``)."""
+    params = profile.totals.params
+    batch_norm = sum(layer.params for layer in profile.layers if layer.op == "batch_norm")
+    classifier = next((layer.params for layer in reversed(profile.layers) if layer.kind == "linear"), 0)
+    return {"params": params, "weights": params - batch_norm, "variables": params + batch_norm // 2,
+            "backbone": params - classifier}[counts]
 
 
 _REGISTRY: dict[str, Variant] = {}
