@@ -102,3 +102,15 @@ def test_output_file_is_not_left_half_written(monkeypatch, capsys, tmp_path):
     code, out, err = run(monkeypatch, capsys, "analyze", "resnet18", "-i", "1,5,32,32", "--format", "json",
                          "-o", str(target))
     assert code == 2 and not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_zoo_list_json_records(monkeypatch, capsys):
+    code, out, err = run(monkeypatch, capsys, "zoo", "list", "--family", "repvgg", "--format", "json")
+    records = json.loads(out)
+    assert [r["name"] for r in records][:2] == ["repvgg_a0", "repvgg_a1"]
+    for r in records:
+        assert {"name", "params", "macs", "published_params", "published_macs", "published_top1", "resolution",
+                "source"} <= set(r)
+        assert r["params_ok"] and r["macs_ok"]
+    code, out, err = run(monkeypatch, capsys, "zoo", "show", "resnet18")
+    assert "published_params: 11689512" in out and "stages" in out
