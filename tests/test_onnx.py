@@ -8,11 +8,11 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from nets import TinyShuffleNet, TinyViT, randomize
 from onnx import TensorProto, helper, numpy_helper
 
 from deploylens import UserError, analyze, crosscheck, zoo
 from deploylens.frontends.onnx_capture import module_of, view_strides
-from nets import TinyShuffleNet, TinyViT, randomize
 
 F32 = 4
 

@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from deploylens.cost.profile import Profile, build_profile
 from deploylens.errors import UserError

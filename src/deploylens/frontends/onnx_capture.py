@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from deploylens.cost.formulas import has_formula, kind_of
-from deploylens.errors import UserError
+from deploylens.errors import UserError, first_line
 from deploylens.ir import ACTIVATION, BUFFER, CONSTANT, FLOAT_DTYPES, INPUT, PARAM, Graph, Op, Tensor
 
 # --- loading -----------------------------------------------------------------------
@@ -138,7 +138,7 @@ def _shapes_by_running(model: onnx.ModelProto, missing: list[str],
         results = session.run(missing, feeds)
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise UserError(f"shapes of {len(missing)} tensors could not be inferred and the model does not run "
-                        f"in onnxruntime: {str(error).splitlines()[0]}") from error
+                        f"in onnxruntime: {first_line(error)}") from error
     for name, value in zip(missing, results):
         if isinstance(value, list):  # a tensor sequence: costed as its elements laid end to end
             shapes[name] = ((sum(v.size for v in value),), value[0].dtype.name if value else "float32")
@@ -395,8 +395,7 @@ def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...]
     try:
         inferred = onnx.shape_inference.infer_shapes(model_copy, strict_mode=True, data_prop=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"the input shape does not fit the model: {first}") from error
+        raise UserError(f"the input shape does not fit the model: {first_line(error)}") from error
     shapes = _known_shapes(inferred)
     graph = inferred.graph
     missing = [o for n in graph.node if n.op_type != "Constant" for o in n.output if o and o not in shapes]
@@ -414,7 +413,8 @@ def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...]
     for init in graph.initializer:
         shape, t_dtype = shapes[init.name]
         values[init.name] = Tensor(next(counter), shape, retype(t_dtype), roles[init.name], init.name)
-        (params if roles[init.name] == PARAM else buffers if roles[init.name] == BUFFER else []).append(values[init.name])
+        if roles[init.name] in (PARAM, BUFFER):
+            (params if roles[init.name] == PARAM else buffers).append(values[init.name])
     graph_inputs = []
     for value in graph.input:
         if value.name not in values:

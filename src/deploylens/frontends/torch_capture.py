@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from deploylens.cost.formulas import has_formula, kind_of
-from deploylens.errors import UserError
+from deploylens.errors import UserError, first_line
 from deploylens.ir import ACTIVATION, BUFFER, CONSTANT, INPUT, PARAM, Graph, Op, Tensor, unique_layer_names
 
 # --- aten -> neutral op table ------------------------------------------------------
@@ -349,9 +349,8 @@ def capture_torch(model: torch.nn.Module, input_specs: list[tuple[tuple[int, ...
             recording, out = _run(model, state, roles, make_inputs("cpu"))
         except Exception as real_error:  # noqa: BLE001 - the model's own error, reported in one line
             shapes = ", ".join(str(list(s)) for s, _ in input_specs)
-            first_line = str(real_error).strip().splitlines()[0] if str(real_error).strip() else type(real_error).__name__
-            raise UserError(f"input shape {shapes} does not fit the model: {first_line}") from real_error
-        notes.append(f"ran on real tensors: an op could not run on meta ({str(meta_error).splitlines()[0][:120]})")
+            raise UserError(f"input shape {shapes} does not fit the model: {first_line(real_error)}") from real_error
+        notes.append(f"ran on real tensors: an op could not run on meta ({first_line(meta_error)[:120]})")
 
     ops = _without_unused_allocations(recording.ops)
     unique_layer_names(ops, {name for name, m in model.named_modules() if name and not any(m.children())})

@@ -74,6 +74,24 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
+class ClassifierNet(nn.Module):
+    """The skeleton every zoo family shares: stem -> stages -> head."""
+
+    def __init__(self, stem: nn.Module, stages: nn.Module, head: nn.Module):
+        super().__init__()
+        self.stem = stem
+        self.stages = stages
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(x)))
+
+
+def pooled_classifier(*layers: nn.Module) -> nn.Sequential:
+    """Global average pool and flatten, then ``layers`` (ending in the classifier)."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *layers)
+
+
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     b, c, h, w = x.shape
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from deploylens.zoo.blocks import ConvBnAct
+from deploylens.zoo.blocks import ClassifierNet, ConvBnAct, pooled_classifier
 from deploylens.zoo.registry import Published, register
 
 
@@ -56,20 +56,13 @@ class CrossStage(nn.Module):
         return self.transition(torch.cat([kept, processed], dim=1))
 
 
-class CSPNet(nn.Module):
+class CSPNet(ClassifierNet):
     def __init__(self, stem: nn.Module, c_in: int, stages: list[dict], num_classes: int = 1000):
-        super().__init__()
-        self.stem = stem
         modules = []
         for stage in stages:
             modules.append(CrossStage(c_in, **stage))
             c_in = stage["c_out"]
-        self.stages = nn.Sequential(*modules)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+        super().__init__(stem, nn.Sequential(*modules), pooled_classifier(nn.Linear(c_in, num_classes)))
 
 
 def cspresnet50() -> CSPNet:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
-from deploylens.zoo.blocks import ConvBnAct, InvertedResidual, SqueezeExcite
+from deploylens.zoo.blocks import ClassifierNet, ConvBnAct, InvertedResidual, SqueezeExcite, pooled_classifier
 from deploylens.zoo.registry import Published, register
 
 # expansion, kernel, stride, out channels, repeats
@@ -13,10 +12,8 @@ _B0 = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (
        (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(ClassifierNet):
     def __init__(self, num_classes: int = 1000):
-        super().__init__()
-        self.stem = ConvBnAct(3, 32, 3, 2, act=nn.SiLU)
         blocks, c_in = [], 32
         for expansion, kernel, stride, c_out, repeats in _B0:
             for r in range(repeats):
@@ -26,12 +23,8 @@ class EfficientNet(nn.Module):
                 blocks.append(InvertedResidual(c_in, c_out, kernel, stride if r == 0 else 1, expanded, nn.SiLU, se))
                 c_in = c_out
         blocks.append(ConvBnAct(c_in, 1280, 1, act=nn.SiLU))
-        self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
+        super().__init__(ConvBnAct(3, 32, 3, 2, act=nn.SiLU), nn.Sequential(*blocks),
+                         pooled_classifier(nn.Dropout(0.2), nn.Linear(1280, num_classes)))
 
 
 register("efficientnet_b0", family="efficientnet",

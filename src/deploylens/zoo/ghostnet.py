@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from deploylens.zoo.blocks import ConvBnAct, GhostModule, SqueezeExcite, make_divisible
+from deploylens.zoo.blocks import ClassifierNet, ConvBnAct, GhostModule, SqueezeExcite, make_divisible
 from deploylens.zoo.registry import Published, register
 
 
@@ -32,11 +32,10 @@ _CONFIG = [(3, 16, 16, 0, 1), (3, 48, 24, 0, 2), (3, 72, 24, 0, 1), (5, 72, 40, 
            (5, 960, 160, 0, 1), (5, 960, 160, 0.25, 1)]
 
 
-class GhostNet(nn.Module):
+class GhostNet(ClassifierNet):
     def __init__(self, width: float = 1.0, num_classes: int = 1000):
-        super().__init__()
         c_in = make_divisible(16 * width, 4)
-        self.stem = ConvBnAct(3, c_in, 3, 2)
+        stem = ConvBnAct(3, c_in, 3, 2)
         blocks = []
         for kernel, expanded, c, se_ratio, stride in _CONFIG:
             c_out = make_divisible(c * width, 4)
@@ -44,18 +43,14 @@ class GhostNet(nn.Module):
             c_in = c_out
         head = make_divisible(960 * width, 4)
         blocks.append(ConvBnAct(c_in, head, 1))
-        self.blocks = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.conv_head = nn.Conv2d(head, 1280, 1)
-        self.act = nn.ReLU(inplace=True)
-        self.classifier = nn.Linear(1280, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.conv_head(self.pool(self.blocks(self.stem(x)))))
-        return self.classifier(torch.flatten(x, 1))
+        # the head conv runs after pooling, on 1x1 features
+        head_layers = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(head, 1280, 1), nn.ReLU(inplace=True),
+                                    nn.Flatten(1), nn.Linear(1280, num_classes))
+        super().__init__(stem, nn.Sequential(*blocks), head_layers)
 
 
 register("ghostnet_100", family="ghostnet",
          published=Published("5.18M", "142M", "FLOPs (MAdds)", 73.98,
-                             "params: timm results CSV; MACs, top-1: huawei-noah/Efficient-AI-Backbones ghostnet_pytorch"))(
+                             "params: timm results CSV; "
+                             "MACs, top-1: huawei-noah/Efficient-AI-Backbones ghostnet_pytorch"))(
     lambda: GhostNet(1.0))

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
-from deploylens.zoo.blocks import ConvBnAct, InvertedResidual, SqueezeExcite, make_divisible
+from deploylens.zoo.blocks import (
+    ClassifierNet,
+    ConvBnAct,
+    InvertedResidual,
+    SqueezeExcite,
+    make_divisible,
+    pooled_classifier,
+)
 from deploylens.zoo.registry import Published, register
 
 
-class MobileNet(nn.Module):
+class MobileNet(ClassifierNet):
     """A stem, a sequence of blocks and a pooled classifier head."""
 
     def __init__(self, stem: nn.Module, blocks: list[nn.Module], head: nn.Module):
-        super().__init__()
-        self.stem = stem
-        self.blocks = nn.Sequential(*blocks)
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)))
-
-
-def _pooled_classifier(*layers: nn.Module) -> nn.Sequential:
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), *layers)
+        super().__init__(stem, nn.Sequential(*blocks), head)
 
 
 # --- V1: depthwise-separable convs -------------------------------------------------
@@ -40,7 +36,7 @@ def mobilenet_v1(alpha: float, num_classes: int = 1000) -> MobileNet:
                                     ConvBnAct(c_in, c_out, 1, act=nn.ReLU6)))
         c_in = c_out
     return MobileNet(ConvBnAct(3, int(32 * alpha), 3, 2, act=nn.ReLU6), blocks,
-                     _pooled_classifier(nn.Linear(c_in, num_classes)))
+                     pooled_classifier(nn.Linear(c_in, num_classes)))
 
 
 _TF_V1 = ("params: tensorflow/models research/slim/nets/mobilenet_v1.md (TF-slim checkpoints); "
@@ -68,7 +64,7 @@ def mobilenet_v2(width: float, num_classes: int = 1000) -> MobileNet:
             c_in = c_out
     last = make_divisible(1280 * max(1.0, width))
     blocks.append(ConvBnAct(c_in, last, 1, act=nn.ReLU6))
-    return MobileNet(stem, blocks, _pooled_classifier(nn.Dropout(0.2), nn.Linear(last, num_classes)))
+    return MobileNet(stem, blocks, pooled_classifier(nn.Dropout(0.2), nn.Linear(last, num_classes)))
 
 
 _TF_V2 = "tensorflow/models research/slim/nets/mobilenet/README.md (TF checkpoints)"
@@ -102,7 +98,7 @@ def mobilenet_v3(config: list[tuple], last: int, num_classes: int = 1000) -> Mob
         blocks.append(InvertedResidual(c_in, c_out, kernel, stride, expanded, act, squeeze))
         c_in = c_out
     blocks.append(ConvBnAct(c_in, 6 * c_in, 1, act=_HS))
-    head = _pooled_classifier(nn.Linear(6 * c_in, last), nn.Hardswish(inplace=True), nn.Dropout(0.2),
+    head = pooled_classifier(nn.Linear(6 * c_in, last), nn.Hardswish(inplace=True), nn.Dropout(0.2),
                               nn.Linear(last, num_classes))
     return MobileNet(ConvBnAct(3, 16, 3, 2, act=_HS), blocks, head)
 

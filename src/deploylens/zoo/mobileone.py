@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from deploylens.zoo.blocks import ClassifierNet, pooled_classifier
 from deploylens.zoo.registry import Published, register
 from deploylens.zoo.reparam import RepBranches
 
@@ -36,12 +37,11 @@ class MobileOneBlock(nn.Module):
         return self.act(self.se(self.branches(x)))
 
 
-class MobileOne(nn.Module):
+class MobileOne(ClassifierNet):
     def __init__(self, widths: tuple[float, ...], branches: int = 1, use_se: bool = False,
                  depths: tuple[int, ...] = (2, 8, 10, 1), num_classes: int = 1000):
-        super().__init__()
         c_in = min(64, int(64 * widths[0]))
-        self.stem = MobileOneBlock(3, c_in, 3, 2, 1, branches=1)
+        stem = MobileOneBlock(3, c_in, 3, 2, 1, branches=1)
         stages = []
         for index, (depth, base) in enumerate(zip(depths, (64, 128, 256, 512))):
             c_out = int(base * widths[index])
@@ -54,12 +54,7 @@ class MobileOne(nn.Module):
                 blocks.append(MobileOneBlock(c_in, c_out, 1, 1, 1, branches, se))
                 c_in = c_out
             stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+        super().__init__(stem, nn.Sequential(*stages), pooled_classifier(nn.Linear(c_in, num_classes)))
 
 
 _SOURCE = "mmpretrain configs/mobileone deploy counts; top-1 apple/ml-mobileone README"
@@ -73,12 +68,7 @@ _VARIANTS = {
 }
 
 
-def _register(name: str, widths, branches, use_se, params, macs, top1) -> None:
-    @register(f"mobileone_{name}", family="mobileone", deploy_counts=True,
-              published=Published(params, macs, "FLOPs (MACs), deploy form", top1, _SOURCE))
-    def build() -> MobileOne:
-        return MobileOne(widths, branches, use_se)
-
-
-for _name, _cfg in _VARIANTS.items():
-    _register(_name, *_cfg)
+for _name, (_widths, _branches, _se, _params, _macs, _top1) in _VARIANTS.items():
+    register(f"mobileone_{_name}", family="mobileone", deploy_counts=True,
+             published=Published(_params, _macs, "FLOPs (MACs), deploy form", _top1, _SOURCE))(
+        lambda widths=_widths, branches=_branches, use_se=_se: MobileOne(widths, branches, use_se))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from deploylens.zoo.blocks import ClassifierNet, pooled_classifier
 from deploylens.zoo.registry import Published, register
 from deploylens.zoo.reparam import RepBranches
 
@@ -23,13 +24,11 @@ class RepVGGBlock(nn.Module):
         return self.act(self.branches(x))
 
 
-class RepVGG(nn.Module):
+class RepVGG(ClassifierNet):
     def __init__(self, depths: tuple[int, ...], widths: tuple[float, ...], groups: int = 1,
                  num_classes: int = 1000):
-        super().__init__()
-        a = widths[0]
-        c_in = min(64, int(64 * a))
-        self.stem = RepVGGBlock(3, c_in, 2)
+        c_in = min(64, int(64 * widths[0]))
+        stem = RepVGGBlock(3, c_in, 2)
         layer = 1
         stages = []
         for index, (depth, base) in enumerate(zip(depths, (64, 128, 256, 512))):
@@ -41,12 +40,7 @@ class RepVGG(nn.Module):
                 c_in = c_out
                 layer += 1
             stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+        super().__init__(stem, nn.Sequential(*stages), pooled_classifier(nn.Linear(c_in, num_classes)))
 
 
 _A, _B = (2, 4, 14, 1), (4, 6, 16, 1)
@@ -65,12 +59,7 @@ _VARIANTS = {
 }
 
 
-def _register(name: str, depths, widths, groups, params, macs, top1) -> None:
-    @register(f"repvgg_{name}", family="repvgg", deploy_counts=True,
-              published=Published(params, macs, "Theo FLOPs (MACs), deploy form", top1, _MMPRE))
-    def build() -> RepVGG:
-        return RepVGG(depths, widths, groups)
-
-
-for _name, _cfg in _VARIANTS.items():
-    _register(_name, *_cfg)
+for _name, (_depths, _widths, _groups, _params, _macs, _top1) in _VARIANTS.items():
+    register(f"repvgg_{_name}", family="repvgg", deploy_counts=True,
+             published=Published(_params, _macs, "Theo FLOPs (MACs), deploy form", _top1, _MMPRE))(
+        lambda depths=_depths, widths=_widths, groups=_groups: RepVGG(depths, widths, groups))

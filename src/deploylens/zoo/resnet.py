@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from deploylens.zoo.blocks import ConvBnAct
+from deploylens.zoo.blocks import ClassifierNet, ConvBnAct, pooled_classifier
 from deploylens.zoo.registry import Published, register
 
 
@@ -43,10 +43,8 @@ def _shortcut(c_in: int, c_out: int, stride: int) -> nn.Module:
     return nn.Identity() if stride == 1 and c_in == c_out else ConvBnAct(c_in, c_out, 1, stride, act=None)
 
 
-class ResNet(nn.Module):
+class ResNet(ClassifierNet):
     def __init__(self, block: type[nn.Module], depths: tuple[int, ...], num_classes: int = 1000):
-        super().__init__()
-        self.stem = nn.Sequential(ConvBnAct(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1))
         stages, c_in = [], 64
         for index, depth in enumerate(depths):
             width = 64 * 2**index
@@ -55,12 +53,8 @@ class ResNet(nn.Module):
                 blocks.append(block(c_in, width, 2 if b == 0 and index > 0 else 1))
                 c_in = width * block.expansion
             stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+        super().__init__(nn.Sequential(ConvBnAct(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1)), nn.Sequential(*stages),
+                         pooled_classifier(nn.Linear(c_in, num_classes)))
 
 
 _TORCHVISION = "torchvision ResNet*_Weights.IMAGENET1K_V1 metadata"

@@ -5,21 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from deploylens.zoo.blocks import ConvBnAct, channel_shuffle
+from deploylens.zoo.blocks import ClassifierNet, ConvBnAct, channel_shuffle, pooled_classifier
 from deploylens.zoo.registry import Published, register
 
 
-class ShuffleNet(nn.Module):
-    def __init__(self, stem: nn.Module, stages: list[nn.Module], head: nn.Module, c_out: int, num_classes: int,
+class ShuffleNet(ClassifierNet):
+    def __init__(self, stem: nn.Module, stages: list[nn.Module], last_conv: nn.Module, c_out: int, num_classes: int,
                  fc_bias: bool = True):
-        super().__init__()
-        self.stem = stem
-        self.stages = nn.Sequential(*stages)
-        self.head = head
-        self.fc = nn.Linear(c_out, num_classes, bias=fc_bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.head(self.stages(self.stem(x))).mean((2, 3)))
+        super().__init__(stem, nn.Sequential(*stages, last_conv),
+                         pooled_classifier(nn.Linear(c_out, num_classes, bias=fc_bias)))
 
 
 def _stem(c_out: int) -> nn.Sequential:

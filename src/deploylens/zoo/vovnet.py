@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from deploylens.zoo.blocks import ConvBnAct
+from deploylens.zoo.blocks import ClassifierNet, ConvBnAct, pooled_classifier
 from deploylens.zoo.registry import Published, register
 
 
@@ -25,11 +25,10 @@ class OSAModule(nn.Module):
         return y + x if self.identity else y
 
 
-class VoVNet(nn.Module):
+class VoVNet(ClassifierNet):
     def __init__(self, stage_channels: tuple[int, ...], concat_channels: tuple[int, ...],
                  blocks_per_stage: tuple[int, ...], layers_per_block: int = 5, num_classes: int = 1000):
-        super().__init__()
-        self.stem = nn.Sequential(ConvBnAct(3, 64, 3, 2), ConvBnAct(64, 64, 3), ConvBnAct(64, 128, 3, 2))
+        stem = nn.Sequential(ConvBnAct(3, 64, 3, 2), ConvBnAct(64, 64, 3), ConvBnAct(64, 128, 3, 2))
         stages, c_in = [], 128
         for index, (stage, concat, blocks) in enumerate(zip(stage_channels, concat_channels, blocks_per_stage)):
             modules: list[nn.Module] = [nn.MaxPool2d(3, 2, ceil_mode=True)] if index > 0 else []
@@ -37,12 +36,7 @@ class VoVNet(nn.Module):
                 modules.append(OSAModule(c_in, stage, concat, layers_per_block, identity=b > 0))
                 c_in = concat
             stages.append(nn.Sequential(*modules))
-        self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_in, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+        super().__init__(stem, nn.Sequential(*stages), pooled_classifier(nn.Linear(c_in, num_classes)))
 
 
 # Layout of the authors' co-repository (stigma0617/VoVNet.pytorch). The only verified
