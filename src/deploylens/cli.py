@@ -138,6 +138,150 @@ def crosscheck(
         stdout.print(f"note: {line}", markup=False, highlight=False)
 
 
+def _csv_list(text: str, convert=str) -> list:
+    try:
+        return [convert(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"bad list {text!r}: expected comma-separated values")
+
+
+_BENCH_COLUMNS = ("backend", "device", "dtype", "batch", "threads", "scenario", "p50_ms", "p90_ms", "p99_ms",
+                  "mean_ms", "std_ms", "min_ms", "throughput", "iterations", "stop_reason", "achieved_gflops",
+                  "achieved_gbs", "max_rel_error")
+
+
+@app.command()
+def bench(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    backend: str = typer.Option(
+        "torch", help="Comma-separated: torch, torch-compile, onnxruntime, openvino, tensorrt."),
+    batch: str = typer.Option("1", help="Comma-separated batch sizes; 1 is the latency scenario, more is throughput."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Threads for every backend (default: torch's count)."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16 (torch backends)."),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
+    min_time: float = typer.Option(1.0, min=0.0, help="Seconds of timed samples at least."),
+    max_time: float = typer.Option(10.0, min=0.01, help="Seconds of timed samples at most."),
+    layers: bool = typer.Option(False, "--layers", help="Also measure per-layer times (profilers)."),
+    store: Optional[str] = typer.Option(None, help="SQLite results store (default: $DEPLOYLENS_STORE or "
+                                                    "~/.local/share/deploylens/runs.sqlite)."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not save this run."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+) -> None:
+    """Latency and throughput: warm-up, adaptive stop, percentiles, outputs checked first."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from deploylens.bench.harness import bench as run_bench
+    from deploylens.bench.runner import StopRule
+    from deploylens.bench.store import Store
+    from deploylens.report import to_csv
+
+    if min_time > max_time:
+        raise UserError(f"--min-time {min_time} exceeds --max-time {max_time}")
+    results_store = None if no_store else Store(store)
+    rule = StopRule(min_time=min_time, max_time=max_time)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr,
+                  transient=True) as progress:
+        task = progress.add_task("benchmarking", total=None)
+        results = run_bench(model, _csv_list(backend), _csv_list(batch, int), threads, device, dtype,
+                            _joined_shapes(input_shape), rule, layers, results_store,
+                            progress=lambda message: progress.update(task, description=message))
+    for r in results:
+        if r.noisy:
+            stderr.print(f"warning: {r.backend} batch {r.batch} is noisy: IQR {r.iqr_ms:.3f} ms is over 10% of the "
+                         f"median {r.p50_ms:.3f} ms", markup=False, highlight=False)
+    records = [{k: v for k, v in r.to_dict().items() if k != "samples_ms"} for r in results]
+    if fmt is Format.json:
+        _emit(json.dumps(records, indent=2), output)
+        return
+    if fmt is Format.csv:
+        _emit(to_csv([{k: r[k] for k in _BENCH_COLUMNS} for r in records]), output)
+        return
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for column in ("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean +/- std", "samples/s", "iters", "stop",
+                   "load ms", "1st ms", "GFLOP/s", "GB/s", "rel err"):
+        table.add_column(column, justify="left" if column in ("backend", "stop") else "right")
+    for r in results:
+        table.add_row(r.backend, str(r.batch), f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}",
+                      f"{r.mean_ms:.3f} +/- {r.std_ms:.3f}", f"{r.throughput:.1f}", str(r.iterations), r.stop_reason,
+                      f"{r.cold_ms['load']:.1f}", f"{r.cold_ms['first_inference']:.1f}",
+                      f"{r.achieved_gflops or 0:.1f}", f"{r.achieved_gbs or 0:.2f}",
+                      "" if r.max_rel_error is None else f"{r.max_rel_error:.1e}")
+    first = results[0]
+    stdout.print(f"[bold]{first.model}[/]  device {first.device}  dtype {first.dtype}  threads {first.threads}  "
+                 "(batch 1: single-stream latency; larger: offline throughput)")
+    stdout.print(table)
+    for r in results:
+        if r.layers:
+            stdout.print(f"slowest layers, {r.backend} batch {r.batch}:", markup=False)
+            for row in r.layers[:10]:
+                stdout.print(f"  {row['layer'][-56:]:56s} {row['kind']:12s} {row['time_ms']:8.3f} ms "
+                             f"{row['share'] * 100:5.1f}%  {row['achieved_gflops'] or 0:8.1f} GFLOP/s  "
+                             f"{row['achieved_gbs'] or 0:7.2f} GB/s", markup=False, highlight=False)
+    if results_store:
+        stdout.print(f"saved to {results_store.path}", markup=False)
+
+
+runs_app = typer.Typer(no_args_is_help=True, help="Stored bench runs: list, show, compare.")
+app.add_typer(runs_app, name="runs")
+STORE_HELP = "SQLite results store (default: $DEPLOYLENS_STORE or ~/.local/share/deploylens/runs.sqlite)."
+
+
+@runs_app.command("list")
+def runs_list(store: Optional[str] = typer.Option(None, help=STORE_HELP),
+              fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """The most recent runs."""
+    from deploylens.bench.store import Store
+
+    rows = Store(store).runs()
+    if fmt is Format.json:
+        _emit(json.dumps(rows, indent=2), None)
+        return
+    for row in rows:
+        stdout.print(f"{row['id']:5d}  {row['created']}  {row['status']:11s}  {row['measurements']:3d} measurements  "
+                     f"{row['model']}", markup=False, highlight=False)
+
+
+@runs_app.command("show")
+def runs_show(run_id: int = typer.Argument(...), store: Optional[str] = typer.Option(None, help=STORE_HELP),
+              fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """One run: arguments, environment and measurements."""
+    from deploylens.bench.store import Store
+
+    run = Store(store).run(run_id)
+    if fmt is Format.json:
+        _emit(json.dumps(run, indent=2), None)
+        return
+    stdout.print(f"run {run['id']}  {run['created']}  {run['model']}  {run['status']}", markup=False)
+    for m in run["measurements"]:
+        stdout.print(f"  {m['backend']:14s} batch {m['batch']:4d}  p50 {m['p50_ms']:9.3f} ms  "
+                     f"{m['throughput']:9.1f} samples/s  {m['stop_reason']}", markup=False, highlight=False)
+
+
+@runs_app.command("compare")
+def runs_compare(baseline: int = typer.Argument(...), candidate: int = typer.Argument(...),
+                 store: Optional[str] = typer.Option(None, help=STORE_HELP),
+                 fail_above: Optional[float] = typer.Option(None, help="Exit 1 when a p50 ratio exceeds this "
+                                                                        "(e.g. 1.10: a 10% regression)."),
+                 fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """Candidate / baseline ratios of the median latency and throughput."""
+    from deploylens.bench.store import Store
+
+    result = Store(store).compare(baseline, candidate)
+    if fmt is Format.json:
+        _emit(json.dumps(result, indent=2), None)
+    else:
+        stdout.print(f"run {candidate} vs {baseline} ({result['models'][1]} vs {result['models'][0]})", markup=False)
+        for row in result["rows"]:
+            stdout.print(f"  {row['backend']:14s} batch {row['batch']:4d}  p50 {row['baseline_p50_ms']:9.3f} -> "
+                         f"{row['p50_ms']:9.3f} ms  x{row['p50_ratio']:.3f}", markup=False, highlight=False)
+    if fail_above is not None and any(row["p50_ratio"] > fail_above for row in result["rows"]):
+        raise typer.Exit(1)
+
+
 zoo_app = typer.Typer(no_args_is_help=True, help="The built-in architectures, with published figures.")
 app.add_typer(zoo_app, name="zoo")
 

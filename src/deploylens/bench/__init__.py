@@ -1,0 +1,1 @@
+"""Benchmark harness: correct latency and throughput measurement on several backends."""

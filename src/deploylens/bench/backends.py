@@ -1,0 +1,184 @@
+"""Inference backends behind one interface: prepare once (cold timings), then a
+``run()`` that performs one inference on fixed inputs.
+
+torch eager, torch.compile and ONNX Runtime always; OpenVINO and TensorRT when
+installed. A backend that is not installed says so in one line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from deploylens.errors import UserError
+
+
+@dataclass
+class Prepared:
+    run: Callable[[], Any]  # one inference
+    outputs: Callable[[], list[np.ndarray]]  # one inference, outputs as float32 arrays
+    load_s: float  # model load / session creation / compile set-up
+    first_s: float  # the first inference (includes lazy compilation)
+    sync: Callable[[], None] = lambda: None
+    device_timer: Callable[[Callable[[], None]], float] | None = None  # CUDA events
+    info: dict = field(default_factory=dict)
+    close: Callable[[], None] = lambda: None
+
+
+def _numpy(outputs: Any) -> list[np.ndarray]:
+    flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return [o.detach().float().cpu().numpy() if isinstance(o, torch.Tensor) else np.asarray(o, dtype=np.float32)
+            for o in flat]
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def _cuda_event_timer(block: Callable[[], None]) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    block()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
+_TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _torch_prepare(model: torch.nn.Module, inputs: list[torch.Tensor], device: str, dtype: str,
+                   compile_model: bool) -> Prepared:
+    torch_dtype = _TORCH_DTYPES[dtype]
+
+    def load():
+        moved = model.to(device=device, dtype=torch_dtype).eval()
+        return torch.compile(moved) if compile_model else moved
+
+    runnable, load_s = _timed(load)
+    args = [x.to(device=device, dtype=torch_dtype if x.is_floating_point() else x.dtype) for x in inputs]
+    cuda = device == "cuda"
+
+    def run():
+        with torch.inference_mode():
+            return runnable(*args)
+
+    def first():
+        out = run()
+        if cuda:
+            torch.cuda.synchronize()
+        return out
+
+    _, first_s = _timed(first)  # torch.compile compiles here: warm-up, never a sample
+    return Prepared(run=run, outputs=lambda: _numpy(run()), load_s=load_s, first_s=first_s,
+                    sync=torch.cuda.synchronize if cuda else (lambda: None),
+                    device_timer=_cuda_event_timer if cuda else None,
+                    info={"torch": torch.__version__, "compiled": compile_model})
+
+
+def export_onnx_for_bench(model: torch.nn.Module, inputs: list[torch.Tensor], path: str) -> None:
+    """A dynamic-batch ONNX export for the runtime backends."""
+    names = [f"input{i}" for i in range(len(inputs))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.float().eval(), tuple(inputs), path, dynamo=False, opset_version=17,
+                          input_names=names, dynamic_axes={n: {0: "batch"} for n in names})
+
+
+def _onnxruntime_prepare(onnx_path: str, inputs: list[np.ndarray], threads: int, device: str) -> Prepared:
+    import onnxruntime as ort
+
+    providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise UserError("onnxruntime has no CUDA provider here (install onnxruntime-gpu)")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session, load_s = _timed(lambda: ort.InferenceSession(onnx_path, options, providers=providers))
+    feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}
+
+    def run():
+        return session.run(None, feeds)
+
+    _, first_s = _timed(run)
+    return Prepared(run=run, outputs=lambda: _numpy(run()), load_s=load_s, first_s=first_s,
+                    info={"onnxruntime": ort.__version__, "providers": session.get_providers()})
+
+
+def _openvino_prepare(onnx_path: str, inputs: list[np.ndarray], threads: int, device: str) -> Prepared:
+    import openvino as ov
+
+    if device != "cpu":
+        raise UserError("the openvino backend runs on --device cpu here")
+    core = ov.Core()
+    # fp32 means fp32: OpenVINO would otherwise pick bf16 on CPUs with AMX / AVX512-BF16
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+    compiled, load_s = _timed(lambda: core.compile_model(onnx_path, "CPU", config))
+    request = compiled.create_infer_request()
+
+    def run():
+        return request.infer(inputs)
+
+    _, first_s = _timed(run)
+    return Prepared(run=run, outputs=lambda: [np.asarray(v, dtype=np.float32) for v in run().values()],
+                    load_s=load_s, first_s=first_s, info={"openvino": ov.__version__})
+
+
+def _tensorrt_prepare(onnx_path: str, inputs: list[np.ndarray], threads: int, device: str) -> Prepared:
+    raise UserError("the tensorrt backend needs TensorRT and a CUDA GPU; neither path is available here")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    needs_torch_model: bool
+    module: str | None  # the package that must be importable
+    prepare: Callable[..., Prepared]
+    dtypes: tuple[str, ...] = ("fp32",)
+
+    def missing(self) -> str | None:
+        if self.module and importlib.util.find_spec(self.module) is None:
+            return f"backend {self.name!r} is not installed (pip install {self.module})"
+        return None
+
+
+BACKENDS = {
+    "torch": Backend("torch", True, None, lambda m, x, t, d, dt: _torch_prepare(m, x, d, dt, False),
+                     ("fp32", "fp16", "bf16")),
+    "torch-compile": Backend("torch-compile", True, None, lambda m, x, t, d, dt: _torch_prepare(m, x, d, dt, True),
+                             ("fp32", "fp16", "bf16")),
+    "onnxruntime": Backend("onnxruntime", False, "onnxruntime", _onnxruntime_prepare),
+    "openvino": Backend("openvino", False, "openvino", _openvino_prepare),
+    "tensorrt": Backend("tensorrt", False, "tensorrt", _tensorrt_prepare),
+}
+
+
+def resolve_backends(names: list[str], dtype: str) -> list[Backend]:
+    """Validate the requested backends before anything runs or is stored."""
+    chosen = []
+    for name in names:
+        if name not in BACKENDS:
+            raise UserError(f"unknown backend {name!r}; one of {', '.join(BACKENDS)}")
+        backend = BACKENDS[name]
+        reason = backend.missing()
+        if reason:
+            raise UserError(reason)
+        if dtype not in backend.dtypes:
+            raise UserError(f"backend {name!r} runs {', '.join(backend.dtypes)} here, not {dtype}")
+        chosen.append(backend)
+    return chosen
+
+
+def temporary_onnx_dir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="deploylens-bench-", dir=os.environ.get("TMPDIR"))

@@ -1,0 +1,247 @@
+"""``deploylens.bench``: correct latency and throughput on several backends.
+
+Phase 1 prepares every (backend, batch) session and checks its outputs against torch
+eager, so that a wrong export is never timed and a bad input writes nothing. Phase 2
+times each one (warm-up, block timing, adaptive stop) and stores it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from deploylens.bench import environment
+from deploylens.bench.backends import Prepared, export_onnx_for_bench, resolve_backends, temporary_onnx_dir
+from deploylens.bench.gpu import NvmlSampler, load_nvml
+from deploylens.bench.runner import StopRule, measure
+from deploylens.errors import UserError, first_line
+
+TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 5e-2}  # max |diff| relative to max |reference|
+
+
+@dataclass
+class Measurement:
+    model: str
+    backend: str
+    device: str
+    dtype: str
+    batch: int
+    threads: int
+    scenario: str  # "latency" (batch 1, sequential) or "throughput" (offline, batched)
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    iqr_ms: float
+    median_ci95_ms: list[float]
+    throughput: float  # samples per second at the median
+    iterations: int
+    block: int
+    warmup_iterations: int
+    stop_reason: str
+    noisy: bool
+    cold_ms: dict  # {"load": ..., "first_inference": ...}
+    max_rel_error: float | None  # outputs vs torch eager fp32
+    flops: int | None  # per batch, from the analyzer
+    bytes_fused: int | None
+    achieved_gflops: float | None
+    achieved_gbs: float | None
+    device_p50_ms: float | None = None  # CUDA events
+    gpu: dict | None = None  # NVML: GPU-Util beside achieved fractions of peak
+    samples_ms: list[float] = field(default_factory=list)
+    layers: list[dict] | None = None
+    info: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _max_rel_error(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float:
+    worst = 0.0
+    for out, ref in zip(outputs, reference):
+        if out.shape != ref.shape:
+            return float("inf")
+        scale = max(float(np.abs(ref).max()), 1e-6)
+        worst = max(worst, float(np.abs(out.astype(np.float32) - ref).max()) / scale)
+    return worst
+
+
+def _inputs(shapes: list[tuple[tuple[int, ...], str]], batch: int, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    made = []
+    for shape, dtype in shapes:
+        shape = (batch, *shape[1:])
+        made.append(torch.randn(shape, generator=generator) if dtype == "float"
+                    else torch.zeros(shape, dtype=getattr(torch, dtype)))
+    return made
+
+
+def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batches: list[int] | tuple[int, ...] = (1,),
+          threads: int | None = None, device: str = "cpu", dtype: str = "fp32", input_shape: Any = None,
+          rule: StopRule = StopRule(), layers: bool = False, store: Any = None,
+          progress: Callable[[str], None] = lambda message: None) -> list[Measurement]:
+    """Measure ``model`` (any form ``analyze`` takes) on each backend and batch size."""
+    from deploylens.analyze import analyze, parse_input_shapes, resolve_model
+
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {device!r}: cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible here (the CUDA paths are skipped)")
+    if dtype not in TOLERANCE:
+        raise UserError(f"unknown dtype {dtype!r}: one of {', '.join(TOLERANCE)}")
+    if not batches or any(b <= 0 for b in batches):
+        raise UserError("batch sizes must be positive integers")
+    chosen = resolve_backends(list(backends), dtype)
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    built, name = resolve_model(model)
+    is_torch = isinstance(built, torch.nn.Module)
+    if not is_torch and any(b.needs_torch_model for b in chosen):
+        raise UserError("torch backends need a PyTorch model, not an ONNX file")
+    shapes = parse_input_shapes(input_shape)
+    if shapes is None:
+        from deploylens import zoo
+
+        resolution = zoo.resolution_of(model) if isinstance(model, str) else None
+        if is_torch:
+            shapes = [((1, 3, resolution or 224, resolution or 224), "float")]
+        else:
+            from deploylens.frontends.onnx_capture import capture_onnx
+
+            shapes = [(tuple(t.shape), "float") for t in capture_onnx(built, None, None, name).inputs]
+
+    with temporary_onnx_dir() as workdir:
+        onnx_path = os.path.join(workdir, "model.onnx")
+        prepared: list[tuple[Any, int, Prepared, float | None, list]] = []
+        for batch in batches:
+            inputs = _inputs(shapes, batch)
+            reference = None
+            if is_torch:
+                try:
+                    with torch.inference_mode():
+                        reference = [o for o in _as_list(built.float().eval()(*inputs))]
+                except Exception as error:  # noqa: BLE001 - the model's own error
+                    raise UserError(f"the model rejects batch {batch} with input shapes "
+                                    f"{[list(x.shape) for x in inputs]}: {first_line(error)}") from error
+                reference = [r.detach().float().numpy() for r in reference]
+            for backend in chosen:
+                progress(f"preparing {backend.name} batch {batch}")
+                if backend.needs_torch_model:
+                    subject = built if device == "cpu" and dtype == "fp32" else copy.deepcopy(built)
+                    session = backend.prepare(subject, inputs, threads, device, dtype)
+                else:
+                    if not os.path.exists(onnx_path):
+                        if is_torch:
+                            export_onnx_for_bench(built, inputs, onnx_path)
+                        else:
+                            import onnx
+
+                            onnx.save_model(built, onnx_path)
+                    try:
+                        session = backend.prepare(onnx_path, [x.numpy() for x in inputs], threads, device)
+                    except UserError:
+                        raise
+                    except Exception as error:  # noqa: BLE001 - runtimes raise their own types
+                        raise UserError(f"{backend.name} cannot run the model: {first_line(error)}") from error
+                error = _max_rel_error(session.outputs(), reference) if reference is not None else None
+                if error is not None and error > TOLERANCE[dtype]:
+                    raise UserError(f"outputs of {backend.name} differ from torch eager by {error:.2e} "
+                                    f"(relative, tolerance {TOLERANCE[dtype]:.0e}) at batch {batch}: not timed")
+                prepared.append((backend, batch, session, error, inputs))
+
+        profiles = {}
+        for batch in batches:
+            try:
+                profiles[batch] = analyze(built, [((batch, *s[1:]), d) for s, d in shapes])
+            except UserError:
+                profiles[batch] = None
+
+        env = environment.capture(threads)
+        arguments = {"backends": list(backends), "batches": list(batches), "threads": threads, "device": device,
+                     "dtype": dtype, "input_shapes": [list(s) for s, _ in shapes], "rule": asdict(rule)}
+        run_id = store.begin(name, arguments, env) if store else None
+        results = []
+        status = "interrupted"
+        try:
+            for backend, batch, session, error, inputs in prepared:
+                progress(f"timing {backend.name} batch {batch}")
+                nvml = load_nvml() if device == "cuda" else None
+                if nvml:
+                    with NvmlSampler(nvml) as sampler:
+                        timing = measure(session.run, rule, sync=session.sync, device_timer=session.device_timer)
+                    util = sampler.report()
+                else:
+                    timing = measure(session.run, rule, sync=session.sync, device_timer=session.device_timer)
+                    util = None
+                result = _measurement(name, backend.name, device, dtype, batch, threads, timing, session, error,
+                                      profiles.get(batch), util)
+                if layers:
+                    result.layers = _layer_times(backend.name, built, inputs, onnx_path, threads, profiles.get(batch))
+                results.append(result)
+                if store:
+                    store.add(run_id, result.to_dict())
+            status = "complete"
+        finally:
+            if store:
+                store.finish(run_id, status)
+            for *_, session, _e, _i in prepared:
+                session.close()
+    return results
+
+
+def _as_list(outputs: Any) -> list:
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _measurement(model: str, backend: str, device: str, dtype: str, batch: int, threads: int, timing, session,
+                 error, profile, util) -> Measurement:
+    s = timing.summary
+    flops = profile.totals.flops if profile else None
+    nbytes = profile.totals.bytes_fused if profile else None
+    gpu = None
+    if device == "cuda":
+        from deploylens.bench.gpu import utilization_context
+
+        gpu = utilization_context(util, flops / s.p50 / 1e12 if flops else None,
+                                  nbytes / s.p50 / 1e9 if nbytes else None, None, None)
+    return Measurement(
+        model=model, backend=backend, device=device, dtype=dtype, batch=batch, threads=threads,
+        scenario="latency" if batch == 1 else "throughput",
+        p50_ms=s.p50 * 1e3, p90_ms=s.p90 * 1e3, p95_ms=s.p95 * 1e3, p99_ms=s.p99 * 1e3, mean_ms=s.mean * 1e3,
+        std_ms=s.std * 1e3, min_ms=s.min * 1e3, max_ms=s.max * 1e3, iqr_ms=s.iqr * 1e3,
+        median_ci95_ms=[s.ci_low * 1e3, s.ci_high * 1e3], throughput=batch / s.p50, iterations=timing.iterations,
+        block=timing.block, warmup_iterations=timing.warmup_iterations, stop_reason=timing.stop_reason,
+        noisy=timing.noisy, cold_ms={"load": session.load_s * 1e3, "first_inference": session.first_s * 1e3},
+        max_rel_error=error, flops=flops, bytes_fused=nbytes,
+        achieved_gflops=flops / s.p50 / 1e9 if flops else None,
+        achieved_gbs=nbytes / s.p50 / 1e9 if nbytes else None,
+        device_p50_ms=(sorted(timing.device_samples)[len(timing.device_samples) // 2] * 1e3
+                       if timing.device_samples else None),
+        gpu=gpu, samples_ms=[x * 1e3 for x in timing.samples], info=session.info)
+
+
+def _layer_times(backend: str, model, inputs, onnx_path: str, threads: int, profile) -> list[dict] | None:
+    from deploylens.bench.layers import join, onnxruntime_node_times, output_owners, torch_module_times
+
+    if backend in ("torch", "torch-compile") and isinstance(model, torch.nn.Module) and profile:
+        return join(torch_module_times(model, inputs), profile, by="module")
+    if backend == "onnxruntime":
+        from deploylens.analyze import analyze
+
+        onnx_profile = analyze(onnx_path, [tuple(x.shape) for x in inputs])
+        import onnxruntime as ort
+
+        names = [i.name for i in ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).get_inputs()]
+        feeds = dict(zip(names, [x.numpy() for x in inputs]))
+        return join(onnxruntime_node_times(onnx_path, feeds, threads), onnx_profile, by="name",
+                    owners=output_owners(onnx_path))
+    return None

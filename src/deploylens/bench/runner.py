@@ -1,0 +1,91 @@
+"""The measurement loop: warm-up, block timing for tiny workloads, adaptive stop.
+
+Pure logic over an injected clock and an injected ``run`` callable, so the rules are
+unit-tested with a fake clock; backends provide ``run`` (and ``sync`` on CUDA).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from deploylens.bench.stats import Summary, summarize
+
+# a timed sample spans at least this long, so the timer's own cost stays negligible
+BLOCK_TARGET_S = 2e-3
+# a run is flagged noisy when its spread is this large relative to the median
+NOISY_IQR_RATIO = 0.10
+
+
+@dataclass(frozen=True)
+class StopRule:
+    warmup_iters: int = 5
+    warmup_time: float = 0.2  # seconds of warm-up at least
+    min_iters: int = 10
+    min_time: float = 1.0
+    max_time: float = 10.0
+    max_iters: int = 100_000
+    ci_target: float = 0.01  # stop when the median's 95% CI is within +/- this fraction
+
+
+@dataclass(frozen=True)
+class Timing:
+    samples: list[float]  # seconds per iteration, one per timed block
+    block: int  # iterations per timed block
+    iterations: int  # timed iterations in all (samples x block)
+    warmup_iterations: int
+    stop_reason: str  # "stable", "max_time" or "max_iters"
+    summary: Summary
+    device_samples: list[float]  # CUDA event time per iteration, one per block (empty on CPU)
+
+    @property
+    def noisy(self) -> bool:
+        return self.summary.iqr / self.summary.p50 > NOISY_IQR_RATIO if self.summary.p50 else False
+
+
+def measure(run: Callable[[], object], rule: StopRule = StopRule(), clock: Callable[[], float] = time.perf_counter,
+            sync: Callable[[], None] = lambda: None,
+            device_timer: Callable[[Callable[[], None]], float] | None = None) -> Timing:
+    """Time ``run`` until the median is stable or a bound is hit.
+
+    ``sync`` waits for asynchronous work (CUDA) before the clock is read; ``device_timer``
+    runs a block between device events and returns its device seconds.
+    """
+    start = clock()
+    warmup = 0
+    while warmup < rule.warmup_iters or clock() - start < rule.warmup_time:
+        run()
+        warmup += 1
+        if clock() - start > rule.max_time / 2:  # a very slow model still gets timed samples
+            break
+    sync()
+    per_call = (clock() - start) / warmup
+    block = max(1, math.ceil(BLOCK_TARGET_S / per_call)) if per_call > 0 else 1
+
+    def run_block() -> None:
+        for _ in range(block):
+            run()
+
+    samples: list[float] = []
+    device_samples: list[float] = []
+    timed_start = clock()
+    reason = "max_iters"
+    while len(samples) * block < rule.max_iters:
+        t0 = clock()
+        if device_timer:
+            device_samples.append(device_timer(run_block) / block)
+        else:
+            run_block()
+            sync()
+        samples.append((clock() - t0) / block)
+        elapsed = clock() - timed_start
+        if len(samples) >= max(rule.min_iters, 3) and elapsed >= rule.min_time:
+            if summarize(samples).ci_relative_half_width <= rule.ci_target:
+                reason = "stable"
+                break
+        if elapsed >= rule.max_time and len(samples) >= 3:
+            reason = "max_time"
+            break
+    return Timing(samples, block, len(samples) * block, warmup, reason, summarize(samples), device_samples)

@@ -1,0 +1,59 @@
+"""Statistics of latency samples: percentiles, a distribution-free confidence interval
+of the median, and the spread measures the stopping rule reads."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def percentile(sorted_samples: list[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default) of already sorted samples."""
+    if not sorted_samples:
+        raise ValueError("no samples")
+    position = (len(sorted_samples) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_samples) - 1)
+    return sorted_samples[low] + (sorted_samples[high] - sorted_samples[low]) * (position - low)
+
+
+def median_ci(sorted_samples: list[float], z: float = 1.96) -> tuple[float, float]:
+    """95% confidence interval of the median from order statistics (no normality
+    assumption): ranks n/2 -/+ z*sqrt(n)/2, clamped to the sample."""
+    n = len(sorted_samples)
+    half_width = z * math.sqrt(n) / 2
+    low = max(0, math.floor(n / 2 - half_width))
+    high = min(n - 1, math.ceil(n / 2 + half_width) - 1)
+    return sorted_samples[low], sorted_samples[high]
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    iqr: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def ci_relative_half_width(self) -> float:
+        """Half the width of the median's 95% CI, relative to the median."""
+        return (self.ci_high - self.ci_low) / 2 / self.p50 if self.p50 else math.inf
+
+
+def summarize(samples: list[float]) -> Summary:
+    ordered = sorted(samples)
+    n = len(ordered)
+    mean = sum(ordered) / n
+    std = math.sqrt(sum((s - mean) ** 2 for s in ordered) / (n - 1)) if n > 1 else 0.0
+    low, high = median_ci(ordered)
+    return Summary(n=n, p50=percentile(ordered, 50), p90=percentile(ordered, 90), p95=percentile(ordered, 95),
+                   p99=percentile(ordered, 99), mean=mean, std=std, min=ordered[0], max=ordered[-1],
+                   iqr=percentile(ordered, 75) - percentile(ordered, 25), ci_low=low, ci_high=high)

@@ -1,0 +1,251 @@
+"""The benchmark harness: statistics, the stopping rule, backends, store, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn as nn
+
+from deploylens import UserError
+from deploylens.bench.environment import cpu_info
+from deploylens.bench.gpu import NvmlSampler, utilization_context
+from deploylens.bench.harness import bench
+from deploylens.bench.runner import BLOCK_TARGET_S, StopRule, measure
+from deploylens.bench.stats import median_ci, percentile, summarize
+from deploylens.bench.store import Store
+
+QUICK = StopRule(warmup_iters=2, warmup_time=0.0, min_iters=5, min_time=0.05, max_time=0.3)
+
+
+class FakeClock:
+    """A clock that advances only when the fake workload runs."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def workload(clock: FakeClock, durations):
+    it = iter(durations)
+
+    def run():
+        clock.now += next(it)
+
+    return run
+
+
+def test_percentiles_and_summary_by_hand():
+    samples = [5.0, 1.0, 4.0, 2.0, 3.0]
+    ordered = sorted(samples)
+    assert percentile(ordered, 50) == 3.0
+    assert percentile(ordered, 90) == pytest.approx(4.6)  # position 3.6 between 4 and 5
+    assert percentile(ordered, 25) == 2.0
+    s = summarize(samples)
+    assert (s.p50, s.mean, s.min, s.max, s.iqr) == (3.0, 3.0, 1.0, 5.0, 2.0)
+    assert s.std == pytest.approx(1.5811, abs=1e-4)  # sample std of 1..5
+
+
+def test_median_confidence_interval_uses_order_statistics():
+    ordered = [float(i) for i in range(100)]
+    # ranks 50 -/+ 1.96*10/2 = 9.8 -> [40, 59]
+    assert median_ci(ordered) == (40.0, 59.0)
+
+
+def test_stops_when_the_median_is_stable():
+    clock = FakeClock()
+    timing = measure(workload(clock, [0.01] * 10_000), QUICK, clock=clock)
+    assert timing.stop_reason == "stable"
+    assert timing.summary.p50 == pytest.approx(0.01)
+    assert timing.warmup_iterations == 2
+    # 0.05 s of 10 ms samples at least, and the 5 samples the rule asks for
+    assert len(timing.samples) == 5 and timing.block == 1
+
+
+def test_noisy_workload_runs_to_the_time_cap_and_is_flagged():
+    clock = FakeClock()
+    noisy = [0.01 if i % 2 else 0.03 for i in range(10_000)]
+    timing = measure(workload(clock, noisy), QUICK, clock=clock)
+    assert timing.stop_reason == "max_time"
+    assert timing.noisy
+
+
+def test_tiny_workloads_are_timed_in_blocks():
+    clock = FakeClock()
+    timing = measure(workload(clock, [1e-5] * 100_000), QUICK, clock=clock)
+    assert timing.block == round(BLOCK_TARGET_S / 1e-5)
+    assert timing.iterations == timing.block * len(timing.samples)
+    assert timing.summary.p50 == pytest.approx(1e-5)
+
+
+def test_iteration_cap():
+    clock = FakeClock()
+    rule = StopRule(warmup_iters=1, warmup_time=0, min_iters=5, min_time=100, max_time=1000, max_iters=20)
+    noisy = [0.01 if i % 2 else 0.05 for i in range(1000)]
+    assert measure(workload(clock, noisy), rule, clock=clock).stop_reason == "max_iters"
+
+
+def test_device_timer_samples_are_kept_beside_host_time():
+    clock = FakeClock()
+    run = workload(clock, [0.01] * 1000)
+
+    def device_timer(block):  # a fake CUDA event pair: the device ran 8 ms per iteration
+        before = clock.now
+        block()
+        return (clock.now - before) * 0.8
+
+    timing = measure(run, QUICK, clock=clock, device_timer=device_timer)
+    assert timing.device_samples and all(d == pytest.approx(0.008) for d in timing.device_samples)
+
+
+def test_nvml_sampler_with_a_fake_library():
+    readings = iter(range(10, 1000, 10))
+    fake = SimpleNamespace(
+        nvmlInit=lambda: None, nvmlShutdown=lambda: None, nvmlDeviceGetHandleByIndex=lambda i: "gpu0",
+        nvmlDeviceGetUtilizationRates=lambda h: SimpleNamespace(gpu=next(readings)),
+        nvmlDeviceGetMemoryInfo=lambda h: SimpleNamespace(used=2_000_000_000),
+        nvmlDeviceGetClockInfo=lambda h, kind: 1500, NVML_CLOCK_SM=1)
+    sampler = NvmlSampler(fake, interval=10.0)
+    with sampler:
+        pass
+    report = sampler.report()
+    assert report["samples"] == 2 and report["gpu_util_mean"] == 15 and report["gpu_util_max"] == 20
+    assert report["memory_used_max_mb"] == 2000
+    context = utilization_context(report, 8.0, 100.0, 65.0, 320.0)
+    assert context["gpu_util_max"] == 20
+    assert context["fraction_of_peak_flops"] == pytest.approx(8 / 65)
+    assert context["fraction_of_peak_bandwidth"] == pytest.approx(100 / 320)
+
+
+def test_cpu_info_parses_isa():
+    info = cpu_info("model name\t: Test CPU\nflags\t\t: fpu avx2 fma avx512f amx_tile\ncpu MHz\t: 2100.0\n")
+    assert info["model"] == "Test CPU"
+    assert info["isa"] == ["avx2", "fma", "avx512f", "amx_tile"]
+    assert info["mhz"] == 2100.0
+
+
+def small_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, 4)).eval()
+
+
+def test_backends_agree_and_are_measured(tmp_path):
+    store = Store(tmp_path / "runs.sqlite")
+    results = bench(small_net(), ["torch", "torch-compile", "onnxruntime"], [1, 2], input_shape=(1, 3, 16, 16),
+                    rule=QUICK, store=store)
+    assert [(r.backend, r.batch) for r in results] == [("torch", 1), ("torch-compile", 1), ("onnxruntime", 1),
+                                                         ("torch", 2), ("torch-compile", 2), ("onnxruntime", 2)]
+    for r in results:
+        assert r.max_rel_error <= 1e-3
+        assert r.p50_ms > 0 and r.min_ms <= r.p50_ms <= r.p99_ms
+        assert r.throughput == pytest.approx(r.batch / r.p50_ms * 1e3)
+        assert r.scenario == ("latency" if r.batch == 1 else "throughput")
+        assert r.cold_ms["load"] >= 0 and r.cold_ms["first_inference"] > 0
+        assert r.flops == r.batch * (2 * 8 * 27 * 256 + 2 * 8 * 4) + r.batch * (8 * 256 * 3 + 8 * 256 + 4 * 0)
+    run = store.run(store.runs()[0]["id"])
+    assert run["status"] == "complete" and len(run["measurements"]) == 6
+    assert run["environment"]["threads"] == results[0].threads
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is an optional extra")
+def test_openvino_when_installed():
+    result = bench(small_net(), ["openvino"], [1, 2], input_shape=(1, 3, 16, 16), rule=QUICK)
+    assert [r.batch for r in result] == [1, 2] and all(r.max_rel_error <= 1e-3 for r in result)
+
+
+def test_module_factory_and_layers(tmp_path):
+    source = tmp_path / "net.py"
+    source.write_text("import torch.nn as nn\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())\n")
+    results = bench(f"{source}:build", ["torch", "onnxruntime"], [1], input_shape="1,3,12,12", rule=QUICK,
+                    layers=True)
+    torch_layers = {row["layer"]: row for row in results[0].layers}
+    assert torch_layers["0"]["kind"] == "conv" and torch_layers["0"]["flops"] == 2 * 4 * 27 * 100
+    assert any(row["kind"] == "conv" for row in results[1].layers)
+
+
+def test_an_interrupted_run_is_marked_and_the_store_stays_consistent(tmp_path, monkeypatch):
+    store = Store(tmp_path / "runs.sqlite")
+    import deploylens.bench.harness as harness
+
+    calls = {"n": 0}
+    real_measure = harness.measure
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_measure(*args, **kwargs)
+
+    monkeypatch.setattr(harness, "measure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bench(small_net(), ["torch"], [1, 2], input_shape=(1, 3, 8, 8), rule=QUICK, store=store)
+    run = store.run(store.runs()[0]["id"])
+    assert run["status"] == "interrupted" and len(run["measurements"]) == 1
+
+
+def test_compare_runs(tmp_path):
+    store = Store(tmp_path / "runs.sqlite")
+    for scale in (1.0, 1.5):
+        run = store.begin("m", {}, {})
+        store.add(run, {"backend": "torch", "device": "cpu", "dtype": "fp32", "batch": 1, "p50_ms": 10 * scale,
+                        "throughput": 100 / scale})
+        store.finish(run, "complete")
+    rows = store.compare(1, 2)["rows"]
+    assert rows[0]["p50_ratio"] == pytest.approx(1.5)
+    assert rows[0]["throughput_ratio"] == pytest.approx(1 / 1.5)
+
+
+class WrongExport(nn.Module):
+    """Different outputs in eager mode and in the exported graph."""
+
+    def forward(self, x):
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return x * 2
+        return x
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"backends": ["nope"]}, "unknown backend 'nope'"),
+    ({"backends": ["openvino"]}, "openvino"),
+    ({"batches": [0]}, "batch sizes must be positive"),
+    ({"device": "cuda"}, "no CUDA GPU"),
+    ({"input_shape": (1, 4, 8, 8)}, "rejects batch 1"),
+])
+def test_bad_input_writes_nothing(tmp_path, kwargs, message):
+    if kwargs.get("backends") == ["openvino"] and importlib.util.find_spec("openvino"):
+        pytest.skip("openvino is installed here")
+    store = Store(tmp_path / "runs.sqlite")
+    arguments = {"backends": ["torch"], "batches": [1], "input_shape": (1, 3, 8, 8), "rule": QUICK, "store": store}
+    arguments.update(kwargs)
+    if kwargs.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(UserError, match=message):
+        bench(small_net(), **arguments)
+    assert store.runs() == []
+
+
+def test_outputs_that_differ_between_backends_are_never_timed(tmp_path):
+    store = Store(tmp_path / "runs.sqlite")
+    with pytest.raises(UserError, match="outputs of onnxruntime differ from torch eager"):
+        bench(WrongExport(), ["torch", "onnxruntime"], [1], input_shape=(1, 4), rule=QUICK, store=store)
+    assert store.runs() == []
+
+
+def test_bench_cli_json(monkeypatch, capsys, tmp_path):
+    from deploylens.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["deploylens", "bench", "resnet18", "-i", "1,3,32,32", "--min-time", "0.05",
+                                      "--max-time", "0.2", "--store", str(tmp_path / "r.sqlite"), "--format", "json"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code in (0, None)
+    records = json.loads(capsys.readouterr().out)
+    assert {"backend", "device", "batch", "threads", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
+            "throughput", "iterations", "cold_ms", "stop_reason"} <= set(records[0])
