@@ -166,6 +166,8 @@ def bench(
     store: Optional[str] = typer.Option(None, help="SQLite results store (default: $DEPLOYLENS_STORE or "
                                                     "~/.local/share/deploylens/runs.sqlite)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not save this run."),
+    default_malloc: bool = typer.Option(False, "--default-malloc", help="Keep glibc's allocator defaults (fresh "
+                                        "page-faulted memory for large activations on every torch inference)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
 ) -> None:
@@ -186,7 +188,8 @@ def bench(
         task = progress.add_task("benchmarking", total=None)
         results = run_bench(model, _csv_list(backend), _csv_list(batch, int), threads, device, dtype,
                             _joined_shapes(input_shape), rule, layers, results_store,
-                            progress=lambda message: progress.update(task, description=message))
+                            progress=lambda message: progress.update(task, description=message),
+                            malloc_tuning=not default_malloc)
     for r in results:
         if r.noisy:
             stderr.print(f"warning: {r.backend} batch {r.batch} is noisy: IQR {r.iqr_ms:.3f} ms is over 10% of the "
@@ -280,6 +283,176 @@ def runs_compare(baseline: int = typer.Argument(...), candidate: int = typer.Arg
                          f"{row['p50_ms']:9.3f} ms  x{row['p50_ratio']:.3f}", markup=False, highlight=False)
     if fail_above is not None and any(row["p50_ratio"] > fail_above for row in result["rows"]):
         raise typer.Exit(1)
+
+
+hw_app = typer.Typer(no_args_is_help=True, help="Hardware: the device catalog and this machine.")
+app.add_typer(hw_app, name="hw")
+
+
+@hw_app.command("list")
+def hw_list(fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv.")) -> None:
+    """Catalogued devices with their peaks, bandwidth and ridge point."""
+    from deploylens.hardware.spec import load_catalog
+    from deploylens.report import to_csv
+
+    rows = []
+    for spec in load_catalog().values():
+        dtype = "fp32" if "fp32" in spec.peak else next(iter(spec.peak))
+        rows.append({"name": spec.name, "class": spec.device_class, "family": spec.family,
+                     **{f"peak_{d}_tflops": (spec.peak_flops(d) or 0) / 1e12 or None for d in ("fp32", "fp16", "int8")},
+                     "bandwidth_gbs": spec.bandwidth.value / 1e9 if spec.bandwidth else None,
+                     "ridge_point": spec.ridge_point(dtype), "ridge_dtype": dtype})
+    if fmt is Format.json:
+        _emit(json.dumps(rows, indent=2), None)
+        return
+    if fmt is Format.csv:
+        _emit(to_csv(rows), None)
+        return
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for column in ("name", "class", "fp32 TFLOPS", "fp16 TFLOPS", "int8 TOPS", "GB/s", "ridge FLOP/B"):
+        table.add_column(column, justify="left" if column in ("name", "class") else "right")
+
+    def cell(value, digits=1):
+        return "" if value is None else f"{value:.{digits}f}"
+
+    for r in rows:
+        table.add_row(r["name"], r["class"], cell(r["peak_fp32_tflops"], 2), cell(r["peak_fp16_tflops"]),
+                      cell(r["peak_int8_tflops"]), cell(r["bandwidth_gbs"]),
+                      "" if r["ridge_point"] is None else f"{r['ridge_point']:.1f} ({r['ridge_dtype']})")
+    stdout.print(table)
+    stdout.print("every figure carries its source: deploylens hw show NAME", markup=False)
+
+
+@hw_app.command("show")
+def hw_show(name: str = typer.Argument(..., help="A catalog name, or 'this' for this machine."),
+            fmt: Format = typer.Option(Format.table, "--format", help="table or json.")) -> None:
+    """One device: every figure with its source, and the ridge point per dtype."""
+    from deploylens.hardware.local import this_cpu
+    from deploylens.hardware.spec import load_catalog
+
+    catalog = load_catalog()
+    if name == "this":
+        spec = this_cpu()
+    elif name in catalog:
+        spec = catalog[name]
+    else:
+        raise UserError(f"unknown device {name!r}; one of: this, {', '.join(sorted(catalog))}")
+    data = spec.to_dict()
+    if fmt is Format.json:
+        _emit(json.dumps(data, indent=2), None)
+        return
+    stdout.print(f"{spec.name}  ({spec.device_class}, {spec.family})  {spec.notes}", markup=False)
+    for dtype, figure in spec.peak.items():
+        ridge = spec.ridge_point(dtype)
+        stdout.print(f"  peak {dtype}: {figure.value / 1e12:.3f} T{'OPS' if dtype == 'int8' else 'FLOPS'} "
+                     f"[{figure.status}]  ridge {'' if ridge is None else f'{ridge:.1f} FLOP/byte'}  "
+                     f"source: {'; '.join(figure.sources)} {figure.note}", markup=False, highlight=False)
+    for label, figure, unit in (("bandwidth", spec.bandwidth, 1e9), ("memory", spec.memory, 1e9)):
+        if figure:
+            stdout.print(f"  {label}: {figure.value / unit:g} {'GB/s' if label == 'bandwidth' else 'GB'} "
+                         f"[{figure.status}]  source: {'; '.join(figure.sources)} {figure.note}",
+                         markup=False, highlight=False)
+
+
+@hw_app.command("calibrate")
+def hw_calibrate(
+    backend: str = typer.Option("torch", help="torch or onnxruntime."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Threads (default: torch's count)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Profile path (default: the per-user "
+                                                                      "calibration folder predict reads)."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Micro-benchmark each kernel class on this machine; save the calibrated profile."""
+    from pathlib import Path
+
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from deploylens.hardware import calibrate as calibration
+
+    threads = threads or torch.get_num_threads()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=stderr, transient=True) as progress:
+        task = progress.add_task("calibrating", total=None)
+        profile = calibration.calibrate(backend, threads, progress=lambda done, total, label: progress.update(
+            task, completed=done, total=total, description=f"calibrating: {label}"))
+    path = calibration.save(profile, Path(output) if output else calibration.profile_path(backend, threads))
+    summary = {"path": str(path), "backend": backend, "threads": threads, "seconds": profile["seconds_taken"],
+               "overhead_us": profile["overhead_s"]["kernel"] * 1e6, "context_factor": profile["context_factor"],
+               "classes": {}}
+    for klass, points in profile["points"].items():
+        compute = klass in calibration.COMPUTE_CLASSES
+        rates = [(p["flops"] if compute else p["bytes"]) / p["seconds"] for p in points]
+        summary["classes"][klass] = {"points": len(points), "unit": "GFLOP/s" if compute else "GB/s",
+                                     "best": max(rates) / 1e9, "median": sorted(rates)[len(rates) // 2] / 1e9}
+    if fmt is Format.json:
+        _emit(json.dumps(summary, indent=2), None)
+        return
+    stdout.print(f"calibrated {backend} with {threads} threads in {profile['seconds_taken']} s -> {path}",
+                 markup=False)
+    stdout.print(f"  per-kernel overhead {summary['overhead_us']:.1f} us; kernels run "
+                 f"{summary['context_factor']:.2f}x their isolated time inside a network", markup=False)
+    for klass, c in summary["classes"].items():
+        stdout.print(f"  {klass:15s} {c['points']:4d} points  best {c['best']:8.1f} {c['unit']}  "
+                     f"median {c['median']:8.1f} {c['unit']}", markup=False, highlight=False)
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    target: str = typer.Option("this", help="A catalog device (deploylens hw list) or 'this' (calibrated)."),
+    backend: str = typer.Option("torch", help="torch or onnxruntime on 'this'."),
+    batch: int = typer.Option(1, min=1, help="Batch size."),
+    dtype: Optional[str] = typer.Option(None, help="float32 (default), float16, bfloat16 or int8."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Threads of the calibration on 'this'."),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
+    top: int = typer.Option(10, min=0, help="Slowest kernels to list (0: all)."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+) -> None:
+    """Roofline latency per fused kernel: compute-, memory- or overhead-bound, and totals."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from deploylens.predict import predict as run_prediction
+    from deploylens.report import to_csv
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), console=stderr, transient=True) as progress:
+        task = progress.add_task("predicting", total=None)
+        prediction = run_prediction(
+            model, target, backend, batch, dtype, _joined_shapes(input_shape), threads,
+            progress=lambda done, total, label: progress.update(
+                task, completed=done, total=total, description=f"no calibration yet, calibrating: {label}"))
+    for note in prediction.notes:
+        if note.startswith("incomplete"):
+            stderr.print(f"warning: {note}", markup=False, highlight=False)
+    data = prediction.to_dict()
+    if fmt is Format.json:
+        _emit(json.dumps(data, indent=2), output)
+        return
+    if fmt is Format.csv:
+        _emit(to_csv(data["kernels"]), output)
+        return
+    t = prediction.totals
+    stdout.print(f"[bold]{prediction.model}[/] on {prediction.target} ({prediction.backend}), batch {prediction.batch}, "
+                 f"{prediction.dtype}: [bold]{t['latency_ms']:.3f} ms[/]  ({t['throughput']:.1f} samples/s)  "
+                 f"kernels {t['kernels']}: {t['bound_counts']['compute']} compute-, {t['bound_counts']['memory']} "
+                 f"memory-, {t['bound_counts']['overhead']} overhead-bound  complete {t['complete']}")
+    shares = ", ".join(f"{k} {v * 100:.1f}%" for k, v in sorted(prediction.share_by_kind.items(), key=lambda kv: -kv[1]))
+    stdout.print(f"time by kind: {shares}", markup=False)
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for column in ("kernel", "class", "MFLOPs", "KB", "compute ms", "memory ms", "overhead ms", "time ms", "bound"):
+        table.add_column(column, justify="left" if column in ("kernel", "class", "bound") else "right")
+    slowest = sorted(prediction.kernels, key=lambda k: -k.time_ms)
+    for k in slowest[:top] if top else slowest:
+        table.add_row(k.name, k.kernel_class, f"{k.flops / 1e6:.2f}", f"{k.bytes / 1e3:.1f}", f"{k.compute_ms:.4f}",
+                      f"{k.memory_ms:.4f}", f"{k.overhead_ms:.4f}", f"{k.time_ms:.4f}", k.bound)
+    stdout.print(table)
+    for note in prediction.notes:
+        stdout.print(f"note: {note}", markup=False)
 
 
 zoo_app = typer.Typer(no_args_is_help=True, help="The built-in architectures, with published figures.")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from deploylens.bench import malloc
+
 _ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
               "amx_tile", "amx_bf16", "amx_int8", "asimd", "asimddp", "asimdhp", "sve", "sve2", "i8mm", "bf16")
 
@@ -57,6 +59,7 @@ def capture(threads: int) -> dict:
         "cpu": cpu_info(),
         "threads": threads,
         "governor": _governor(),
+        "allocator": malloc.status(),
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

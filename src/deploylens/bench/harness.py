@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from deploylens.bench import environment
+from deploylens.bench import environment, malloc
 from deploylens.bench.backends import Prepared, export_onnx_for_bench, resolve_backends, temporary_onnx_dir
 from deploylens.bench.gpu import NvmlSampler, load_nvml
 from deploylens.bench.runner import StopRule, measure
@@ -88,8 +88,12 @@ def _inputs(shapes: list[tuple[tuple[int, ...], str]], batch: int, seed: int = 0
 def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batches: list[int] | tuple[int, ...] = (1,),
           threads: int | None = None, device: str = "cpu", dtype: str = "fp32", input_shape: Any = None,
           rule: StopRule = StopRule(), layers: bool = False, store: Any = None,
-          progress: Callable[[str], None] = lambda message: None) -> list[Measurement]:
-    """Measure ``model`` (any form ``analyze`` takes) on each backend and batch size."""
+          progress: Callable[[str], None] = lambda message: None, malloc_tuning: bool = True) -> list[Measurement]:
+    """Measure ``model`` (any form ``analyze`` takes) on each backend and batch size.
+
+    ``malloc_tuning`` raises glibc's mmap/trim thresholds for this process first (see
+    :mod:`deploylens.bench.malloc`); the environment records the allocator state.
+    """
     from deploylens.analyze import analyze, parse_input_shapes, resolve_model
 
     if device not in ("cpu", "cuda"):
@@ -101,6 +105,8 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
     if not batches or any(b <= 0 for b in batches):
         raise UserError("batch sizes must be positive integers")
     chosen = resolve_backends(list(backends), dtype)
+    if malloc_tuning:
+        malloc.tune()
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     built, name = resolve_model(model)

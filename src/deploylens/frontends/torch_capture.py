@@ -199,11 +199,14 @@ class _Recording:
     keep_alive: list = field(default_factory=list)  # ids must not be reused while recording
     state: dict[str, Tensor] = field(default_factory=dict)  # parameter/buffer name -> its value
     inputs: list[Tensor] = field(default_factory=list)
+    cost_dtype: str | None = None  # cost float tensors as this type (int8: shapes run in float32)
     next_id: int = 0
 
     def new_tensor(self, obj: torch.Tensor, role: str, name: str | None = None) -> Tensor:
-        record = Tensor(self.next_id, tuple(int(d) for d in obj.shape), str(obj.dtype).removeprefix("torch."),
-                        role, name)
+        dtype = str(obj.dtype).removeprefix("torch.")
+        if self.cost_dtype and obj.is_floating_point():
+            dtype = self.cost_dtype
+        record = Tensor(self.next_id, tuple(int(d) for d in obj.shape), dtype, role, name)
         self.next_id += 1
         self.tensors[id(obj)] = record
         self.keep_alive.append(obj)
@@ -292,8 +295,8 @@ class _Recorder(TorchDispatchMode):
 
 
 def _run(model: torch.nn.Module, state: dict[str, torch.Tensor], roles: dict[str, str],
-         inputs: list[torch.Tensor]) -> tuple[_Recording, Any]:
-    recording = _Recording()
+         inputs: list[torch.Tensor], cost_dtype: str | None) -> tuple[_Recording, Any]:
+    recording = _Recording(cost_dtype=cost_dtype)
     for name, obj in state.items():
         shared = recording.tensors.get(id(obj))  # shared weights are one tensor
         recording.state[name] = shared or recording.new_tensor(obj, roles[name], name)
@@ -328,7 +331,10 @@ def _without_unused_allocations(ops: list[Op]) -> list[Op]:
 def capture_torch(model: torch.nn.Module, input_specs: list[tuple[tuple[int, ...], str]], dtype: str,
                   name: str) -> Graph:
     """Capture ``model`` run on inputs of the given (shape, dtype) into a :class:`Graph`."""
-    torch_dtype = getattr(torch, dtype)
+    # integer costing (int8 deployment): shapes are run in float32, tensors costed as int8
+    integer = not getattr(torch, dtype).is_floating_point
+    torch_dtype = torch.float32 if integer else getattr(torch, dtype)
+    cost_dtype = dtype if integer else None
     model = model.eval()
     notes: list[str] = []
 
@@ -342,11 +348,11 @@ def capture_torch(model: torch.nn.Module, input_specs: list[tuple[tuple[int, ...
 
     try:
         state, roles = _state(model, "meta", torch_dtype)
-        recording, out = _run(model, state, roles, make_inputs("meta"))
+        recording, out = _run(model, state, roles, make_inputs("meta"), cost_dtype)
     except Exception as meta_error:  # noqa: BLE001 - any failure on meta is retried on real tensors
         try:
             state, roles = _state(model, None, torch_dtype)
-            recording, out = _run(model, state, roles, make_inputs("cpu"))
+            recording, out = _run(model, state, roles, make_inputs("cpu"), cost_dtype)
         except Exception as real_error:  # noqa: BLE001 - the model's own error, reported in one line
             shapes = ", ".join(str(list(s)) for s, _ in input_specs)
             raise UserError(f"input shape {shapes} does not fit the model: {first_line(real_error)}") from real_error

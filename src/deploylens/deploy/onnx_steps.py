@@ -1,0 +1,270 @@
+"""ONNX deploy steps: export (+ simplification), INT8 static quantization, and the
+quantization sensitivity report. Every step checks its numbers and writes its output
+only when they pass (or when forced): a failed step leaves no file behind."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from deploylens.errors import UserError, first_line
+
+EXPORT_TOLERANCE = 1e-4
+
+
+@dataclass
+class ExportReport:
+    path: str
+    opset: int
+    simplified_by: str | None
+    max_abs_error: float
+    max_rel_error: float
+    nodes: int
+
+
+def _session(path: str):
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types
+        raise UserError(f"onnxruntime cannot load {path}: {first_line(error)}") from error
+
+
+def _errors(reference: list[np.ndarray], outputs: list[np.ndarray]) -> tuple[float, float]:
+    worst_abs = worst_rel = 0.0
+    for ref, out in zip(reference, outputs):
+        diff = float(np.abs(ref - out).max())
+        worst_abs = max(worst_abs, diff)
+        worst_rel = max(worst_rel, diff / max(float(np.abs(ref).max()), 1e-12))
+    return worst_abs, worst_rel
+
+
+def _simplify(path: str) -> str | None:
+    """Clean the graph with onnxslim when it is installed (pip install onnxslim)."""
+    if importlib.util.find_spec("onnxslim") is None:
+        return None
+    import onnx
+    import onnxslim
+
+    slimmed = onnxslim.slim(onnx.load(path))
+    onnx.save(slimmed, path)
+    return "onnxslim"
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...] = (1, 3, 224, 224),
+                opset: int = 17, dynamic_batch: bool = False, simplify: bool = True, force: bool = False) -> ExportReport:
+    """Export ``model`` to ONNX, simplify it where a maintained tool is installed, run it
+    in ONNX Runtime and compare with torch; the file is written only if they agree."""
+    import onnx
+
+    path = Path(path)
+    x = torch.randn(input_shape, generator=torch.Generator().manual_seed(0))
+    model = model.eval()
+    with torch.inference_mode():
+        reference = [o.numpy() for o in _as_list(model(x))]
+    with tempfile.TemporaryDirectory(dir=path.parent if path.parent.exists() else None) as workdir:
+        staged = os.path.join(workdir, path.name)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, (x,), staged, dynamo=False, opset_version=opset, input_names=["input"],
+                                  dynamic_axes={"input": {0: "batch"}} if dynamic_batch else None)
+        except Exception as error:  # noqa: BLE001 - the exporter's error, in one line
+            raise UserError(f"ONNX export failed: {first_line(error)}") from error
+        simplified_by = _simplify(staged) if simplify else None
+        session = _session(staged)
+        outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        max_abs, max_rel = _errors(reference, outputs)
+        if max_rel > EXPORT_TOLERANCE and not force:
+            raise UserError(f"the ONNX export differs from torch by {max_rel:.2e} (relative, tolerance "
+                            f"{EXPORT_TOLERANCE:.0e}): not written (use --force)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(staged, path)
+    nodes = len(onnx.load(str(path), load_external_data=False).graph.node)
+    return ExportReport(str(path), opset, simplified_by, max_abs, max_rel, nodes)
+
+
+def _as_list(outputs: Any) -> list:
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+# --- calibration data ----------------------------------------------------------------------
+
+
+def calibration_data(source: Any, input_shape: tuple[int, ...], samples: int = 32) -> tuple[np.ndarray, list[str]]:
+    """Calibration samples as an (N, *input_shape[1:]) float32 array.
+
+    ``source``: an array, an ``.npy`` file, a folder of images (needs Pillow) or None
+    (generated data: the report then warns that accuracy figures mean nothing).
+    """
+    warnings_out: list[str] = []
+    expected = tuple(input_shape[1:])
+    if source is None:
+        warnings_out.append("no calibration data given: generated random data was used, so the accuracy "
+                            "figures (agreement, SQNR) say nothing about real inputs")
+        data = np.random.default_rng(0).standard_normal((samples, *expected)).astype(np.float32)
+    elif isinstance(source, np.ndarray):
+        data = source
+    elif Path(source).is_dir():
+        data = _images(Path(source), expected)
+    elif str(source).endswith(".npy") and Path(source).is_file():
+        try:
+            data = np.load(source, allow_pickle=False)  # never unpickle a user file
+        except (ValueError, OSError) as error:
+            raise UserError(f"cannot read calibration data {source}: {error}") from error
+    else:
+        raise UserError(f"calibration data {source!r}: give an .npy file, a folder of images or nothing")
+    data = np.asarray(data, dtype=np.float32)
+    if data.size == 0 or len(data) == 0:
+        raise UserError("the calibration set is empty")
+    if tuple(data.shape[1:]) != expected:
+        raise UserError(f"calibration samples have shape {list(data.shape[1:])}; the model takes {list(expected)}")
+    return data, warnings_out
+
+
+def _images(folder: Path, expected: tuple[int, ...]) -> np.ndarray:
+    if importlib.util.find_spec("PIL") is None:
+        raise UserError("reading a folder of images needs Pillow (pip install pillow); or pass an .npy file")
+    from PIL import Image
+
+    channels, height, width = expected
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+    if not files:
+        raise UserError(f"no images in {folder}")
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])  # ImageNet normalisation
+    arrays = []
+    for file in files:
+        image = Image.open(file).convert("RGB" if channels == 3 else "L").resize((width, height))
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        array = ((array - mean) / std).transpose(2, 0, 1) if channels == 3 else array[None]
+        arrays.append(array)
+    return np.stack(arrays).astype(np.float32)
+
+
+# --- quantization ----------------------------------------------------------------------------
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over an array, one sample a batch."""
+
+    def __init__(self, input_name: str, data: np.ndarray):
+        self.items = iter([{input_name: data[i:i + 1]} for i in range(len(data))])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any = None, per_channel: bool = True,
+             method: str = "minmax", samples: int = 32) -> list[str]:
+    """INT8 post-training static quantization (QDQ; int8 weights and activations) with
+    onnxruntime's tools; returns warnings. The output is written only on success."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    if method not in methods:
+        raise UserError(f"calibration method {method!r}: one of {', '.join(methods)}")
+    session = _session(str(onnx_in))
+    first = session.get_inputs()[0]
+    shape = tuple(d if isinstance(d, int) else 1 for d in first.shape)
+    data, notes = calibration_data(calib, shape, samples)
+    out = Path(onnx_out)
+    with tempfile.TemporaryDirectory() as workdir:
+        prepared = os.path.join(workdir, "prepared.onnx")
+        staged = os.path.join(workdir, "int8.onnx")
+        try:
+            quant_pre_process(str(onnx_in), prepared, skip_symbolic_shape=True)
+            quantize_static(prepared, staged, _Reader(first.name, data), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=methods[method])
+        except UserError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the quantizer's error, in one line
+            raise UserError(f"quantization failed: {first_line(error)}") from error
+        _session(staged)  # must load before it is written
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(staged, out)
+    return notes
+
+
+# --- sensitivity ---------------------------------------------------------------------------
+
+
+@dataclass
+class Sensitivity:
+    layers: list[dict]  # {"tensor", "op", "sqnr_db"}, worst first
+    top1_agreement: float
+    cosine_similarity: float
+    output_sqnr_db: float
+    samples: int
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _with_intermediate_outputs(path: str, names: list[str], workdir: str) -> str:
+    import onnx
+
+    model = onnx.load(path)
+    existing = {o.name for o in model.graph.output}
+    model.graph.output.extend([onnx.ValueInfoProto(name=n) for n in names if n not in existing])
+    probe = os.path.join(workdir, os.path.basename(path) + ".probe.onnx")
+    onnx.save(model, probe)
+    return probe
+
+
+def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB."""
+    noise = float(np.sum((reference.astype(np.float64) - test) ** 2))
+    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    return math.inf if noise == 0 else 10 * math.log10(signal / noise) if signal else -math.inf
+
+
+def sensitivity(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike, data: Any = None,
+                samples: int = 32) -> Sensitivity:
+    """Per-layer SQNR (each conv / matmul output, FP32 vs INT8, ranked worst first) and
+    model-level agreement: top-1 agreement and cosine similarity of the outputs."""
+    import onnx
+
+    fp32_onnx, int8_onnx = str(fp32_onnx), str(int8_onnx)
+    session = _session(fp32_onnx)
+    first = session.get_inputs()[0]
+    shape = tuple(d if isinstance(d, int) else 1 for d in first.shape)
+    inputs, notes = calibration_data(data, shape, samples)
+    graph = onnx.load(fp32_onnx, load_external_data=False).graph
+    layer_ops = {n.output[0]: n.op_type for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose")}
+    int8_tensors = {o for n in onnx.load(int8_onnx, load_external_data=False).graph.node for o in n.output}
+    names = [n for n in layer_ops if n in int8_tensors]
+    output_name = session.get_outputs()[0].name
+    with tempfile.TemporaryDirectory() as workdir:
+        reference = _session(_with_intermediate_outputs(fp32_onnx, names, workdir))
+        quantized = _session(_with_intermediate_outputs(int8_onnx, names, workdir))
+        wanted = [output_name] + names
+        ref_runs = [reference.run(wanted, {first.name: inputs[i:i + 1]}) for i in range(len(inputs))]
+        q_runs = [quantized.run(wanted, {first.name: inputs[i:i + 1]}) for i in range(len(inputs))]
+    layers = []
+    for index, name in enumerate(names, start=1):
+        ref = np.concatenate([r[index].ravel() for r in ref_runs])
+        q = np.concatenate([r[index].ravel() for r in q_runs])
+        layers.append({"tensor": name, "op": layer_ops[name], "sqnr_db": sqnr_db(ref, q)})
+    layers.sort(key=lambda row: row["sqnr_db"])
+    ref_out = np.stack([r[0].reshape(-1) for r in ref_runs])
+    q_out = np.stack([r[0].reshape(-1) for r in q_runs])
+    cosine = float(np.mean(np.sum(ref_out * q_out, axis=1) /
+                           (np.linalg.norm(ref_out, axis=1) * np.linalg.norm(q_out, axis=1) + 1e-12)))
+    agreement = float(np.mean(ref_out.argmax(axis=1) == q_out.argmax(axis=1)))
+    return Sensitivity(layers, agreement, cosine, sqnr_db(ref_out, q_out), len(inputs), notes)

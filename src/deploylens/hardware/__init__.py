@@ -1,0 +1,1 @@
+"""Hardware: the catalog of devices, this machine, calibration."""

@@ -1,0 +1,254 @@
+"""Calibration: micro-benchmarks of each kernel class at several sizes on this machine,
+stored as a versioned JSON profile that ``predict --target this`` reads.
+
+Each case is a small PyTorch module; the onnxruntime backend runs the same case
+exported to ONNX, so both backends are calibrated by one set of definitions. The
+analyzer costs each case exactly as it costs a model's kernels (fused view), so a
+calibration point and a model kernel are described by the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from deploylens.bench import malloc
+from deploylens.bench.environment import cpu_info
+from deploylens.bench.runner import StopRule, measure
+from deploylens.errors import UserError
+
+FORMAT, VERSION = "deploylens-calibration", 1
+CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy")
+# classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
+COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul"})
+QUICK = StopRule(warmup_iters=3, warmup_time=0.03, min_iters=5, min_time=0.08, max_time=0.35, ci_target=0.02)
+
+
+@dataclass(frozen=True)
+class Case:
+    kernel_class: str
+    label: str
+    build: Callable[[], nn.Module]
+    shapes: tuple[tuple[int, ...], ...]
+
+
+class _Add(nn.Module):
+    def forward(self, a, b):
+        return a + b
+
+
+class _Cat(nn.Module):
+    def forward(self, a, b):
+        return torch.cat([a, b], dim=1)
+
+
+def _conv_bn_relu(c_in: int, c_out: int, k: int, stride: int, groups: int) -> Callable[[], nn.Module]:
+    # conv + BN + ReLU: one kernel after fusion (ONNX Runtime), three ops in torch eager
+    return lambda: nn.Sequential(nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False),
+                                 nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+def _within(c_in: int, c_out: int, k: int, hw: int, stride: int, groups: int, max_flops: float) -> bool:
+    flops = 2 * c_out * (c_in // groups) * k * k * (hw // stride) ** 2
+    return 2e5 <= flops <= max_flops
+
+
+def cases(max_flops: float = 1.2e9) -> list[Case]:
+    """The calibration set: sizes that span the zoo's layers (about 150 cases)."""
+    made: list[Case] = []
+
+    def conv(kernel_class: str, c_in: int, c_out: int, k: int, hw: int, stride: int = 1, groups: int = 1):
+        if _within(c_in, c_out, k, hw, stride, groups, max_flops):
+            made.append(Case(kernel_class, f"conv{k}x{k} {c_in}->{c_out} g{groups} s{stride} @{hw}",
+                             _conv_bn_relu(c_in, c_out, k, stride, groups), ((1, c_in, hw, hw),)))
+
+    for hw in (7, 14, 28, 56, 112):
+        for c in (16, 32, 64, 128, 256, 512):
+            conv("conv_dense", c, c, 3, hw)
+            conv("conv_dense", c, 2 * c, 3, hw, stride=2)
+        for c in (16, 32, 64, 96, 160, 256, 512):
+            conv("conv_pointwise", c, c, 1, hw)
+            conv("conv_pointwise", c, 6 * c, 1, hw)
+            conv("conv_pointwise", 6 * c, c, 1, hw)
+        for c in (16, 32, 96, 144, 384, 960):
+            conv("conv_depthwise", c, c, 3, hw, groups=c)
+            conv("conv_depthwise", c, c, 5, hw, groups=c)
+            conv("conv_depthwise", c, c, 3, hw, stride=2, groups=c)
+        for c, g in ((60, 3), (120, 3), (240, 3), (128, 2), (256, 4), (512, 4)):
+            conv("conv_grouped", c, c, 1, hw, groups=g)
+            conv("conv_grouped", c, c, 3, hw, groups=g)
+    for c_out, k in ((32, 3), (64, 7), (24, 3), (16, 3), (48, 3)):  # stems on 3 channels
+        made.append(Case("conv_dense", f"stem conv{k}x{k} 3->{c_out} s2 @224", _conv_bn_relu(3, c_out, k, 2, 1),
+                         ((1, 3, 224, 224),)))
+    for n_in, n_out in ((512, 1000), (1024, 1000), (1280, 1000), (2048, 1000), (4096, 4096), (25088, 4096)):
+        made.append(Case("matmul", f"linear {n_in}->{n_out}", lambda a=n_in, b=n_out: nn.Linear(a, b),
+                         ((1, n_in),)))
+    for numel in (2**10, 2**13, 2**15, 2**17, 2**19, 2**21, 2**23):
+        shape = (1, 16, numel // 16)
+        made.append(Case("elementwise", f"relu {numel}", nn.ReLU, (shape,)))
+        made.append(Case("elementwise", f"add {numel}", _Add, (shape, shape)))
+        made.append(Case("copy", f"cat {2 * numel}", _Cat, (shape, shape)))
+    for c, hw in ((64, 112), (64, 56), (128, 28), (256, 14), (24, 112)):
+        made.append(Case("pool", f"maxpool3x3s2 {c}@{hw}", lambda: nn.MaxPool2d(3, 2, 1), ((1, c, hw, hw),)))
+    for c, hw in ((1280, 7), (2048, 7), (512, 7), (1024, 14), (960, 7)):
+        made.append(Case("pool", f"global avgpool {c}@{hw}", lambda: nn.AdaptiveAvgPool2d(1), ((1, c, hw, hw),)))
+    return made
+
+
+def _case_cost(case: Case, model: nn.Module) -> tuple[int, int]:
+    from deploylens.analyze import analyze
+
+    profile = analyze(model, list(case.shapes))
+    return profile.totals.flops, profile.totals.bytes_fused
+
+
+def _runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads: int, workdir: str):
+    if backend == "torch":
+        def run():
+            with torch.inference_mode():
+                model(*inputs)
+        return run
+    from deploylens.bench.backends import export_onnx_for_bench
+
+    import onnxruntime as ort
+
+    path = os.path.join(workdir, "case.onnx")
+    export_onnx_for_bench(model, inputs, path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
+    return lambda: session.run(None, feeds)
+
+
+class _ContextNet(nn.Module):
+    """A synthetic network (not from the zoo) mixing the calibrated kernel classes the
+    way networks do: stems, residual and inverted-residual blocks, a classifier. Timed
+    whole, it measures how much slower kernels run inside a network (colder caches,
+    module dispatch) than alone in a loop."""
+
+    def __init__(self):
+        super().__init__()
+
+        def cbr(c_in, c_out, k=3, s=1, g=1):
+            return nn.Sequential(nn.Conv2d(c_in, c_out, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(c_out),
+                                 nn.ReLU())
+
+        self.stem = cbr(3, 24, 3, 2)
+        self.blocks = nn.ModuleList()
+        for c_in, c_out, stride in ((24, 40, 2), (40, 40, 1), (40, 80, 2), (80, 80, 1), (80, 112, 2), (112, 112, 1)):
+            hidden = 4 * c_in
+            self.blocks.append(nn.Sequential(cbr(c_in, hidden, 1), cbr(hidden, hidden, 3, stride, hidden),
+                                             nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)))
+        self.dense = nn.Sequential(cbr(112, 192, 3, 2), cbr(192, 192))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(192, 100))
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            y = block(x)
+            x = x + y if y.shape == x.shape else y
+        return self.head(self.dense(x))
+
+
+def _context_factor(backend: str, threads: int, workdir: str, profile: dict) -> float:
+    """Measured / predicted time of the synthetic network, predicted from the points."""
+    from deploylens.predict import predict
+
+    torch.manual_seed(0)
+    net = _ContextNet().eval()
+    x = torch.randn(1, 3, 160, 160)
+    measured = measure(_runner(backend, net, [x], threads, workdir), QUICK).summary.p50
+    predicted = predict(net, "this", backend, 1, input_shape=(1, 3, 160, 160), threads=threads,
+                        calibration=profile).totals["latency_ms"] / 1e3
+    return measured / predicted
+
+
+def _overheads(backend: str, threads: int, workdir: str) -> dict[str, float]:
+    """Seconds per kernel that do not depend on its size: an op on a 1-element tensor."""
+    x = torch.randn(1)
+    overhead = measure(_runner(backend, nn.ReLU(), [x], threads, workdir), QUICK).summary.p50
+    view = measure(lambda: x.view(1, 1), QUICK).summary.p50 if backend == "torch" else 0.0
+    return {"kernel": overhead, "view": view}
+
+
+def calibrate(backend: str = "torch", threads: int | None = None, max_flops: float = 1.2e9,
+              progress: Callable[[int, int, str], None] = lambda done, total, label: None) -> dict:
+    """Run the calibration set; returns the profile (see :func:`save`)."""
+    if backend not in ("torch", "onnxruntime"):
+        raise UserError(f"calibration backends: torch or onnxruntime, not {backend!r}")
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    allocator = malloc.tune()  # the same allocator state as `deploylens bench`
+    started = time.perf_counter()
+    chosen = cases(max_flops)
+    points: dict[str, list[dict]] = {c: [] for c in CLASSES}
+    with tempfile.TemporaryDirectory(prefix="deploylens-calibrate-") as workdir:
+        overheads = _overheads(backend, threads, workdir)
+        for index, case in enumerate(chosen):
+            progress(index, len(chosen), case.label)
+            torch.manual_seed(0)
+            model = case.build().eval()
+            inputs = [torch.randn(s) for s in case.shapes]
+            flops, nbytes = _case_cost(case, model)
+            seconds = measure(_runner(backend, model, inputs, threads, workdir), QUICK).summary.p50
+            points[case.kernel_class].append({"label": case.label, "flops": flops, "bytes": nbytes,
+                                              "seconds": seconds})
+        info = cpu_info()
+        profile = {
+            "format": FORMAT, "version": VERSION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "backend": backend, "threads": threads, "torch": torch.__version__,
+            "machine": {"cpu": info["model"], "isa": info["isa"], "mhz": info["mhz"], "node": platform.node()},
+            "allocator": allocator, "overhead_s": overheads, "context_factor": 1.0, "points": points,
+        }
+        progress(len(chosen), len(chosen) + 1, "a whole synthetic network")
+        profile["context_factor"] = _context_factor(backend, threads, workdir, profile)
+    progress(len(chosen) + 1, len(chosen) + 1, "done")
+    profile["seconds_taken"] = round(time.perf_counter() - started, 1)
+    return profile
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def profile_path(backend: str, threads: int, directory: Path | None = None) -> Path:
+    base = directory or Path(os.environ.get("DEPLOYLENS_CALIBRATION_DIR",
+                                            Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+                                            / "deploylens" / "calibration"))
+    return base / f"{_slug(cpu_info()['model'])}-{backend}-{threads}t.json"
+
+
+def save(profile: dict, path: Path) -> Path:
+    from deploylens.report import write_atomically
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, json.dumps(profile, indent=1))
+    return path
+
+
+def load(path: Path) -> dict:
+    """Read a calibration profile: JSON only, its format and version checked."""
+    try:
+        profile = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read calibration profile {path}: {error}") from error
+    if not isinstance(profile, dict) or profile.get("format") != FORMAT:
+        raise UserError(f"{path} is not a deploylens calibration profile")
+    if profile.get("version") != VERSION:
+        raise UserError(f"{path} is calibration format version {profile.get('version')}; this deploylens reads "
+                        f"version {VERSION}: run `deploylens hw calibrate` again")
+    return profile

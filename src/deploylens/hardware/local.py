@@ -1,0 +1,60 @@
+"""This machine: CPU model, cores, ISA and the theoretical peak the ISA allows; the CUDA
+GPU when present, matched to the catalog."""
+
+from __future__ import annotations
+
+import torch
+
+from deploylens.bench.environment import cpu_info
+from deploylens.hardware.spec import Figure, HardwareSpec
+
+_SOURCE = ("derived: cores x clock (/proc/cpuinfo) x FLOPs per cycle of the ISA "
+           "(shared/reference/hardware.md section 5: AVX2+FMA 32, AVX-512 with two FMA units 64, "
+           "Zen 4 AVX-512 32, AMX BF16 ~1024 and INT8 ~2048, AVX-512 VNNI 256 per cycle)")
+
+
+def per_cycle(isa: list[str], model: str) -> dict[str, float]:
+    """FLOPs (int8: ops) per cycle per core that the SIMD extensions allow."""
+    amd = "AMD" in model.upper()
+    rates: dict[str, float] = {}
+    if "avx512f" in isa:
+        rates["fp32"] = 32 if amd else 64  # Zen 4 double-pumps 512-bit ops on 256-bit units
+    elif "avx2" in isa and "fma" in isa:
+        rates["fp32"] = 32
+    elif "avx" in isa:
+        rates["fp32"] = 16
+    elif "asimd" in isa:
+        rates["fp32"] = 8  # one 128-bit FMA pipe (A53/A55/A72); A76-class cores have two
+    if "amx_bf16" in isa:
+        rates["bf16"] = 1024
+    if "amx_int8" in isa:
+        rates["int8"] = 2048
+    elif "avx512_vnni" in isa:
+        rates["int8"] = 128 if amd else 256
+    elif "avx_vnni" in isa:
+        rates["int8"] = 128
+    return rates
+
+
+def this_cpu(threads: int | None = None) -> HardwareSpec:
+    info = cpu_info()
+    cores = threads or torch.get_num_threads()
+    ghz = (info["mhz"] or 0) / 1e3
+    peak = {dtype: Figure(cores * ghz * 1e9 * rate, (_SOURCE,), "derived",
+                          f"{cores} cores x {ghz:.2f} GHz x {rate:g}/cycle")
+            for dtype, rate in per_cycle(info["isa"], info["model"]).items() if ghz}
+    return HardwareSpec(name="this", device_class="cpu", family="local", peak=peak,
+                        notes=f"{info['model']} ({', '.join(info['isa'])}); bandwidth and per-kernel rates come "
+                              "from `deploylens hw calibrate`")
+
+
+def this_gpu(catalog: dict[str, HardwareSpec]) -> HardwareSpec | None:
+    """The visible CUDA GPU's catalog entry (by name), or None."""
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_properties(0).name.lower()
+    for spec in catalog.values():
+        tokens = spec.name.removeprefix("nvidia_").split("_")
+        if spec.device_class == "gpu" and all(t in name.replace(" ", "_") or t in name for t in tokens[:1]):
+            return spec
+    return None

@@ -1,0 +1,122 @@
+"""Hardware as data: ``HardwareSpec`` (peaks per dtype, bandwidth, memory, optional
+per-kind efficiencies and overhead), every figure with its source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from deploylens.errors import UserError
+
+DTYPES = ("fp32", "fp16", "bf16", "int8")
+CLASSES = ("gpu", "cpu", "npu")
+STATUSES = ("verified", "derived", "measured")
+_TERA, _GIGA = 1e12, 1e9
+
+
+@dataclass(frozen=True)
+class Figure:
+    value: float  # SI base units: FLOP/s (ops/s for int8), bytes/s, bytes, seconds
+    sources: tuple[str, ...]  # resolved source descriptions
+    status: str = "verified"
+    note: str = ""
+
+
+@dataclass
+class HardwareSpec:
+    name: str
+    device_class: str  # gpu, cpu or npu
+    family: str
+    peak: dict[str, Figure]  # dtype -> FLOP/s
+    bandwidth: Figure | None = None  # bytes/s
+    memory: Figure | None = None  # bytes
+    efficiency: dict[str, Figure] = field(default_factory=dict)  # op kind -> achievable fraction of peak
+    overhead: Figure | None = None  # seconds per kernel launch
+    notes: str = ""
+
+    def peak_flops(self, dtype: str) -> float | None:
+        figure = self.peak.get(dtype)
+        return figure.value if figure else None
+
+    def ridge_point(self, dtype: str) -> float | None:
+        """FLOPs per byte above which a kernel is compute-bound on this device."""
+        peak = self.peak_flops(dtype)
+        return peak / self.bandwidth.value if peak and self.bandwidth else None
+
+    def to_dict(self) -> dict:
+        def figure(f: Figure | None) -> dict | None:
+            return None if f is None else {"value": f.value, "sources": list(f.sources), "status": f.status,
+                                           "note": f.note}
+
+        return {"name": self.name, "class": self.device_class, "family": self.family,
+                "peak_flops": {d: figure(f) for d, f in self.peak.items()},
+                "bandwidth_bytes_per_s": figure(self.bandwidth), "memory_bytes": figure(self.memory),
+                "efficiency": {k: figure(f) for k, f in self.efficiency.items()},
+                "overhead_s": figure(self.overhead),
+                "ridge_point": {d: self.ridge_point(d) for d in self.peak}, "notes": self.notes}
+
+
+class CatalogError(UserError):
+    """A catalog file that breaks the schema (e.g. a figure without a source)."""
+
+
+def _figure(raw: dict, scale: float, sources: dict[str, str], where: str) -> Figure:
+    if not isinstance(raw, dict) or "value" not in raw:
+        raise CatalogError(f"{where}: expected {{value, source}}")
+    ids = raw.get("source") or []
+    if not ids:
+        raise CatalogError(f"{where}: figure {raw['value']} has no source")
+    unknown = [s for s in ids if s not in sources]
+    if unknown:
+        raise CatalogError(f"{where}: unknown source id(s) {', '.join(unknown)}")
+    status = raw.get("status", "verified")
+    if status not in STATUSES:
+        raise CatalogError(f"{where}: status {status!r} is not one of {', '.join(STATUSES)} "
+                           "(unverified figures stay out of the catalog)")
+    return Figure(float(raw["value"]) * scale, tuple(sources[s] for s in ids), status, raw.get("note", ""))
+
+
+def parse_family(data: dict, origin: str) -> list[HardwareSpec]:
+    """Validate one catalog file's content and build its specs."""
+    sources = data.get("sources") or {}
+    family = data.get("family") or Path(origin).stem
+    specs = []
+    for index, device in enumerate(data.get("devices") or []):
+        name = device.get("name") or f"#{index}"
+        where = f"{origin}: {name}"
+        if device.get("class") not in CLASSES:
+            raise CatalogError(f"{where}: class must be one of {', '.join(CLASSES)}")
+        peaks = device.get("peak_tflops") or {}
+        if not peaks:
+            raise CatalogError(f"{where}: no peak_tflops")
+        bad = [d for d in peaks if d not in DTYPES]
+        if bad:
+            raise CatalogError(f"{where}: unknown dtype(s) {', '.join(bad)}")
+        optional = {key: _figure(device[key], scale, sources, f"{where}.{key}")
+                    for key, scale in (("bandwidth_gbs", _GIGA), ("memory_gb", _GIGA), ("overhead_us", 1e-6))
+                    if key in device}
+        specs.append(HardwareSpec(
+            name=name, device_class=device["class"], family=family,
+            peak={d: _figure(f, _TERA, sources, f"{where}.peak_tflops.{d}") for d, f in peaks.items()},
+            bandwidth=optional.get("bandwidth_gbs"), memory=optional.get("memory_gb"),
+            efficiency={k: _figure(f, 1.0, sources, f"{where}.efficiency.{k}")
+                        for k, f in (device.get("efficiency") or {}).items()},
+            overhead=optional.get("overhead_us"), notes=device.get("notes", "")))
+    return specs
+
+
+def load_catalog(directory: Path | None = None) -> dict[str, HardwareSpec]:
+    """Every device of every catalog file (the package's own unless ``directory``)."""
+    files = sorted(Path(directory).glob("*.yaml")) if directory else sorted(
+        (p for p in resources.files("deploylens.hardware").joinpath("catalog").iterdir() if p.name.endswith(".yaml")),
+        key=lambda p: p.name)
+    catalog: dict[str, HardwareSpec] = {}
+    for path in files:
+        for spec in parse_family(yaml.safe_load(path.read_text()) or {}, path.name):
+            if spec.name in catalog:
+                raise CatalogError(f"{path.name}: device {spec.name} defined twice")
+            catalog[spec.name] = spec
+    return catalog

@@ -1,0 +1,252 @@
+"""Latency prediction per fused kernel: a roofline on a catalogued device, or the
+calibrated rates of this machine.
+
+For every kernel of the analyzer's fused view:
+
+    compute time = FLOPs / (peak x compute efficiency)
+    memory time  = bytes / (bandwidth x memory efficiency)
+    time         = max(compute, memory) + per-kernel overhead
+
+On a catalogued device the efficiencies are the catalog's (1.0 when it has none: an
+optimistic bound) and the overhead its sourced figure (0 when none). On ``this``
+machine the rates are measured: each kernel is matched to the calibration points of its
+class (dense / pointwise / depthwise / grouped conv, matmul, element-wise, pool, copy)
+nearest in (log FLOPs, log bytes), whose achieved rate it takes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from deploylens.cost.profile import KernelCost, LayerCost, Profile
+from deploylens.errors import UserError
+from deploylens.hardware.calibrate import COMPUTE_CLASSES
+from deploylens.hardware.spec import HardwareSpec
+
+_DTYPE_KEYS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "fp32": "fp32",
+               "fp16": "fp16", "bf16": "bf16"}
+_NEIGHBOURS = 4
+
+
+@dataclass
+class KernelTime:
+    name: str
+    kind: str
+    kernel_class: str
+    flops: int
+    bytes: int
+    compute_ms: float
+    memory_ms: float
+    overhead_ms: float
+    time_ms: float
+    bound: str  # "compute", "memory" or "overhead"
+    complete: bool
+
+
+@dataclass
+class Prediction:
+    model: str
+    target: str
+    backend: str
+    batch: int
+    dtype: str
+    totals: dict
+    kernels: list[KernelTime]
+    share_by_kind: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def kernel_class(anchor: LayerCost) -> str:
+    """The calibration class of a kernel, from the op that anchors it."""
+    if anchor.kind in ("conv", "conv_transpose") and len(anchor.inputs) >= 2:
+        x, w = anchor.inputs[0], anchor.inputs[1]
+        c_in = x[1] if len(x) > 1 else 1
+        groups = c_in // w[1] if anchor.kind == "conv" and w[1] else 1
+        if groups > 1 and groups == c_in:
+            return "conv_depthwise"
+        if groups > 1:
+            return "conv_grouped"
+        return "conv_pointwise" if all(k == 1 for k in w[2:]) else "conv_dense"
+    if anchor.kind in ("linear", "matmul", "attention"):
+        return "matmul"
+    if anchor.kind == "pool":
+        return "pool"
+    if anchor.kind == "data_movement":
+        return "copy"
+    return "elementwise"
+
+
+def _log(value: float) -> float:
+    return math.log10(max(value, 1.0))
+
+
+def _rate(points: list[dict], flops: int, nbytes: int, compute: bool, overhead: float) -> float:
+    """Achieved rate (FLOP/s or bytes/s) of the calibration points nearest to a kernel,
+    inverse-distance weighted in log space, with the fixed overhead taken out."""
+    def work(p: dict) -> float:
+        return p["flops"] if compute else p["bytes"]
+
+    def distance(p: dict) -> float:
+        return math.hypot(_log(p["flops"]) - _log(flops), _log(p["bytes"]) - _log(nbytes)) if compute \
+            else abs(_log(p["bytes"]) - _log(nbytes))
+
+    nearest = sorted(points, key=distance)[:_NEIGHBOURS]
+    weights, logs = [], []
+    for p in nearest:
+        seconds = max(p["seconds"] - overhead, p["seconds"] * 0.1)
+        weights.append(1.0 / (distance(p) + 0.05) ** 2)
+        logs.append(math.log(work(p) / seconds))
+    return math.exp(sum(w * v for w, v in zip(weights, logs)) / sum(weights))
+
+
+def _calibrated_time(kernel: KernelCost, klass: str, calibration: dict) -> tuple[float, float, float]:
+    points = calibration["points"].get(klass) or []
+    overhead = calibration["overhead_s"]["kernel"]
+    compute = klass in COMPUTE_CLASSES
+    if not points:
+        raise UserError(f"the calibration profile has no {klass} points: run `deploylens hw calibrate` again")
+    # kernels inside a network run slower than alone in a loop (measured at calibration)
+    rate = _rate(points, kernel.flops, kernel.bytes, compute, overhead) / calibration.get("context_factor", 1.0)
+    if compute:
+        bandwidth = _rate(calibration["points"]["copy"], 0, kernel.bytes, False, overhead)
+        return kernel.flops / rate, kernel.bytes / bandwidth, overhead
+    return 0.0, kernel.bytes / rate, overhead
+
+
+def roofline_time(kernel: KernelCost, klass: str, spec: HardwareSpec, dtype: str) -> tuple[float, float, float]:
+    """Compute, memory and overhead seconds of ``kernel`` on ``spec``."""
+    peak = spec.peak_flops(dtype)
+    if peak is None:
+        raise UserError(f"{spec.name} has no {dtype} peak in the catalog (has: {', '.join(spec.peak)})")
+    if spec.bandwidth is None:
+        raise UserError(f"{spec.name} has no sourced memory bandwidth in the catalog: no roofline possible")
+    kind_efficiency = spec.efficiency.get(klass) or spec.efficiency.get(kernel.kind)
+    efficiency = kind_efficiency.value if kind_efficiency else 1.0
+    overhead = spec.overhead.value if spec.overhead else 0.0
+    return kernel.flops / (peak * efficiency), kernel.bytes / (spec.bandwidth.value * efficiency), overhead
+
+
+def eager_kernels(profile: Profile) -> list[KernelCost]:
+    """The kernels PyTorch eager really runs: no fusion, except that a conv / linear with
+    its BatchNorm and activation is costed as the calibrated conv-BN-act unit; every
+    other op (a residual add, an op of an element-wise chain) is a kernel of its own."""
+    layers = {layer.name: layer for layer in profile.layers}
+    units: list[KernelCost] = []
+    for kernel in profile.kernels:
+        members = [layers[name] for name in kernel.layers]
+        head = 1
+        if members[0].kind in ("conv", "conv_transpose", "linear", "matmul"):
+            while head < len(members) and (members[head].op == "batch_norm" or members[head].kind == "activation"):
+                head += 1
+        groups = [members[:head]] + [[m] for m in members[head:]]
+        for group in groups:
+            flops = sum(m.flops or 0 for m in group)
+            nbytes = group[0].bytes_read + group[-1].bytes_written if len(group) > 1 else \
+                group[0].bytes_read + group[0].bytes_written
+            units.append(KernelCost(group[0].name, group[0].kind, [m.name for m in group], flops,
+                                    sum(m.macs or 0 for m in group), nbytes - group[-1].bytes_written,
+                                    group[-1].bytes_written, None, all(m.flops is not None for m in group)))
+    return units
+
+
+def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, calibration: dict | None,
+                    backend: str, batch: int) -> Prediction:
+    """Predict from an analysis ``profile`` on ``spec`` (roofline) or ``calibration``.
+
+    PyTorch eager runs its ops one by one (:func:`eager_kernels`); the runtimes and
+    catalogued devices run the analyzer's fused kernels.
+    """
+    dtype = _DTYPE_KEYS.get(profile.dtype, profile.dtype)
+    anchors = {layer.name: layer for layer in profile.layers}
+    kernels = []
+    for kernel in (eager_kernels(profile) if backend == "torch" and calibration else profile.kernels):
+        klass = kernel_class(anchors[kernel.layers[0]])
+        compute, memory, overhead = (_calibrated_time(kernel, klass, calibration) if calibration
+                                     else roofline_time(kernel, klass, spec, dtype))
+        body = max(compute, memory)
+        bound = "overhead" if overhead > body else "compute" if compute >= memory else "memory"
+        kernels.append(KernelTime(kernel.name, kernel.kind, klass, kernel.flops, kernel.bytes, compute * 1e3,
+                                  memory * 1e3, overhead * 1e3, (body + overhead) * 1e3, bound, kernel.complete))
+    view_overhead = calibration["overhead_s"].get("view", 0.0) if calibration and backend == "torch" else 0.0
+    views = sum(1 for layer in profile.layers if layer.op == "view")
+    total_ms = sum(k.time_ms for k in kernels) + views * view_overhead * 1e3
+    by_kind: dict[str, float] = {}
+    for k in kernels:
+        by_kind[k.kind] = by_kind.get(k.kind, 0.0) + k.time_ms
+    complete = profile.totals.complete
+    notes = list(profile.notes)
+    if not complete:
+        notes.append(f"incomplete: no cost formula for {', '.join(profile.totals.unknown_ops)}; their kernels are "
+                     "counted by bytes only, so the real latency is higher")
+    if spec is not None and calibration is None and (spec.overhead is None or not spec.efficiency):
+        notes.append("catalog roofline with peak efficiency and no launch overhead: an optimistic lower bound")
+    bounds = {b: sum(1 for k in kernels if k.bound == b) for b in ("compute", "memory", "overhead")}
+    return Prediction(
+        model=profile.model, target=target, backend=backend, batch=batch, dtype=dtype,
+        totals={"latency_ms": total_ms, "complete": complete, "flops": profile.totals.flops,
+                "bytes": profile.totals.bytes_fused, "kernels": len(kernels), "bound_counts": bounds,
+                "throughput": batch / total_ms * 1e3 if total_ms else None},
+        kernels=kernels, share_by_kind={k: v / total_ms for k, v in by_kind.items()} if total_ms else {},
+        notes=notes)
+
+
+def resolve_target(target: str | HardwareSpec, backend: str, threads: int | None, calibrate_if_missing: bool = True,
+                   progress: Any = None) -> tuple[HardwareSpec | None, dict | None]:
+    """A device spec (roofline): a ``HardwareSpec`` or a catalog name; or ``this``
+    (calibration profile, measured and saved if absent)."""
+    from deploylens.hardware.spec import load_catalog
+
+    if isinstance(target, HardwareSpec):
+        return target, None
+    if target != "this":
+        catalog = load_catalog()
+        if target not in catalog:
+            raise UserError(f"unknown target {target!r}; one of: this, {', '.join(sorted(catalog))}")
+        return catalog[target], None
+    import torch
+
+    from deploylens.hardware import calibrate as calibration
+
+    threads = threads or torch.get_num_threads()
+    path = calibration.profile_path(backend, threads)
+    if path.exists():
+        return None, calibration.load(path)
+    if not calibrate_if_missing:
+        raise UserError(f"no calibration for backend {backend} with {threads} threads: run "
+                        f"`deploylens hw calibrate --backend {backend} --threads {threads}`")
+    profile = calibration.calibrate(backend, threads, progress=progress or (lambda *a: None))
+    calibration.save(profile, path)
+    return None, profile
+
+
+def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "torch", batch: int = 1, dtype: str | None = None,
+            input_shape: Any = None, threads: int | None = None, progress: Any = None,
+            calibration: dict | None = None) -> Prediction:
+    """Predicted latency of ``model`` (any form ``analyze`` takes) on ``target``.
+
+    ``calibration``: a profile to use instead of the stored one for ``this``.
+    """
+    from deploylens.analyze import analyze, parse_input_shapes
+
+    if batch <= 0:
+        raise UserError("--batch must be a positive integer")
+    if backend not in ("torch", "onnxruntime", "openvino", "tensorrt"):
+        raise UserError(f"unknown backend {backend!r}: torch, onnxruntime, openvino or tensorrt")
+    spec = None
+    if calibration is None:
+        spec, calibration = resolve_target(target, backend if target == "this" else "torch", threads,
+                                           progress=progress)
+    if target == "this" and backend not in ("torch", "onnxruntime"):
+        raise UserError("calibration exists for the torch and onnxruntime backends only")
+    specs = parse_input_shapes(input_shape)
+    if specs is None:
+        # the model's own default shapes (zoo resolution, 1x3x224x224, or the ONNX file's)
+        specs = [(tuple(shape), "float") for shape in analyze(model, None, dtype).input_shapes]
+    profile = analyze(model, [((batch, *shape[1:]), kind) for shape, kind in specs], dtype)
+    name = target.name if isinstance(target, HardwareSpec) else target
+    return predict_profile(profile, name, spec, calibration, backend, batch)

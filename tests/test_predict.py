@@ -1,0 +1,152 @@
+"""Hardware catalog schema, roofline arithmetic, calibration profiles, prediction."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from deploylens import UserError, analyze
+from deploylens.cost.profile import KernelCost
+from deploylens.hardware import calibrate as calibration
+from deploylens.hardware.local import per_cycle
+from deploylens.hardware.spec import CatalogError, Figure, HardwareSpec, load_catalog, parse_family
+from deploylens.predict import kernel_class, predict, predict_profile, roofline_time
+
+TOY = HardwareSpec("toy", "gpu", "test", {"fp32": Figure(1e12, ("by construction",))},
+                   bandwidth=Figure(100e9, ("by construction",)))
+
+
+def kernel(flops: int, nbytes: int) -> KernelCost:
+    return KernelCost("k", "conv", ["k"], flops, flops // 2, nbytes // 2, nbytes - nbytes // 2, None, True)
+
+
+def test_roofline_by_hand():
+    # 1 GFLOP and 10 MB on 1 TFLOP/s and 100 GB/s: 1 ms of compute, 0.1 ms of memory
+    compute, memory, overhead = roofline_time(kernel(10**9, 10**7), "conv_dense", TOY, "fp32")
+    assert (compute, memory, overhead) == pytest.approx((1e-3, 1e-4, 0.0))
+    assert TOY.ridge_point("fp32") == pytest.approx(10.0)
+    # below the ridge point: 1 MFLOP over 10 MB is memory-bound
+    compute, memory, _ = roofline_time(kernel(10**6, 10**7), "conv_dense", TOY, "fp32")
+    assert memory > compute and memory == pytest.approx(1e-4)
+
+
+def test_prediction_sums_kernels_and_labels_bounds():
+    model = nn.Sequential(nn.Linear(1000, 1000), nn.ReLU()).eval()
+    prediction = predict(model, TOY, batch=1000, input_shape=(1, 1000))
+    # one fused kernel: 2 GFLOP; reads 4 MB input + 4 MB weights + 4 kB bias, writes 4 MB
+    (k,) = prediction.kernels
+    assert k.flops == 2 * 10**9 + 10**6
+    assert k.bytes == 4 * (10**6 + 10**6 + 1000 + 10**6)
+    assert k.time_ms == pytest.approx(k.flops / 1e12 * 1e3)
+    assert k.bound == "compute"
+    assert prediction.totals["latency_ms"] == pytest.approx(k.time_ms)
+    assert prediction.share_by_kind == {"linear": pytest.approx(1.0)}
+
+
+def test_efficiency_and_overhead_from_the_catalog_entry():
+    spec = HardwareSpec("slow", "gpu", "test", {"fp32": Figure(1e12, ("x",))}, bandwidth=Figure(100e9, ("x",)),
+                        efficiency={"conv_dense": Figure(0.5, ("x",))}, overhead=Figure(1e-5, ("x",)))
+    compute, memory, overhead = roofline_time(kernel(10**9, 10**7), "conv_dense", spec, "fp32")
+    assert (compute, memory, overhead) == pytest.approx((2e-3, 2e-4, 1e-5))
+
+
+def test_unknown_ops_make_the_prediction_incomplete():
+    class Cumulative(nn.Module):
+        def forward(self, x):
+            return torch.cumsum(x, 1)
+
+    prediction = predict(Cumulative(), TOY, input_shape=(4, 256))
+    assert prediction.totals["complete"] is False
+    assert any("incomplete" in note and "aten.cumsum" in note for note in prediction.notes)
+
+
+def test_every_catalog_figure_has_a_source():
+    catalog = load_catalog()
+    assert {"nvidia_t4", "nvidia_h100_sxm5", "nvidia_rtx_a4000", "horizon_sunrise_x3", "rockchip_rk3588_npu",
+            "raspberry_pi_4", "amd_epyc_9654", "jetson_orin_nx_16gb"} <= set(catalog)
+    for spec in catalog.values():
+        figures = list(spec.peak.values()) + [f for f in (spec.bandwidth, spec.memory) if f]
+        assert figures and all(f.sources and all(f.sources) for f in figures), spec.name
+    assert catalog["nvidia_rtx_a4000"].bandwidth.value == 448e9
+    assert catalog["nvidia_t4"].ridge_point("fp32") == pytest.approx(8.1e12 / 320e9)
+
+
+@pytest.mark.parametrize("device,message", [
+    ({"name": "x", "class": "gpu", "peak_tflops": {"fp32": {"value": 1.0}}}, "has no source"),
+    ({"name": "x", "class": "gpu", "peak_tflops": {"fp32": {"value": 1.0, "source": ["S9"]}}}, "unknown source"),
+    ({"name": "x", "class": "gpu", "peak_tflops": {"fp32": {"value": 1.0, "source": ["S1"], "status": "U"}}},
+     "unverified figures stay out"),
+    ({"name": "x", "class": "phone", "peak_tflops": {"fp32": {"value": 1.0, "source": ["S1"]}}}, "class must be"),
+    ({"name": "x", "class": "gpu", "peak_tflops": {"fp32": {"value": 1.0, "source": ["S1"]}},
+      "bandwidth_gbs": {"value": 10}}, "has no source"),
+])
+def test_schema_rejects_devices_without_sources(device, message):
+    with pytest.raises(CatalogError, match=message):
+        parse_family({"sources": {"S1": "a datasheet"}, "devices": [device]}, "test.yaml")
+
+
+def test_per_cycle_rates_follow_the_reference_table():
+    assert per_cycle(["avx2", "fma"], "Intel Xeon")["fp32"] == 32
+    assert per_cycle(["avx2", "fma", "avx512f"], "Intel Xeon")["fp32"] == 64
+    assert per_cycle(["avx2", "fma", "avx512f"], "AMD EPYC 9654")["fp32"] == 32  # Zen 4 double-pumps
+    assert per_cycle(["avx512f", "amx_tile", "amx_bf16", "amx_int8"], "Intel")["int8"] == 2048
+
+
+def test_kernel_classes_from_weight_shapes():
+    profile = analyze(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                                    nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3, padding=1, groups=2)).eval(), (1, 8, 8, 8))
+    layers = [layer for layer in profile.layers if layer.kind == "conv"]
+    assert [kernel_class(layer) for layer in layers] == ["conv_dense", "conv_depthwise", "conv_pointwise",
+                                                        "conv_grouped"]
+
+
+def fake_profile() -> dict:
+    point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": 1e-3}
+    memory = {"label": "m", "flops": 0, "bytes": 10**6, "seconds": 1e-4}
+    return {"format": calibration.FORMAT, "version": calibration.VERSION, "backend": "torch", "threads": 1,
+            "overhead_s": {"kernel": 0.0, "view": 0.0}, "context_factor": 1.0,
+            "points": {c: [point if c in calibration.COMPUTE_CLASSES else memory] for c in calibration.CLASSES}}
+
+
+def test_calibrated_prediction_uses_the_measured_rates():
+    # one pointwise conv unit: the single calibration point's 100 GFLOP/s applies
+    model = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()).eval()
+    profile = analyze(model, (1, 16, 32, 32))
+    prediction = predict_profile(profile, "this", None, fake_profile(), "torch", 1)
+    (k,) = prediction.kernels
+    assert k.kernel_class == "conv_pointwise"
+    assert k.compute_ms == pytest.approx(k.flops / 1e11 * 1e3)
+    assert k.memory_ms == pytest.approx(k.bytes / 1e10 * 1e3)  # the copy class: 10 GB/s
+
+
+def test_profiles_are_versioned_json(tmp_path):
+    path = calibration.save(fake_profile(), tmp_path / "p.json")
+    assert calibration.load(path)["points"]["matmul"][0]["flops"] == 10**8
+    stale = {**fake_profile(), "version": 0}
+    path.write_text(json.dumps(stale))
+    with pytest.raises(UserError, match="version 0"):
+        calibration.load(path)
+    path.write_bytes(b"\x80\x04\x95")  # a pickle is never read
+    with pytest.raises(UserError, match="cannot read calibration profile"):
+        calibration.load(path)
+
+
+def test_calibration_runs_and_predicts(tmp_path):
+    profile = calibration.calibrate("torch", threads=1, max_flops=1e6)
+    assert profile["format"] == calibration.FORMAT and profile["threads"] == 1
+    assert all(profile["points"][c] for c in ("conv_dense", "conv_depthwise", "elementwise", "copy", "matmul"))
+    assert profile["overhead_s"]["kernel"] > 0 and profile["context_factor"] > 0
+    prediction = predict("mobilenet_v2_050", "this", input_shape=(1, 3, 64, 64), calibration=profile)
+    assert prediction.totals["latency_ms"] > 0 and prediction.totals["complete"]
+
+
+def test_bad_targets():
+    with pytest.raises(UserError, match="unknown target 'nope'; one of: this, amd_epyc_9654"):
+        predict("resnet18", "nope")
+    with pytest.raises(UserError, match="no sourced memory bandwidth"):
+        predict("resnet18", "horizon_sunrise_x3", dtype="int8")
+    with pytest.raises(UserError, match="no fp32 peak"):
+        predict("resnet18", "horizon_journey3")
