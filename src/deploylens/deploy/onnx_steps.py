@@ -186,7 +186,8 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any
         prepared = os.path.join(workdir, "prepared.onnx")
         staged = os.path.join(workdir, "int8.onnx")
         try:
-            quant_pre_process(str(onnx_in), prepared, skip_symbolic_shape=True)
+            # no graph optimization here: tensor names stay those of the FP32 model (for sensitivity)
+            quant_pre_process(str(onnx_in), prepared, skip_optimization=True, skip_symbolic_shape=True)
             quantize_static(prepared, staged, _Reader(first.name, data), quant_format=QuantFormat.QDQ,
                             per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             calibrate_method=methods[method])
@@ -214,6 +215,9 @@ class Sensitivity:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "HardSwish", "Sigmoid"})
 
 
 def _with_intermediate_outputs(path: str, names: list[str], workdir: str) -> str:
@@ -246,16 +250,32 @@ def sensitivity(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike, data
     shape = tuple(d if isinstance(d, int) else 1 for d in first.shape)
     inputs, notes = calibration_data(data, shape, samples)
     graph = onnx.load(fp32_onnx, load_external_data=False).graph
-    layer_ops = {n.output[0]: n.op_type for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose")}
-    int8_tensors = {o for n in onnx.load(int8_onnx, load_external_data=False).graph.node for o in n.output}
+    int8_graph = onnx.load(int8_onnx, load_external_data=False).graph
+    int8_tensors = {o for n in int8_graph.node for o in n.output}
+    # the INT8 model's value of a tensor is its Quantize -> Dequantize result (the float
+    # tensor before QuantizeLinear may even precede a ReLU the quantizer folded away)
+    quantized_as = {n.input[0]: n.output[0] for n in int8_graph.node if n.op_type == "QuantizeLinear"}
+    dequantized_as = {n.input[0]: n.output[0] for n in int8_graph.node if n.op_type == "DequantizeLinear"}
+    readers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    layer_ops = {}
+    for node in graph.node:
+        if node.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose"):
+            # the quantizer fuses Conv+Relu and names the result after the Relu's output
+            after = readers.get(node.output[0], [])
+            fused = after[0].output[0] if len(after) == 1 and after[0].op_type in _ACTIVATIONS else None
+            layer_ops[fused if fused in int8_tensors else node.output[0]] = node.op_type
     names = [n for n in layer_ops if n in int8_tensors]
+    int8_names = [dequantized_as.get(quantized_as.get(n, ""), n) for n in names]
     output_name = session.get_outputs()[0].name
     with tempfile.TemporaryDirectory() as workdir:
         reference = _session(_with_intermediate_outputs(fp32_onnx, names, workdir))
-        quantized = _session(_with_intermediate_outputs(int8_onnx, names, workdir))
-        wanted = [output_name] + names
-        ref_runs = [reference.run(wanted, {first.name: inputs[i:i + 1]}) for i in range(len(inputs))]
-        q_runs = [quantized.run(wanted, {first.name: inputs[i:i + 1]}) for i in range(len(inputs))]
+        quantized = _session(_with_intermediate_outputs(int8_onnx, int8_names, workdir))
+        ref_runs = [reference.run([output_name] + names, {first.name: inputs[i:i + 1]}) for i in range(len(inputs))]
+        q_runs = [quantized.run([output_name] + int8_names, {first.name: inputs[i:i + 1]})
+                  for i in range(len(inputs))]
     layers = []
     for index, name in enumerate(names, start=1):
         ref = np.concatenate([r[index].ravel() for r in ref_runs])

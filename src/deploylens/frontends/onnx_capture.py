@@ -225,6 +225,8 @@ ONNX_OPS: dict[str, _Spec] = {
     **{name: _Spec("compare") for name in ["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"]},
     **{name: _Spec("logical") for name in ["And", "Or", "Not", "Xor"]},
     "Cast": _Spec("cast"),
+    "QuantizeLinear": _Spec("cast", inputs=_FIRST),
+    "DequantizeLinear": _Spec("cast", inputs=_FIRST),
     "Softmax": _Spec("softmax"),
     "LogSoftmax": _Spec("log_softmax"),
     **{name: _Spec("reduce", inputs=_FIRST) for name in
@@ -378,9 +380,12 @@ def _initializer_roles(graph: onnx.GraphProto) -> dict[str, str]:
         for slot, name in enumerate(node.input):
             role = BUFFER if node.op_type == "BatchNormalization" and slot in _BN_STATS_SLOTS else PARAM
             slot_roles.setdefault(name, set()).add(role)
+    quantized = {n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     roles = {}
     for init in graph.initializer:
-        is_weight = _dtype_name(init.data_type) in FLOAT_DTYPES and np.prod(init.dims, dtype=np.int64) > 1
+        # float weights, and the integer weights of a quantized (QDQ) model
+        is_weight = ((_dtype_name(init.data_type) in FLOAT_DTYPES or init.name in quantized)
+                     and np.prod(init.dims, dtype=np.int64) > 1)
         used_as = slot_roles.get(init.name, set())
         roles[init.name] = (PARAM if PARAM in used_as else BUFFER) if is_weight and used_as else CONSTANT
     return roles
@@ -435,8 +440,9 @@ def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...]
         all_inputs = [values[i] for i in node.input if i]
         outputs_named = [o for o in node.output if o]
         if node.op_type in _SHAPE_OPS or (all_inputs and all(t.is_state for t in all_inputs)):
-            # folded at session creation: weight reshapes keep the weight's identity
-            is_view = spec is not None and spec.op == "view"
+            # folded at session creation: weight reshapes (and a QDQ model's dequantized
+            # weights) keep the weight's identity
+            is_view = spec is not None and spec.op == "view" or node.op_type == "DequantizeLinear"
             for out in outputs_named:
                 shape, t_dtype = shapes[out]
                 role, t_name = (all_inputs[0].role, all_inputs[0].name) if is_view else (CONSTANT, None)

@@ -1,0 +1,92 @@
+"""The deploy chain behind ``deploylens deploy``: each requested step in order, each
+measured (params, MACs, bytes, error against the original, optionally latency)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from deploylens.deploy.onnx_steps import export_onnx, quantize, sensitivity
+from deploylens.deploy.transforms import _default_inputs, check_equivalence, fuse_bn, reparameterize
+from deploylens.errors import UserError
+
+
+def _row(step: str, subject: Any, input_shape: tuple[int, ...], error: float | None, latency: Callable | None,
+         **extra) -> dict:
+    from deploylens.analyze import analyze
+
+    totals = analyze(subject, input_shape).totals
+    return {"step": step, "params": totals.params, "macs": totals.macs, "bytes_fused": totals.bytes_fused,
+            "max_rel_error": error, "latency_ms": latency(subject) if latency else None, **extra}
+
+
+def _onnx_error(path: str, x: torch.Tensor, reference: np.ndarray) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    return float(np.abs(out - reference).max() / max(float(np.abs(reference).max()), 1e-12))
+
+
+def run_chain(model: Any, input_shape: Any = None, reparam: bool = False, fuse: bool = False,
+              onnx_path: str | None = None, int8: bool = False, int8_path: str | None = None, calib: Any = None,
+              per_channel: bool = True, method: str = "minmax", opset: int = 17, bench: bool = False,
+              force: bool = False, progress: Callable[[str], None] = lambda message: None) -> dict:
+    """Run the requested steps on ``model`` (any form ``analyze`` takes that is a PyTorch
+    model); returns {"steps": [...], "sensitivity": ..., "warnings": [...]}."""
+    from deploylens.analyze import parse_input_shapes, resolve_model
+
+    built, _ = resolve_model(model)
+    if not isinstance(built, torch.nn.Module):
+        raise UserError("deploy starts from a PyTorch model (zoo name, package.module:factory or file.py:factory)")
+    if int8 and not onnx_path:
+        raise UserError("--int8 quantizes the ONNX export: give --onnx PATH too")
+    if input_shape is None:
+        from deploylens import zoo
+
+        resolution = zoo.resolution_of(model) if isinstance(model, str) else None
+        input_shape = (1, 3, resolution or 224, resolution or 224)
+    shape = parse_input_shapes(input_shape)[0][0]
+    inputs = _default_inputs(built, [shape])
+    with torch.inference_mode():
+        reference = built.eval()(*inputs)
+    latency = (lambda subject: _latency(subject, shape)) if bench else None
+
+    steps = [_row("original", built, shape, 0.0, latency)]
+    current = built
+    if reparam:
+        progress("re-parameterizing")
+        current = reparameterize(current, [shape], force)
+        steps.append(_row("reparameterize", current, shape,
+                          check_equivalence(built, current, inputs).max_rel_error, latency))
+    if fuse:
+        progress("folding BatchNorm")
+        current = fuse_bn(current, [shape], force)
+        steps.append(_row("fuse_bn", current, shape, check_equivalence(built, current, inputs).max_rel_error, latency))
+    result: dict = {"steps": steps, "sensitivity": None, "warnings": []}
+    if onnx_path:
+        progress("exporting to ONNX")
+        report = export_onnx(current, onnx_path, tuple(shape), opset=opset, force=force)
+        steps.append(_row("export_onnx", onnx_path, shape, _onnx_error(onnx_path, inputs[0], reference.numpy()),
+                          latency, simplified_by=report.simplified_by, path=report.path))
+    if int8:
+        progress("quantizing to INT8")
+        out = int8_path or str(Path(onnx_path).with_suffix(".int8.onnx"))
+        result["warnings"] += quantize(onnx_path, out, calib, per_channel, method)
+        report = sensitivity(onnx_path, out, calib)
+        result["sensitivity"] = report.to_dict()
+        steps.append(_row("quantize_int8", out, shape, _onnx_error(out, inputs[0], reference.numpy()), latency,
+                          path=out, top1_agreement=report.top1_agreement, cosine=report.cosine_similarity))
+    return result
+
+
+def _latency(subject: Any, shape: tuple[int, ...]) -> float:
+    from deploylens.bench.harness import bench
+    from deploylens.bench.runner import StopRule
+
+    backend = "onnxruntime" if isinstance(subject, str) else "torch"
+    return bench(subject, [backend], [shape[0]], input_shape=[shape],
+                 rule=StopRule(min_time=0.5, max_time=3.0))[0].p50_ms
