@@ -513,6 +513,95 @@ def deploy(
                      ", ".join(f"{w['tensor']} {w['sqnr_db']:.1f}" for w in worst), markup=False, highlight=False)
 
 
+@app.command("lint")
+def lint_command(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    target: str = typer.Option("nvidia-gpu", help="mobile-cpu, npu, nvidia-gpu, a catalog device, or this."),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
+    int8: bool = typer.Option(False, "--int8", help="The model is meant to run in INT8 on the target."),
+    select: Optional[str] = typer.Option(None, help="Only these rules (comma-separated ids)."),
+    ignore: Optional[str] = typer.Option(None, help="Skip these rules (comma-separated ids)."),
+    fail_on: Optional[str] = typer.Option(None, help="Exit 1 when a finding is at least this severe: warning or "
+                                                     "error."),
+    fmt: str = typer.Option("table", "--format", help="table, json or sarif."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+) -> None:
+    """The field guide's design rules (ShuffleNetV2 G1-G4, alignment, depthwise, ...) for a target."""
+    from deploylens.lint import SEVERITIES, lint, to_sarif
+
+    if fmt not in ("table", "json", "sarif"):
+        raise UserError(f"--format {fmt}: one of table, json, sarif")
+    if fail_on is not None and fail_on not in ("warning", "error"):
+        raise UserError(f"--fail-on {fail_on}: warning or error")
+    report = lint(model, target, _joined_shapes(input_shape), _csv_list(select) if select else None,
+                  _csv_list(ignore) if ignore else None, int8)
+    if fmt == "json":
+        _emit(json.dumps(report.to_dict(), indent=2), output)
+    elif fmt == "sarif":
+        _emit(json.dumps(to_sarif(report), indent=2), output)
+    else:
+        from rich.table import Table
+
+        table = Table(header_style="bold")
+        for column in ("rule", "severity", "layer", "impact", "message"):
+            table.add_column(column, overflow="fold")
+        for f in report.findings:
+            impact = "" if not f.impact or f.impact["value"] is None else f"{f.impact['value']:.4g} {f.impact['unit']}"
+            table.add_row(f.rule, f.severity, f.layer, impact, f.message)
+        stdout.print(table)
+        summary = report.summary
+        predicted = summary["predicted_ms"]
+        stdout.print(f"{report.model} on {report.target}: {len(report.findings)} findings {summary['by_rule']}"
+                     + (f"; predicted {predicted:.3f} ms, {summary['predicted_ms_if_fixed']:.3f} ms if the "
+                        "ms-impact findings were fixed" if predicted is not None else ""), markup=False)
+        for note in summary["target_notes"]:
+            stdout.print(f"note: {note}", markup=False)
+    if fail_on is not None:
+        threshold = SEVERITIES.index(fail_on)
+        if any(SEVERITIES.index(f.severity) >= threshold for f in report.findings):
+            raise typer.Exit(1)
+
+
+@app.command("recommend")
+def recommend_command(
+    target: str = typer.Option("this", help="mobile-cpu, npu, nvidia-gpu, a catalog device, or this."),
+    budget_ms: Optional[float] = typer.Option(None, help="Latency budget in milliseconds."),
+    measure: bool = typer.Option(False, "--measure", help="Measure latency here instead of predicting (this only)."),
+    models: Optional[str] = typer.Option(None, help="Only these zoo models (comma-separated)."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Every zoo model ranked by latency on a target, with top-1, lint findings and the Pareto front."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from deploylens.lint.recommend import recommend
+    from deploylens.report import human
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  console=stderr, transient=True) as progress:
+        task = progress.add_task("ranking", total=None)
+        result = recommend(target, budget_ms, measure, _csv_list(models) if models else None,
+                           progress=lambda done, total, name: progress.update(task, completed=done, total=total,
+                                                                              description=f"ranking: {name}"))
+    if fmt is Format.json:
+        _emit(json.dumps(result, indent=2), None)
+        return
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for column in ("model", "latency ms", "params", "MACs", "top-1", "pareto", "budget", "findings"):
+        table.add_column(column, justify="left" if column in ("model", "findings") else "right")
+    for c in result["candidates"]:
+        table.add_row(c["model"], "" if c["latency_ms"] is None else f"{c['latency_ms']:.3f}", human(c["params"]),
+                      human(c["macs"]), "" if c["top1"] is None else f"{c['top1']:.1f}",
+                      "*" if c["model"] in result["pareto"] else "",
+                      "" if result["within_budget"] is None else ("yes" if c["model"] in result["within_budget"]
+                                                                  else "no"),
+                      ", ".join(f"{k} {v}" for k, v in c["findings"].items()))
+    stdout.print(table)
+    stdout.print(f"latency: {result['candidates'][0]['latency_source']}; top-1: published (see zoo show)", markup=False)
+    stdout.print(f"advice: {result['advice']}", markup=False)
+
+
 zoo_app = typer.Typer(no_args_is_help=True, help="The built-in architectures, with published figures.")
 app.add_typer(zoo_app, name="zoo")
 

@@ -147,7 +147,11 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
                 else:
                     if not os.path.exists(onnx_path):
                         if is_torch:
-                            export_onnx_for_bench(built, inputs, onnx_path)
+                            try:
+                                export_onnx_for_bench(built, inputs, onnx_path)
+                            except Exception as error:  # noqa: BLE001 - the exporter's error, in one line
+                                raise UserError(f"cannot export the model to ONNX for {backend.name}: "
+                                                f"{first_line(error)}") from error
                         else:
                             import onnx
 

@@ -13,7 +13,7 @@ from deploylens.zoo.reparam import RepBranches
 
 
 class MobileOneSE(nn.Module):
-    """The official SE: full-window average pool, 1/16 reduction, sigmoid gate."""
+    """The official SE: global average pool, 1/16 reduction, sigmoid gate."""
 
     def __init__(self, channels: int, ratio: float = 0.0625):
         super().__init__()
@@ -21,7 +21,7 @@ class MobileOneSE(nn.Module):
         self.expand = nn.Conv2d(int(channels * ratio), channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = F.avg_pool2d(x, kernel_size=x.shape[-2:])
+        scale = F.adaptive_avg_pool2d(x, 1)  # the official full-window avg_pool2d, export-friendly
         return x * torch.sigmoid(self.expand(F.relu(self.reduce(scale))))
 
 

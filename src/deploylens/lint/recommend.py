@@ -1,0 +1,106 @@
+"""``deploylens recommend``: every zoo model ranked by latency on a target, beside its
+accuracy and lint findings there, the Pareto front, the budget, and whether the field
+guide's advice for the platform holds on these numbers."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from deploylens.errors import UserError
+from deploylens.lint.targets import Target, resolve
+
+# the guide's advice per platform class: the families it recommends
+GUIDE_ADVICE = {
+    "cpu": ("mobile CPU", ("mobilenet_v1", "shufflenet_v2")),
+    "npu": ("NPU", ("cspnet", "repvgg")),
+    "gpu": ("NVIDIA GPU", ("repvgg",)),
+}
+
+
+def _predicted(name: str, target: Target) -> float | None:
+    from deploylens import zoo
+    from deploylens.analyze import analyze
+    from deploylens.lint import _predicted_ms
+    from deploylens.zoo.reparam import reparameterize
+
+    variant = zoo.variant(name)
+    with torch.device("meta"):
+        model = reparameterize(variant.build().eval())  # deploy form where the family has one
+    dtype = {"int8": "int8", "fp16": "float16", "bf16": "bfloat16"}.get(target.dtype)
+    return _predicted_ms(analyze(model, (1, 3, variant.resolution, variant.resolution), dtype), target)
+
+
+def _measured(name: str) -> float:
+    from deploylens import zoo
+    from deploylens.bench.harness import bench
+    from deploylens.bench.runner import StopRule
+
+    model = zoo.create(name, deploy=True)
+    return bench(model, ["torch"], [1], rule=StopRule(warmup_iters=2, min_iters=3, min_time=0.3, max_time=2.0))[0].p50_ms
+
+
+def pareto(candidates: list[dict]) -> list[str]:
+    """Models no other model beats on both latency (lower) and top-1 (higher)."""
+    ranked = sorted((c for c in candidates if c["latency_ms"] is not None and c["top1"] is not None),
+                    key=lambda c: (c["latency_ms"], -c["top1"]))
+    front, best = [], -1.0
+    for c in ranked:
+        if c["top1"] > best:
+            front.append(c["model"])
+            best = c["top1"]
+    return front
+
+
+def recommend(target: str = "this", budget_ms: float | None = None, measure: bool = False,
+              models: list[str] | None = None,
+              progress: Callable[[int, int, str], None] = lambda done, total, name: None) -> dict:
+    from deploylens import zoo
+    from deploylens.lint import lint
+
+    if measure and target != "this":
+        raise UserError("--measure times the models on this machine: use --target this")
+    resolved = resolve(target)
+    if not measure and resolved.calibration is None and (resolved.spec is None or resolved.spec.bandwidth is None):
+        raise UserError(f"no latency model for {target}: it has no sourced bandwidth (or run deploylens hw calibrate "
+                        "for 'this')")
+    names = models or zoo.names()
+    candidates = []
+    for index, name in enumerate(names):
+        progress(index, len(names), name)
+        variant = zoo.variant(name)
+        latency = _measured(name) if measure else _predicted(name, resolved)
+        findings = lint(name, resolved).summary["by_rule"]
+        from deploylens.zoo.compare import compare
+
+        record = compare(name)
+        candidates.append({"model": name, "family": variant.family, "params": record["params"],
+                           "macs": record["macs"], "latency_ms": latency,
+                           "latency_source": "measured (torch eager, this machine)" if measure else
+                           ("predicted (calibrated)" if resolved.calibration else f"predicted (roofline, {target})"),
+                           "top1": variant.published.top1, "top1_source": variant.published.source,
+                           "findings": findings})
+    progress(len(names), len(names), "done")
+    candidates.sort(key=lambda c: (c["latency_ms"] is None, c["latency_ms"]))
+    within = [c["model"] for c in candidates if budget_ms is not None and c["latency_ms"] is not None
+              and c["latency_ms"] <= budget_ms]
+    return {"target": resolved.name, "candidates": candidates, "pareto": pareto(candidates),
+            "within_budget": within if budget_ms is not None else None, "budget_ms": budget_ms,
+            "advice": advice(resolved, candidates)}
+
+
+def advice(target: Target, candidates: list[dict]) -> str:
+    platform, families = GUIDE_ADVICE[target.device_class]
+    front = pareto(candidates)
+    front_families = {c["family"] for c in candidates if c["model"] in front}
+    recommended = [c for c in candidates if any(c["family"].startswith(f) for f in families)]
+    if not recommended:
+        return f"the guide recommends {' / '.join(families)} for {platform}; none of them is in this ranking"
+    on_front = sorted({c["family"] for c in recommended if c["model"] in front})
+    fastest = candidates[0]
+    verdict = "borne out" if on_front else "not borne out"
+    why = (f"{', '.join(on_front)} reach the accuracy/latency Pareto front here" if on_front else
+           f"none of them is on the Pareto front here ({', '.join(sorted(front_families))} are)")
+    return (f"the guide's advice for {platform} ({' / '.join(families)}) is {verdict} on {target.name}: {why}; "
+            f"fastest overall: {fastest['model']} at {fastest['latency_ms']:.3f} ms")

@@ -1,0 +1,400 @@
+"""The field guide's design rules: one small function each, with an id, a rationale
+and its source, registered by decorator. A rule returns findings with a measurable
+impact (bytes or predicted milliseconds on the target) wherever one can be computed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from deploylens.cost.profile import KernelCost, LayerCost, Profile
+from deploylens.ir import DTYPE_BYTES, FREE_OPS, Graph, Op
+from deploylens.lint.targets import Target
+
+
+@dataclass
+class Finding:
+    rule: str
+    severity: str  # info, warning or error
+    layer: str
+    message: str
+    source: str
+    impact: dict | None = None  # {"value": float, "unit": "bytes" | "ms" | "MACs"}
+    module: str = ""
+
+
+@dataclass
+class Context:
+    graph: Graph
+    profile: Profile
+    target: Target
+    layers: dict[str, LayerCost] = field(default_factory=dict)
+    kernels: dict[str, KernelCost] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.layers = {layer.name: layer for layer in self.profile.layers}
+        self.kernels = {kernel.name: kernel for kernel in self.profile.kernels}
+
+    @property
+    def elem(self) -> int:
+        return {"int8": 1, "fp16": 2, "bf16": 2}.get(self.target.dtype, 4)
+
+    def ms(self, flops: float, nbytes: float, kernel_class: str) -> float | None:
+        """Predicted time of a (real or hypothetical) kernel on the target, or None."""
+        from deploylens.predict import _calibrated_time, roofline_time
+
+        kernel = KernelCost("what-if", "conv", [], int(flops), int(flops // 2), int(nbytes), 0, None, True)
+        target = self.target
+        if target.calibration:
+            compute, memory, overhead = _calibrated_time(kernel, kernel_class, target.calibration)
+        elif target.spec is not None and target.spec.bandwidth and target.spec.peak_flops(target.dtype):
+            compute, memory, overhead = roofline_time(kernel, kernel_class, target.spec, target.dtype)
+        else:
+            return None
+        return (max(compute, memory) + overhead) * 1e3
+
+    def kernel_ms(self, kernel: KernelCost, kernel_class: str) -> float | None:
+        return self.ms(kernel.flops, kernel.bytes, kernel_class)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    rationale: str
+    source: str
+    check: Callable[[Context], list[Finding]]
+    applies: Callable[[Target], bool]
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(rule_id: str, rationale: str, source: str, applies: Callable[[Target], bool] = lambda target: True):
+    def register(check: Callable[[Context], list[Finding]]) -> Callable[[Context], list[Finding]]:
+        RULES[rule_id] = Rule(rule_id, rationale, source, check, applies)
+        return check
+
+    return register
+
+
+def _accelerator(target: Target) -> bool:
+    return target.device_class in ("gpu", "npu")
+
+
+def _conv_shape(layer: LayerCost) -> tuple[int, int, int, tuple[int, ...], int] | None:
+    """(c_in, c_out, groups, kernel, output spatial size) of a conv layer."""
+    if layer.op != "conv" or len(layer.inputs) < 2:
+        return None
+    x, w, y = layer.inputs[0], layer.inputs[1], layer.outputs[0]
+    c_in, c_out = x[1], w[0]
+    groups = c_in // w[1] if w[1] else 1
+    return c_in, c_out, groups, tuple(w[2:]), math.prod(y[2:])
+
+
+def _finding(ctx: Context, rule_id: str, severity: str, layer: LayerCost, message: str,
+             value: float | None = None, unit: str = "bytes") -> Finding:
+    impact = {"value": value, "unit": unit} if value is not None else None
+    return Finding(rule_id, severity, layer.name, message, RULES[rule_id].source, impact, layer.module)
+
+
+# --- ShuffleNetV2's guidelines ------------------------------------------------------------
+
+
+@rule("G1", "Equal channel width minimizes memory access cost: at fixed FLOPs a 1x1 conv moves the fewest "
+      "bytes when c_in == c_out.", "ShuffleNetV2 (ECCV 2018) section 2, Table 1")
+def g1_equal_width(ctx: Context) -> list[Finding]:
+    findings = []
+    for layer in ctx.profile.layers:
+        shape = _conv_shape(layer)
+        if not shape or shape[2] != 1 or any(k != 1 for k in shape[3]):
+            continue
+        c1, c2, _, _, hw = shape
+        ratio = max(c1, c2) / min(c1, c2)
+        if ratio < 2:
+            continue
+        c = math.sqrt(c1 * c2)  # equal FLOPs with c_in == c_out
+        excess = (hw * (c1 + c2) + c1 * c2) - (hw * 2 * c + c * c)
+        findings.append(_finding(ctx, "G1", "warning" if ratio >= 4 else "info", layer,
+                                 f"1x1 conv {c1}->{c2} (ratio {ratio:.1f}): {excess * ctx.elem:.0f} bytes more "
+                                 f"than an equal-FLOPs conv with equal widths", excess * ctx.elem))
+    return findings
+
+
+@rule("G2", "Group convolution raises memory access cost at equal FLOPs.", "ShuffleNetV2 (ECCV 2018) Table 2")
+def g2_groups(ctx: Context) -> list[Finding]:
+    findings = []
+    for layer in ctx.profile.layers:
+        shape = _conv_shape(layer)
+        if not shape or shape[2] <= 1 or shape[2] == shape[0]:
+            continue
+        c1, c2, g, _, hw = shape
+        # a dense conv with the same FLOPs has sqrt(g)-times narrower activations
+        excess = hw * (c1 + c2) * (1 - 1 / math.sqrt(g))
+        findings.append(_finding(ctx, "G2", "info", layer, f"grouped conv (g={g}) {c1}->{c2}: {excess * ctx.elem:.0f}"
+                                 " bytes more than a dense conv of equal FLOPs", excess * ctx.elem))
+    return findings
+
+
+@rule("G3", "Network fragmentation (many small kernels in a block) reduces parallelism; each kernel pays the "
+      "target's launch overhead.", "ShuffleNetV2 (ECCV 2018) Table 3")
+def g3_fragmentation(ctx: Context) -> list[Finding]:
+    from deploylens.predict import kernel_class
+
+    overhead = (ctx.target.calibration or {}).get("overhead_s", {}).get("kernel") if ctx.target.calibration else \
+        (ctx.target.spec.overhead.value if ctx.target.spec and ctx.target.spec.overhead else None)
+    if not overhead:
+        return []  # the target's per-kernel overhead is unknown: fragmentation cannot be judged
+    blocks: dict[str, list[KernelCost]] = {}
+    for kernel in ctx.profile.kernels:
+        module = ctx.layers[kernel.layers[0]].module
+        blocks.setdefault(module.rsplit(".", 1)[0] if "." in module else module, []).append(kernel)
+    findings = []
+    for block, kernels in blocks.items():
+        times = [ctx.kernel_ms(k, kernel_class(ctx.layers[k.layers[0]])) or 0.0 for k in kernels]
+        total = sum(times)
+        launch = len(kernels) * overhead * 1e3
+        if len(kernels) >= 4 and total and launch / total > 0.25:
+            first = ctx.layers[kernels[0].layers[0]]
+            findings.append(Finding("G3", "warning", block or first.name,
+                                    f"{len(kernels)} kernels in {block or 'the model'}: launch overhead is "
+                                    f"{launch / total * 100:.0f}% of its predicted time", RULES["G3"].source,
+                                    {"value": launch - overhead * 1e3, "unit": "ms"}, first.module))
+    return findings
+
+
+@rule("G4", "Element-wise operations (activations, adds, bias) are memory-bound: small FLOPs, large time.",
+      "ShuffleNetV2 (ECCV 2018) Fig. 2, Table 4")
+def g4_elementwise(ctx: Context) -> list[Finding]:
+    total = sum(layer.bytes_read + layer.bytes_written for layer in ctx.profile.layers)
+    elementwise = [layer for layer in ctx.profile.layers
+                   if layer.kind in ("elementwise", "activation") and layer.op not in FREE_OPS]
+    moved = sum(layer.bytes_read + layer.bytes_written for layer in elementwise)
+    if not total or moved / total < 0.2:
+        return []
+    scale = ctx.elem / 4
+    return [Finding("G4", "warning", "(model)", f"{len(elementwise)} element-wise ops move {moved / total * 100:.0f}% "
+                    "of the eager bytes: fuse them into the preceding convs or remove them", RULES["G4"].source,
+                    {"value": moved * scale, "unit": "bytes"})]
+
+
+# --- hardware alignment and kernel mix ------------------------------------------------------
+
+
+@rule("CH-ALIGN", "Channel counts off the accelerator's alignment are padded: work on the padding is wasted.",
+      "the field guide; NVIDIA Tensor Core guide; HiSilicon NNIE documentation",
+      applies=lambda target: target.channel_multiple is not None)
+def channel_alignment(ctx: Context) -> list[Finding]:
+    multiple_in, multiple_out = ctx.target.channel_multiple
+    convs = [layer for layer in ctx.profile.layers if layer.op == "conv" or layer.kind == "linear"]
+    classifier = next((layer.name for layer in reversed(convs) if layer.kind == "linear"), None)
+    network_input = {t.id for t in ctx.graph.inputs}
+    first_ops = {op.name for op in ctx.graph.ops if any(t.id in network_input for t in op.inputs)}
+    findings = []
+    for layer in convs:
+        c_in = layer.inputs[0][1] if layer.op == "conv" else layer.inputs[0][-1]
+        c_out = layer.outputs[0][1] if layer.op == "conv" else layer.outputs[0][-1]
+        shape = _conv_shape(layer)
+        depthwise = shape is not None and shape[2] == shape[0] and shape[0] > 1
+        check_in = layer.name not in first_ops and not depthwise
+        check_out = layer.name != classifier
+        bad_in = check_in and c_in % multiple_in
+        bad_out = check_out and c_out % multiple_out
+        if not (bad_in or bad_out):
+            continue
+        padded_in = -(-c_in // multiple_in) * multiple_in if bad_in else c_in
+        padded_out = -(-c_out // multiple_out) * multiple_out if bad_out else c_out
+        wasted = (layer.macs or 0) * (padded_in * padded_out / (c_in * c_out) - 1)
+        findings.append(_finding(ctx, "CH-ALIGN", "warning", layer,
+                                 f"channels {c_in}->{c_out} are not multiples of {multiple_in}/{multiple_out}: padded "
+                                 f"to {padded_in}->{padded_out}", wasted, "MACs"))
+    return findings
+
+
+@rule("DW-ACCEL", "Depthwise conv is memory-bound (intensity far below the ridge point) on GPUs and NPUs "
+      "without an optimized depthwise path.", "the field guide; G-GhostNet; CSPNet; MobileDets",
+      applies=lambda target: _accelerator(target) and target.depthwise_optimized is False)
+def depthwise_on_accelerator(ctx: Context) -> list[Finding]:
+    spec = ctx.target.spec
+    ridge = spec.ridge_point(ctx.target.dtype) if spec else None
+    findings = []
+    for layer in ctx.profile.layers:
+        shape = _conv_shape(layer)
+        if not shape or shape[2] != shape[0] or shape[0] <= 1:
+            continue
+        kernel = ctx.kernels.get(layer.kernel or "")
+        intensity = kernel.intensity if kernel else layer.intensity
+        if ridge and intensity and intensity > ridge / 4:
+            continue
+        time = ctx.kernel_ms(kernel, "conv_depthwise") if kernel else None
+        findings.append(_finding(ctx, "DW-ACCEL", "warning", layer,
+                                 f"depthwise conv at {intensity or 0:.1f} FLOP/byte"
+                                 + (f", ridge point {ridge:.0f}" if ridge else "") +
+                                 ": memory-bound here; a dense or group conv uses the hardware better",
+                                 time, "ms"))
+    return findings
+
+
+def _producer_map(graph: Graph) -> dict[int, Op]:
+    return {t.id: op for op in graph.ops if op.op not in FREE_OPS for t in op.outputs}
+
+
+@rule("EARLY-SEP", "In early, low-channel layers a regular conv is faster on accelerators than a depthwise-"
+      "separable pair of the same receptive field.", "MobileDets (CVPR 2021)",
+      applies=_accelerator)
+def early_separable(ctx: Context) -> list[Finding]:
+    findings = []
+    layers_by_op = {layer.name: layer for layer in ctx.profile.layers}
+    producer = _producer_map(ctx.graph)
+    for op in ctx.graph.ops:
+        if op.op != "conv" or len(op.inputs) < 2 or any(k != 1 for k in op.inputs[1].shape[2:]):
+            continue
+        source = op.inputs[0]
+        chain = producer.get(source.id)
+        while chain is not None and chain.op in ("batch_norm", "relu", "clamp", "hardswish", "silu"):
+            chain = producer.get(chain.inputs[0].id)
+        if chain is None or chain.op != "conv":
+            continue
+        dw = layers_by_op[chain.name]
+        shape = _conv_shape(dw)
+        if not shape or shape[2] != shape[0] or shape[0] > 64:
+            continue
+        c_in, _, _, kernel, hw = shape
+        pw = layers_by_op[op.name]
+        c_out = pw.outputs[0][1]
+        pair_ms = [ctx.kernel_ms(ctx.kernels[k.kernel], c) for k, c in ((dw, "conv_depthwise"), (pw, "conv_pointwise"))
+                   if k.kernel in ctx.kernels]
+        dense_flops = 2 * hw * c_in * c_out * math.prod(kernel)
+        dense_bytes = ctx.elem * (hw * (c_in + c_out) + c_in * c_out * math.prod(kernel))
+        dense_ms = ctx.ms(dense_flops, dense_bytes, "conv_dense")
+        if None in pair_ms or dense_ms is None or dense_ms >= sum(pair_ms):
+            continue
+        findings.append(_finding(ctx, "EARLY-SEP", "warning", dw,
+                                 f"separable {c_in}->{c_out} conv predicted {sum(pair_ms):.3f} ms; a regular "
+                                 f"{'x'.join(map(str, kernel))} conv {dense_ms:.3f} ms", sum(pair_ms) - dense_ms, "ms"))
+    return findings
+
+
+@rule("KERNEL-3X3", "Dense 3x3 is the most efficient conv on GPUs (cuDNN / Winograd); larger kernels cost more "
+      "per FLOP.", "RepVGG (CVPR 2021) Table 1", applies=lambda target: target.device_class == "gpu")
+def large_kernels(ctx: Context) -> list[Finding]:
+    findings = []
+    for layer in ctx.profile.layers:
+        shape = _conv_shape(layer)
+        if not shape or max(shape[3], default=1) <= 3:
+            continue
+        c_in, c_out, groups, kernel, hw = shape
+        klass = "conv_depthwise" if groups == c_in and c_in > 1 else "conv_dense"
+        now = ctx.kernel_ms(ctx.kernels[layer.kernel], klass) if layer.kernel in ctx.kernels else None
+        flops3 = 2 * hw * c_out * (c_in // groups) * 9
+        bytes3 = ctx.elem * (hw * (c_in + c_out) + c_out * (c_in // groups) * 9)
+        alternative = ctx.ms(flops3, bytes3, klass)
+        saved = now - alternative if now is not None and alternative is not None else None
+        findings.append(_finding(ctx, "KERNEL-3X3", "warning", layer,
+                                 f"{'x'.join(map(str, kernel))} conv: a 3x3 alternative is predicted "
+                                 + (f"{alternative:.3f} ms instead of {now:.3f} ms" if saved is not None else
+                                    "cheaper"), saved, "ms"))
+    return findings
+
+
+@rule("DENSE-CONCAT", "Dense concatenation re-reads every earlier feature map at every layer; one-shot aggregation "
+      "(OSA) concatenates once.", "VoVNet (CVPRW 2019)")
+def dense_concatenation(ctx: Context) -> list[Finding]:
+    readers: dict[int, int] = {}
+    for op in ctx.graph.ops:
+        if op.op == "cat":
+            for tensor_id in {t.id for t in op.inputs}:
+                readers[tensor_id] = readers.get(tensor_id, 0) + 1
+    producer = _producer_map(ctx.graph)
+    tensors = {t.id: t for op in ctx.graph.ops for t in op.inputs}
+    findings = []
+    for tensor_id, count in readers.items():
+        if count < 3:
+            continue
+        tensor = tensors[tensor_id]
+        source = producer.get(tensor_id)
+        layer = ctx.layers.get(source.name) if source else None
+        rereads = (count - 1) * tensor.numel * ctx.elem  # an OSA block reads it once
+        if layer is None:
+            continue
+        findings.append(_finding(ctx, "DENSE-CONCAT", "warning", layer,
+                                 f"feature map {list(tensor.shape)} is re-read by {count} concatenations; an OSA "
+                                 "block would read it once", rereads))
+    return findings
+
+
+# --- toolchain ------------------------------------------------------------------------
+
+
+# neutral / aten ops -> the ONNX op type a toolchain's support list names
+_ONNX_NAMES = {"conv": "Conv", "conv_transpose": "ConvTranspose", "matmul": "MatMul", "einsum": "Einsum",
+               "batch_norm": "BatchNormalization", "layer_norm": "LayerNormalization",
+               "group_norm": "GroupNormalization", "instance_norm": "InstanceNormalization", "relu": "Relu",
+               "clamp": "Clip", "leaky_relu": "LeakyRelu", "prelu": "PRelu", "hardswish": "HardSwish",
+               "hardsigmoid": "HardSigmoid", "sigmoid": "Sigmoid", "tanh": "Tanh", "gelu": "Gelu", "elu": "Elu",
+               "softplus": "Softplus", "add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow",
+               "sqrt": "Sqrt", "reciprocal": "Reciprocal", "exp": "Exp", "log": "Log", "neg": "Neg", "abs": "Abs",
+               "erf": "Erf", "where": "Where", "softmax": "Softmax", "log_softmax": "LogSoftmax",
+               "max_pool": "MaxPool", "avg_pool": "AveragePool", "adaptive_avg_pool": "GlobalAveragePool",
+               "adaptive_max_pool": "GlobalMaxPool", "resize": "Resize", "cat": "Concat", "pad": "Pad",
+               "gather": "Gather", "embedding": "Gather", "expand": "Expand", "cast": "Cast",
+               "aten.cumsum": "CumSum", "aten.transpose": "Transpose", "aten.permute": "Transpose",
+               "aten.view": "Reshape", "aten._unsafe_view": "Reshape", "aten.expand": "Expand"}
+
+
+def onnx_op_type(op: Op) -> str | None:
+    """The ONNX op type an op exports to (the native name for ONNX graphs)."""
+    if not op.native.startswith("aten."):
+        return op.native
+    if op.op == "view":
+        return _ONNX_NAMES.get(op.native)
+    return _ONNX_NAMES.get(op.op)
+
+
+@rule("OP-SUPPORT", "An op outside the target toolchain's published support list falls back to the CPU or fails "
+      "to convert.", "vendor op support lists", applies=lambda target: target.unsupported_ops is not None
+      or target.supported_ops is not None)
+def op_support(ctx: Context) -> list[Finding]:
+    target = ctx.target
+    findings = []
+    seen: set[tuple[str, str]] = set()
+    for op in ctx.graph.ops:
+        onnx_type = onnx_op_type(op)
+        if onnx_type is None or onnx_type in ("Identity", "Constant"):
+            continue
+        unsupported = (target.unsupported_ops is not None and onnx_type in target.unsupported_ops) or \
+            (target.supported_ops is not None and onnx_type not in target.supported_ops)
+        if unsupported and (op.module, onnx_type) not in seen:
+            seen.add((op.module, onnx_type))
+            layer = ctx.layers.get(op.name)
+            findings.append(Finding("OP-SUPPORT", "error", op.name, f"{onnx_type} is not in {target.name}'s support "
+                                    f"list ({target.ops_source})", RULES["OP-SUPPORT"].source, None,
+                                    layer.module if layer else op.module))
+    return findings
+
+
+@rule("PTQ-RISK", "Re-parameterized multi-branch networks quantize badly with post-training INT8 (the merged "
+      "weights have wide per-channel ranges).", "RepOpt (ICLR 2023); QARepVGG (AAAI 2023)",
+      applies=lambda target: target.int8)
+def ptq_risk(ctx: Context) -> list[Finding]:
+    producer = _producer_map(ctx.graph)
+
+    def branch_input(tensor_id: int) -> int | None:
+        op = producer.get(tensor_id)
+        if op is not None and op.op == "batch_norm":
+            inner = producer.get(op.inputs[0].id)
+            return inner.inputs[0].id if inner is not None and inner.op == "conv" else op.inputs[0].id
+        return None
+
+    findings = []
+    for op in ctx.graph.ops:
+        if op.op != "add":
+            continue
+        sources = [branch_input(t.id) for t in op.inputs]
+        if len(sources) == 2 and None not in sources and sources[0] == sources[1]:
+            layer = ctx.layers[op.name]
+            findings.append(_finding(ctx, "PTQ-RISK", "warning", layer,
+                                     "parallel conv-BN branches summed over one input: re-parameterized, this block's "
+                                     "weights are likely to lose accuracy under per-tensor INT8 PTQ (check "
+                                     "`deploylens deploy --int8`'s sensitivity; prefer per-channel or QAT)"))
+    return findings
