@@ -1,0 +1,237 @@
+"""Each rule fires on a minimal network and not on its near-twin; impacts by hand."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+from deploylens import UserError
+from deploylens.hardware.spec import Figure, HardwareSpec
+from deploylens.lint import lint, to_sarif
+from deploylens.lint.recommend import pareto, recommend
+from deploylens.lint.targets import Target
+from nets import TinyShuffleNet, randomize
+
+F32 = 4
+
+
+def spec(overhead_us: float | None = None) -> HardwareSpec:
+    return HardwareSpec("bench-gpu", "gpu", "test", {"fp32": Figure(1e12, ("x",))}, bandwidth=Figure(1e11, ("x",)),
+                        overhead=Figure(overhead_us * 1e-6, ("x",)) if overhead_us else None)
+
+
+def target(**traits) -> Target:
+    base = dict(name="test-gpu", device_class="gpu", spec=spec(), dtype="fp32")
+    base.update(traits)
+    return Target(**base)
+
+
+def findings(model, shape, rule, tgt=None):
+    return [f for f in lint(model, tgt or target(), shape, select=[rule]).findings]
+
+
+def test_g1_fires_on_unequal_widths_with_the_bytes_it_costs():
+    (f,) = findings(nn.Conv2d(16, 64, 1, bias=False), (1, 16, 8, 8), "G1")
+    # hw(c1+c2)+c1c2 - (hw*2c + c^2) with c = sqrt(16*64) = 32: 5120+1024 - (4096+1024) = 1024 elements
+    assert f.impact == {"value": 1024 * F32, "unit": "bytes"} and f.severity == "warning"
+    assert findings(nn.Conv2d(32, 32, 1, bias=False), (1, 32, 8, 8), "G1") == []
+
+
+def test_g2_fires_on_grouped_conv_not_dense_nor_depthwise():
+    (f,) = findings(nn.Conv2d(16, 16, 3, padding=1, groups=4), (1, 16, 8, 8), "G2")
+    assert f.impact["value"] == pytest.approx(64 * 32 * (1 - 1 / math.sqrt(4)) * F32)
+    assert findings(nn.Conv2d(16, 16, 3, padding=1), (1, 16, 8, 8), "G2") == []
+    assert findings(nn.Conv2d(16, 16, 3, padding=1, groups=16), (1, 16, 8, 8), "G2") == []
+
+
+def fragmented():
+    return nn.Sequential(nn.Sequential(*[nn.Conv2d(4, 4, 1) for _ in range(5)])).eval()
+
+
+def test_g3_fires_when_launch_overhead_dominates_a_block():
+    (f,) = findings(fragmented(), (1, 4, 2, 2), "G3", target(spec=spec(overhead_us=10)))
+    assert f.layer == "0" and f.impact == {"value": pytest.approx(4 * 0.01), "unit": "ms"}
+    assert findings(fragmented(), (1, 4, 2, 2), "G3", target(spec=spec())) == []  # overhead unknown: no verdict
+    few = nn.Sequential(nn.Sequential(nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1))).eval()
+    assert findings(few, (1, 4, 2, 2), "G3", target(spec=spec(overhead_us=10))) == []
+
+
+class ShuffleAdd(nn.Module):
+    """Standalone element-wise work no conv absorbs: a shuffle copy and a two-way add."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        from nets import channel_shuffle
+
+        y = self.conv(x)
+        return channel_shuffle(y, 2) + torch.sigmoid(y)
+
+
+def test_g4_fires_on_standalone_elementwise_kernels():
+    (f,) = findings(ShuffleAdd(), (1, 8, 16, 16), "G4")
+    assert f.impact["unit"] == "bytes" and f.impact["value"] > 0
+    fused = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()).eval()
+    assert findings(fused, (1, 8, 16, 16), "G4") == []
+
+
+def test_channel_alignment_exempts_the_input_and_the_classifier():
+    model = nn.Sequential(nn.Conv2d(3, 12, 3), nn.Conv2d(12, 24, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(24, 10)).eval()
+    aligned = target(channel_multiple=(8, 8))
+    first, second = findings(model, (1, 3, 16, 16), "CH-ALIGN", aligned)
+    # conv 0: its 3 input channels are the network input (exempt), its 12 outputs pad to 16
+    assert first.layer == "0"
+    assert first.impact == {"value": pytest.approx(12 * 3 * 9 * 14 * 14 * (16 / 12 - 1)), "unit": "MACs"}
+    # conv 1: 12 inputs pad to 16; the classifier's 10 outputs are exempt
+    assert second.layer == "1"
+    assert second.impact == {"value": pytest.approx(24 * 12 * 9 * 12 * 12 * (16 / 12 - 1)), "unit": "MACs"}
+    twin = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Conv2d(16, 24, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(24, 10)).eval()
+    assert findings(twin, (1, 3, 16, 16), "CH-ALIGN", aligned) == []
+
+
+def test_depthwise_fires_on_gpu_and_npu_not_on_mobile_cpu():
+    shape = (1, 3, 64, 64)
+    for platform in ("nvidia-gpu", "npu"):
+        assert lint("mobilenet_v2_050", platform, shape).summary["by_rule"].get("DW-ACCEL", 0) == 17
+    mobile = lint("mobilenet_v2_050", "mobile-cpu", shape).summary
+    assert "DW-ACCEL" not in mobile["by_rule"] and "DW-ACCEL" not in mobile["rules_applied"]
+    assert "EARLY-SEP" not in mobile["rules_applied"] and "KERNEL-3X3" not in mobile["rules_applied"]
+    dw = findings(nn.Conv2d(16, 16, 3, padding=1, groups=16), (1, 16, 8, 8), "DW-ACCEL",
+                  target(depthwise_optimized=False))
+    assert len(dw) == 1 and dw[0].impact["unit"] == "ms"
+    assert findings(nn.Conv2d(16, 16, 3, padding=1), (1, 16, 8, 8), "DW-ACCEL", target(depthwise_optimized=False)) == []
+
+
+def separable(c: int) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                         nn.Conv2d(c, 2 * c, 1, bias=False)).eval()
+
+
+def test_early_separable_conv_against_the_regular_conv_it_could_be():
+    (f,) = [f for f in lint(separable(16), "nvidia-gpu", (1, 16, 56, 56), select=["EARLY-SEP"]).findings]
+    # the regular 3x3 16->32 conv on a T4 in fp16: 28.9 MFLOP at 65 TFLOP/s vs 310 kB at 320 GB/s
+    dense_ms = max(2 * 56 * 56 * 16 * 32 * 9 / 65e12, 2 * (56 * 56 * 48 + 16 * 32 * 9) / 320e9) * 1e3
+    assert f"a regular 3x3 conv {dense_ms:.3f} ms" in f.message and f.impact["value"] > 0
+    assert lint(separable(128), "nvidia-gpu", (1, 128, 56, 56), select=["EARLY-SEP"]).findings == []
+
+
+def test_kernel_3x3_on_gpu_with_the_alternatives_cost():
+    (f,) = findings(nn.Conv2d(16, 16, 7, padding=3), (1, 16, 32, 32), "KERNEL-3X3")
+    now = max(2 * 1024 * 16 * 16 * 49 / 1e12, F32 * (1024 * 32 + 16 * 16 * 49 + 16) / 1e11)
+    three = max(2 * 1024 * 16 * 16 * 9 / 1e12, F32 * (1024 * 32 + 16 * 16 * 9) / 1e11)
+    assert f.impact == {"value": pytest.approx((now - three) * 1e3, rel=1e-3), "unit": "ms"}
+    assert findings(nn.Conv2d(16, 16, 3, padding=1), (1, 16, 32, 32), "KERNEL-3X3") == []
+    assert "KERNEL-3X3" not in lint(nn.Conv2d(16, 16, 7), "mobile-cpu", (1, 16, 32, 32)).summary["rules_applied"]
+
+
+class Dense(nn.Module):
+    def __init__(self, layers=4, growth=8):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(8 + i * growth, growth, 3, padding=1) for i in range(layers))
+
+    def forward(self, x):
+        features = [x]
+        for conv in self.convs:
+            features.append(conv(torch.cat(features, 1)))
+        return torch.cat(features, 1)
+
+
+class OSA(nn.Module):
+    def __init__(self, layers=4, width=8):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(8, width, 3, padding=1) for _ in range(layers))
+
+    def forward(self, x):
+        outputs = [x]
+        for conv in self.convs:
+            outputs.append(conv(outputs[-1]))
+        return torch.cat(outputs, 1)
+
+
+def test_dense_concatenation_versus_one_shot_aggregation():
+    found = findings(Dense(), (1, 8, 8, 8), "DENSE-CONCAT")
+    # the first conv's output is re-read by the concatenations of layers 2, 3, 4 and the block output
+    first = next(f for f in found if f.layer.startswith("convs.0"))
+    assert first.impact == {"value": (4 - 1) * 8 * 64 * F32, "unit": "bytes"}
+    assert findings(OSA(), (1, 8, 8, 8), "DENSE-CONCAT") == []
+
+
+def test_op_support_flags_channel_shuffle_where_the_list_lacks_it():
+    lacking = target(supported_ops=frozenset({"Conv", "BatchNormalization", "Relu", "Concat", "Reshape", "Split",
+                                              "GlobalAveragePool", "Gemm", "MatMul", "ReduceMean", "Slice"}),
+                     ops_source="a test list")
+    found = findings(TinyShuffleNet(), (1, 3, 32, 32), "OP-SUPPORT", lacking)
+    assert {f.message.split()[0] for f in found} == {"Transpose"} and all(f.severity == "error" for f in found)
+    complete = target(supported_ops=lacking.supported_ops | {"Transpose"})
+    assert findings(TinyShuffleNet(), (1, 3, 32, 32), "OP-SUPPORT", complete) == []
+
+
+def test_ptq_risk_on_multi_branch_blocks_meant_for_int8():
+    from deploylens.zoo.reparam import RepBranches
+
+    block = nn.Sequential(RepBranches(8, 8, 3)).eval()
+    assert len(findings(block, (1, 8, 8, 8), "PTQ-RISK", target(int8=True))) == 1
+    assert findings(nn.Conv2d(8, 8, 3, padding=1), (1, 8, 8, 8), "PTQ-RISK", target(int8=True)) == []
+    assert "PTQ-RISK" not in lint(block, target(), (1, 8, 8, 8)).summary["rules_applied"]
+
+
+def plain_vgg():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(64, 10)).eval()
+
+
+def test_a_clean_plain_3x3_network_has_no_warnings_on_nvidia_gpu():
+    report = lint(plain_vgg(), "nvidia-gpu", (1, 3, 32, 32))
+    assert [f for f in report.findings if f.severity != "info"] == []
+
+
+def test_shufflenet_and_densenet_in_the_zoo():
+    assert lint("densenet121", "nvidia-gpu", (1, 3, 64, 64)).summary["by_rule"]["DENSE-CONCAT"] > 0
+    npu = lint("shufflenet_v2_x0_5", "npu", (1, 3, 64, 64), select=["OP-SUPPORT"])
+    assert npu.findings == []  # the RKNN list has Transpose and Reshape: shuffles convert
+
+
+def test_same_rules_same_layers_on_the_module_and_its_onnx_export(tmp_path):
+    model = randomize(nn.Sequential(nn.Conv2d(3, 12, 7, padding=3), nn.BatchNorm2d(12), nn.ReLU(),
+                                    nn.Conv2d(12, 12, 3, padding=1, groups=12), nn.Conv2d(12, 96, 1),
+                                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(96, 10)))
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(1, 3, 32, 32),), str(path), dynamo=False, do_constant_folding=False)
+    module_report = lint(model, "nvidia-gpu", (1, 3, 32, 32))
+    onnx_report = lint(str(path), "nvidia-gpu")
+    as_set = lambda report: {(f.rule, f.module) for f in report.findings}  # noqa: E731
+    assert as_set(module_report) == as_set(onnx_report)
+    assert {rule for rule, _ in as_set(module_report)} >= {"G1", "CH-ALIGN", "DW-ACCEL", "KERNEL-3X3"}
+
+
+def test_sarif_and_bad_input():
+    report = lint("resnet18", "nvidia-gpu", (1, 3, 64, 64))
+    sarif = to_sarif(report)
+    assert sarif["version"] == "2.1.0" and len(sarif["runs"][0]["results"]) == len(report.findings)
+    with pytest.raises(UserError, match="unknown rule 'G9'"):
+        lint("resnet18", "nvidia-gpu", select=["G9"])
+    with pytest.raises(UserError, match="unknown target 'tpu'; one of: mobile-cpu, npu, nvidia-gpu, this"):
+        lint("resnet18", "tpu")
+
+
+def test_recommend_ranks_and_finds_the_pareto_front():
+    assert pareto([{"model": "a", "latency_ms": 1, "top1": 70}, {"model": "b", "latency_ms": 2, "top1": 69},
+                   {"model": "c", "latency_ms": 3, "top1": 75}]) == ["a", "c"]
+    result = recommend("nvidia-gpu", budget_ms=0.2, models=["repvgg_a0", "mobilenet_v2_100", "resnet50"])
+    latencies = [c["latency_ms"] for c in result["candidates"]]
+    assert latencies == sorted(latencies)
+    assert set(result["pareto"]) <= {"repvgg_a0", "mobilenet_v2_100", "resnet50"}
+    assert "NVIDIA GPU" in result["advice"] and "repvgg" in result["advice"]
+    with pytest.raises(UserError, match="--measure times the models on this machine"):
+        recommend("nvidia-gpu", measure=True)
