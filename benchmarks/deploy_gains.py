@@ -28,8 +28,8 @@ from deploylens import zoo
 from deploylens.bench.harness import bench
 from deploylens.bench.runner import StopRule
 from deploylens.deploy import export_onnx, quantize, sensitivity
-from deploylens.zoo.repvgg import RepVGG
 from deploylens.zoo.reparam import reparameterize
+from deploylens.zoo.repvgg import RepVGG
 
 RULE = StopRule(min_time=1.0, max_time=4.0)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from predict_accuracy import spearman  # noqa: E402 - the benchmarks folder is the script's own
+
 from deploylens import zoo
 from deploylens.lint.recommend import recommend
-
-from predict_accuracy import spearman  # noqa: E402 - the benchmarks folder is the script's own
 
 
 def main() -> None:

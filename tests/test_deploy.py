@@ -7,10 +7,10 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
+from nets import randomize
 
 from deploylens import UserError, zoo
 from deploylens.deploy import check_equivalence, export_onnx, fuse_bn, quantize, reparameterize, sensitivity
-from nets import randomize
 
 SHAPE = (1, 3, 16, 16)
 

@@ -8,13 +8,13 @@ import warnings
 import pytest
 import torch
 import torch.nn as nn
+from nets import TinyShuffleNet, randomize
 
 from deploylens import UserError
 from deploylens.hardware.spec import Figure, HardwareSpec
 from deploylens.lint import lint, to_sarif
 from deploylens.lint.recommend import pareto, recommend
 from deploylens.lint.targets import Target
-from nets import TinyShuffleNet, randomize
 
 F32 = 4
 

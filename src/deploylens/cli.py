@@ -435,11 +435,13 @@ def predict(
         _emit(to_csv(data["kernels"]), output)
         return
     t = prediction.totals
-    stdout.print(f"[bold]{prediction.model}[/] on {prediction.target} ({prediction.backend}), batch {prediction.batch}, "
+    stdout.print(f"[bold]{prediction.model}[/] on {prediction.target} ({prediction.backend}), "
+                 f"batch {prediction.batch}, "
                  f"{prediction.dtype}: [bold]{t['latency_ms']:.3f} ms[/]  ({t['throughput']:.1f} samples/s)  "
                  f"kernels {t['kernels']}: {t['bound_counts']['compute']} compute-, {t['bound_counts']['memory']} "
                  f"memory-, {t['bound_counts']['overhead']} overhead-bound  complete {t['complete']}")
-    shares = ", ".join(f"{k} {v * 100:.1f}%" for k, v in sorted(prediction.share_by_kind.items(), key=lambda kv: -kv[1]))
+    by_share = sorted(prediction.share_by_kind.items(), key=lambda kv: -kv[1])
+    shares = ", ".join(f"{k} {v * 100:.1f}%" for k, v in by_share)
     stdout.print(f"time by kind: {shares}", markup=False)
     from rich.table import Table
 

@@ -224,7 +224,8 @@ def resolve_target(target: str | HardwareSpec, backend: str, threads: int | None
     return None, profile
 
 
-def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "torch", batch: int = 1, dtype: str | None = None,
+def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "torch", batch: int = 1,
+            dtype: str | None = None,
             input_shape: Any = None, threads: int | None = None, progress: Any = None,
             calibration: dict | None = None) -> Prediction:
     """Predicted latency of ``model`` (any form ``analyze`` takes) on ``target``.

@@ -64,7 +64,8 @@ def _simplify(path: str) -> str | None:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...] = (1, 3, 224, 224),
-                opset: int = 17, dynamic_batch: bool = False, simplify: bool = True, force: bool = False) -> ExportReport:
+                opset: int = 17, dynamic_batch: bool = False, simplify: bool = True,
+                force: bool = False) -> ExportReport:
     """Export ``model`` to ONNX, simplify it where a maintained tool is installed, run it
     in ONNX Runtime and compare with torch; the file is written only if they agree."""
     import onnx

@@ -54,7 +54,8 @@ def _default_inputs(model: nn.Module, input_shape: Any) -> list[torch.Tensor]:
 
     specs = parse_input_shapes(input_shape) or [(DEFAULT_IMAGE_SHAPE, "float")]
     generator = torch.Generator().manual_seed(0)
-    return [torch.randn(shape, generator=generator) if kind == "float" else torch.zeros(shape, dtype=getattr(torch, kind))
+    return [torch.randn(shape, generator=generator) if kind == "float"
+            else torch.zeros(shape, dtype=getattr(torch, kind))
             for shape, kind in specs]
 
 
@@ -142,7 +143,7 @@ def _add_leaves(node: fx.Node, root: fx.Node) -> list[fx.Node] | None:
     return leaves
 
 
-def _branch(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[fx.Node, torch.Tensor, torch.Tensor, nn.Module] | None:
+def _branch(node: fx.Node, modules: dict[str, nn.Module]) -> tuple | None:
     """(input, kernel, bias, conv) of one branch: BN(conv(x)), conv(x) or BN(x) (identity)."""
     def module(n: fx.Node) -> nn.Module | None:
         return modules.get(n.target) if n.op == "call_module" else None

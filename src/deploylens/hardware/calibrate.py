@@ -119,9 +119,9 @@ def _runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads:
             with torch.inference_mode():
                 model(*inputs)
         return run
-    from deploylens.bench.backends import export_onnx_for_bench
-
     import onnxruntime as ort
+
+    from deploylens.bench.backends import export_onnx_for_bench
 
     path = os.path.join(workdir, "case.onnx")
     export_onnx_for_bench(model, inputs, path)

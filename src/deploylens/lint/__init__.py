@@ -83,7 +83,7 @@ def to_sarif(report: LintReport) -> dict:
         "version": "2.1.0",
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "runs": [{
-            "tool": {"driver": {"name": "deploylens", 
+            "tool": {"driver": {"name": "deploylens",
                                 "rules": [{"id": r.id, "shortDescription": {"text": r.rationale},
                                            "properties": {"source": r.source}} for r in RULES.values()]}},
             "results": [{"ruleId": f.rule, "level": level[f.severity], "message": {"text": f.message},

@@ -4,7 +4,7 @@ guide's advice for the platform holds on these numbers."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -38,7 +38,8 @@ def _measured(name: str) -> float:
     from deploylens.bench.runner import StopRule
 
     model = zoo.create(name, deploy=True)
-    return bench(model, ["torch"], [1], rule=StopRule(warmup_iters=2, min_iters=3, min_time=0.3, max_time=2.0))[0].p50_ms
+    rule = StopRule(warmup_iters=2, min_iters=3, min_time=0.3, max_time=2.0)
+    return bench(model, ["torch"], [1], rule=rule)[0].p50_ms
 
 
 def pareto(candidates: list[dict]) -> list[str]:

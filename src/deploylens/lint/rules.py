@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from deploylens.cost.profile import KernelCost, LayerCost, Profile
-from deploylens.ir import DTYPE_BYTES, FREE_OPS, Graph, Op
+from deploylens.ir import FREE_OPS, Graph, Op
 from deploylens.lint.targets import Target
 
 

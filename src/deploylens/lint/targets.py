@@ -71,10 +71,10 @@ def resolve(name: str, int8: bool = False) -> Target:
     if name in PLATFORMS:
         return _platform(name, catalog, int8)
     if name == "this":
+        import torch
+
         from deploylens.hardware import calibrate as calibration
         from deploylens.hardware.local import this_cpu
-
-        import torch
 
         path = calibration.profile_path("torch", torch.get_num_threads())
         profile = calibration.load(path) if path.exists() else None
