@@ -248,17 +248,10 @@ def test_embedding_reads_only_the_rows_it_looks_up():
     assert layer.bytes_written == F32 * 10 * 16
 
 
-def test_float16_halves_the_bytes():
-    conv = nn.Conv2d(8, 8, 1, bias=False)
-    fp32 = only_layer(conv, (1, 8, 4, 4))
-    fp16 = compute_layers(analyze(conv, (1, 8, 4, 4), dtype="float16"))[0]
-    assert fp16.macs == fp32.macs
-    assert 2 * (fp16.bytes_read + fp16.bytes_written) == fp32.bytes_read + fp32.bytes_written
-
-
-def test_int8_costs_a_quarter_of_the_fp32_bytes():
+@pytest.mark.parametrize("dtype,divisor", [("float16", 2), ("bfloat16", 2), ("int8", 4)])
+def test_narrow_dtypes_divide_the_bytes(dtype, divisor):
     conv = nn.Conv2d(8, 8, 3, bias=False)
     fp32 = only_layer(conv, (1, 8, 6, 6))
-    int8 = compute_layers(analyze(conv, (1, 8, 6, 6), dtype="int8"))[0]
-    assert int8.macs == fp32.macs
-    assert 4 * (int8.bytes_read + int8.bytes_written) == fp32.bytes_read + fp32.bytes_written
+    narrow = compute_layers(analyze(conv, (1, 8, 6, 6), dtype=dtype))[0]
+    assert narrow.macs == fp32.macs
+    assert divisor * (narrow.bytes_read + narrow.bytes_written) == fp32.bytes_read + fp32.bytes_written

@@ -75,6 +75,29 @@ def _emit(text: str, output: Optional[str]) -> None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _emit_records(records: list[dict], fmt: "Format", output: Optional[str] = None) -> bool:
+    """Write ``records`` as JSON or CSV when that is the format asked; False for a table."""
+    from deploylens.report import to_csv
+
+    if fmt is Format.json:
+        _emit(json.dumps(records, indent=2), output)
+    elif fmt is Format.csv:
+        _emit(to_csv(records), output)
+    else:
+        return False
+    return True
+
+
+def _table(columns: tuple[str, ...], left: tuple[str, ...]):
+    """A rich table with ``columns``, numbers right-aligned, ``left`` ones left-aligned."""
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right")
+    return table
+
+
 def _warn_incomplete(unknown: dict[str, int]) -> None:
     if unknown:
         listed = ", ".join(f"{name} x{count}" for name, count in sorted(unknown.items()))
@@ -201,12 +224,8 @@ def bench(
     if fmt is Format.csv:
         _emit(to_csv([{k: r[k] for k in _BENCH_COLUMNS} for r in records]), output)
         return
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for column in ("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean +/- std", "samples/s", "iters", "stop",
-                   "load ms", "1st ms", "GFLOP/s", "GB/s", "rel err"):
-        table.add_column(column, justify="left" if column in ("backend", "stop") else "right")
+    table = _table(("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean +/- std", "samples/s", "iters", "stop",
+                    "load ms", "1st ms", "GFLOP/s", "GB/s", "rel err"), left=("backend", "stop"))
     for r in results:
         table.add_row(r.backend, str(r.batch), f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}",
                       f"{r.mean_ms:.3f} +/- {r.std_ms:.3f}", f"{r.throughput:.1f}", str(r.iterations), r.stop_reason,
@@ -293,7 +312,6 @@ app.add_typer(hw_app, name="hw")
 def hw_list(fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv.")) -> None:
     """Catalogued devices with their peaks, bandwidth and ridge point."""
     from deploylens.hardware.spec import load_catalog
-    from deploylens.report import to_csv
 
     rows = []
     for spec in load_catalog().values():
@@ -302,17 +320,10 @@ def hw_list(fmt: Format = typer.Option(Format.table, "--format", help="table, js
                      **{f"peak_{d}_tflops": (spec.peak_flops(d) or 0) / 1e12 or None for d in ("fp32", "fp16", "int8")},
                      "bandwidth_gbs": spec.bandwidth.value / 1e9 if spec.bandwidth else None,
                      "ridge_point": spec.ridge_point(dtype), "ridge_dtype": dtype})
-    if fmt is Format.json:
-        _emit(json.dumps(rows, indent=2), None)
+    if _emit_records(rows, fmt):
         return
-    if fmt is Format.csv:
-        _emit(to_csv(rows), None)
-        return
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for column in ("name", "class", "fp32 TFLOPS", "fp16 TFLOPS", "int8 TOPS", "GB/s", "ridge FLOP/B"):
-        table.add_column(column, justify="left" if column in ("name", "class") else "right")
+    table = _table(("name", "class", "fp32 TFLOPS", "fp16 TFLOPS", "int8 TOPS", "GB/s", "ridge FLOP/B"),
+                   left=("name", "class"))
 
     def cell(value, digits=1):
         return "" if value is None else f"{value:.{digits}f}"
@@ -443,11 +454,8 @@ def predict(
     by_share = sorted(prediction.share_by_kind.items(), key=lambda kv: -kv[1])
     shares = ", ".join(f"{k} {v * 100:.1f}%" for k, v in by_share)
     stdout.print(f"time by kind: {shares}", markup=False)
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for column in ("kernel", "class", "MFLOPs", "KB", "compute ms", "memory ms", "overhead ms", "time ms", "bound"):
-        table.add_column(column, justify="left" if column in ("kernel", "class", "bound") else "right")
+    table = _table(("kernel", "class", "MFLOPs", "KB", "compute ms", "memory ms", "overhead ms", "time ms", "bound"),
+                   left=("kernel", "class", "bound"))
     slowest = sorted(prediction.kernels, key=lambda k: -k.time_ms)
     for k in slowest[:top] if top else slowest:
         table.add_row(k.name, k.kernel_class, f"{k.flops / 1e6:.2f}", f"{k.bytes / 1e3:.1f}", f"{k.compute_ms:.4f}",
@@ -492,11 +500,8 @@ def deploy(
     if fmt is Format.json:
         _emit(json.dumps(result, indent=2), None)
         return
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for column in ("step", "params", "MACs", "bytes (fused)", "max rel error vs original", "latency ms", "notes"):
-        table.add_column(column, justify="left" if column in ("step", "notes") else "right")
+    table = _table(("step", "params", "MACs", "bytes (fused)", "max rel error vs original", "latency ms", "notes"),
+                   left=("step", "notes"))
     for row in result["steps"]:
         notes = []
         if row.get("simplified_by"):
@@ -542,11 +547,8 @@ def lint_command(
     elif fmt == "sarif":
         _emit(json.dumps(to_sarif(report), indent=2), output)
     else:
-        from rich.table import Table
-
-        table = Table(header_style="bold")
-        for column in ("rule", "severity", "layer", "impact", "message"):
-            table.add_column(column, overflow="fold")
+        table = _table(("rule", "severity", "layer", "impact", "message"),
+                       left=("rule", "severity", "layer", "impact", "message"))
         for f in report.findings:
             impact = "" if not f.impact or f.impact["value"] is None else f"{f.impact['value']:.4g} {f.impact['unit']}"
             table.add_row(f.rule, f.severity, f.layer, impact, f.message)
@@ -587,11 +589,8 @@ def recommend_command(
     if fmt is Format.json:
         _emit(json.dumps(result, indent=2), None)
         return
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for column in ("model", "latency ms", "params", "MACs", "top-1", "pareto", "budget", "findings"):
-        table.add_column(column, justify="left" if column in ("model", "findings") else "right")
+    table = _table(("model", "latency ms", "params", "MACs", "top-1", "pareto", "budget", "findings"),
+                   left=("model", "findings"))
     for c in result["candidates"]:
         table.add_row(c["model"], "" if c["latency_ms"] is None else f"{c['latency_ms']:.3f}", human(c["params"]),
                       human(c["macs"]), "" if c["top1"] is None else f"{c['top1']:.1f}",
@@ -622,7 +621,7 @@ def zoo_list(
     from rich.progress import Progress
 
     from deploylens import zoo
-    from deploylens.report import human, to_csv
+    from deploylens.report import human
     from deploylens.zoo.compare import compare
 
     selected = [n for n in zoo.names() if family is None or zoo.variant(n).family == family]
@@ -635,17 +634,10 @@ def zoo_list(
         for name in selected:
             records.append(compare(name))
             progress.advance(task)
-    if fmt is Format.json:
-        _emit(json.dumps(records, indent=2), output)
+    if _emit_records(records, fmt, output):
         return
-    if fmt is Format.csv:
-        _emit(to_csv(records), output)
-        return
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for column in ("name", "res", "form", "params", "published", "dev", "MACs", "published", "dev", "top-1"):
-        table.add_column(column, justify="left" if column in ("name", "form") else "right")
+    table = _table(("name", "res", "form", "params", "published", "dev", "MACs", "published", "dev", "top-1"),
+                   left=("name", "form"))
     for r in records:
         table.add_row(r["name"], str(r["resolution"]), r["form"], human(r["params_counted_as_source"]),
                       r["published_params"] or "", _percent(r["params_deviation"]), human(r["macs"]),

@@ -5,6 +5,7 @@ only when they pass (or when forced): a failed step leaves no file behind."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import os
 import shutil
@@ -36,6 +37,7 @@ class ExportReport:
 def _session(path: str):
     import onnxruntime as ort
 
+    ort.set_default_logger_severity(3)  # graph-cleanup warnings are not the user's concern
     try:
         return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types
@@ -183,12 +185,14 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any
     shape = tuple(d if isinstance(d, int) else 1 for d in first.shape)
     data, notes = calibration_data(calib, shape, samples)
     out = Path(onnx_out)
+    root_level = logging.getLogger().level
     with tempfile.TemporaryDirectory() as workdir:
         prepared = os.path.join(workdir, "prepared.onnx")
         staged = os.path.join(workdir, "int8.onnx")
         try:
             # no graph optimization here: tensor names stay those of the FP32 model (for sensitivity)
             quant_pre_process(str(onnx_in), prepared, skip_optimization=True, skip_symbolic_shape=True)
+            logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns on the root logger
             quantize_static(prepared, staged, _Reader(first.name, data), quant_format=QuantFormat.QDQ,
                             per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             calibrate_method=methods[method])
@@ -196,6 +200,8 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any
             raise
         except Exception as error:  # noqa: BLE001 - the quantizer's error, in one line
             raise UserError(f"quantization failed: {first_line(error)}") from error
+        finally:
+            logging.getLogger().setLevel(root_level)
         _session(staged)  # must load before it is written
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(staged, out)
