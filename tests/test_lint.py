@@ -74,9 +74,17 @@ class ShuffleAdd(nn.Module):
         return channel_shuffle(y, 2) + torch.sigmoid(y)
 
 
+class Pointwise(nn.Module):
+    def forward(self, x):
+        return torch.relu(x) * 2 + 1
+
+
 def test_g4_fires_on_standalone_elementwise_kernels():
-    (f,) = findings(ShuffleAdd(), (1, 8, 16, 16), "G4")
-    assert f.impact["unit"] == "bytes" and f.impact["value"] > 0
+    # relu, mul, add fuse into one element-wise kernel that no conv absorbs: it reads x and
+    # writes the result once, 2 x 2048 floats, all of the model's fused bytes
+    (f,) = findings(Pointwise(), (1, 8, 16, 16), "G4")
+    assert f.impact == {"value": 2 * 2048 * F32, "unit": "bytes"}
+    assert findings(ShuffleAdd(), (1, 8, 16, 16), "G4")[0].impact["value"] > 0
     fused = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()).eval()
     assert findings(fused, (1, 8, 16, 16), "G4") == []
 

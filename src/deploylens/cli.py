@@ -476,6 +476,7 @@ def deploy(
     calib: Optional[str] = typer.Option(None, help="Calibration data: an .npy file or a folder of images."),
     per_tensor: bool = typer.Option(False, "--per-tensor", help="Per-tensor weight scales (default: per-channel)."),
     method: str = typer.Option("minmax", help="Calibration method: minmax, entropy or percentile."),
+    activations: str = typer.Option("uint8", help="INT8 activation type: uint8 (x86 fast path) or int8."),
     opset: int = typer.Option(17, help="ONNX opset."),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
     bench: bool = typer.Option(False, "--bench", help="Measure latency after every step (benchmark harness)."),
@@ -493,7 +494,7 @@ def deploy(
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=stderr, transient=True) as progress:
         task = progress.add_task("deploying", total=None)
         result = run_chain(model, _joined_shapes(input_shape), reparam, fuse, onnx_path, int8, int8_path, calib,
-                           not per_tensor, method, opset, bench, force,
+                           not per_tensor, method, activations, opset, bench, force,
                            progress=lambda message: progress.update(task, description=message))
     for warning in result["warnings"]:
         stderr.print(f"warning: {warning}", markup=False, highlight=False)

@@ -33,7 +33,8 @@ def _onnx_error(path: str, x: torch.Tensor, reference: np.ndarray) -> float:
 
 def run_chain(model: Any, input_shape: Any = None, reparam: bool = False, fuse: bool = False,
               onnx_path: str | None = None, int8: bool = False, int8_path: str | None = None, calib: Any = None,
-              per_channel: bool = True, method: str = "minmax", opset: int = 17, bench: bool = False,
+              per_channel: bool = True, method: str = "minmax", activations: str = "uint8", opset: int = 17,
+              bench: bool = False,
               force: bool = False, progress: Callable[[str], None] = lambda message: None) -> dict:
     """Run the requested steps on ``model`` (any form ``analyze`` takes that is a PyTorch
     model); returns {"steps": [...], "sensitivity": ..., "warnings": [...]}."""
@@ -75,7 +76,7 @@ def run_chain(model: Any, input_shape: Any = None, reparam: bool = False, fuse: 
     if int8:
         progress("quantizing to INT8")
         out = int8_path or str(Path(onnx_path).with_suffix(".int8.onnx"))
-        result["warnings"] += quantize(onnx_path, out, calib, per_channel, method)
+        result["warnings"] += quantize(onnx_path, out, calib, per_channel, method, activations=activations)
         report = sensitivity(onnx_path, out, calib)
         result["sensitivity"] = report.to_dict()
         steps.append(_row("quantize_int8", out, shape, _onnx_error(out, inputs[0], reference.numpy()), latency,

@@ -170,9 +170,10 @@ class _Reader:
 
 
 def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any = None, per_channel: bool = True,
-             method: str = "minmax", samples: int = 32) -> list[str]:
-    """INT8 post-training static quantization (QDQ; int8 weights and activations) with
-    onnxruntime's tools; returns warnings. The output is written only on success."""
+             method: str = "minmax", samples: int = 32, activations: str = "uint8") -> list[str]:
+    """INT8 post-training static quantization (QDQ; int8 weights; uint8 activations by
+    default, ONNX Runtime's fast path on x86, or int8) with onnxruntime's tools; returns
+    warnings. The output is written only on success."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -180,6 +181,9 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any
                "percentile": CalibrationMethod.Percentile}
     if method not in methods:
         raise UserError(f"calibration method {method!r}: one of {', '.join(methods)}")
+    activation_types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    if activations not in activation_types:
+        raise UserError(f"activation type {activations!r}: uint8 or int8")
     session = _session(str(onnx_in))
     first = session.get_inputs()[0]
     shape = tuple(d if isinstance(d, int) else 1 for d in first.shape)
@@ -194,7 +198,8 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any
             quant_pre_process(str(onnx_in), prepared, skip_optimization=True, skip_symbolic_shape=True)
             logging.getLogger().setLevel(logging.ERROR)  # the quantizer warns on the root logger
             quantize_static(prepared, staged, _Reader(first.name, data), quant_format=QuantFormat.QDQ,
-                            per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            per_channel=per_channel, activation_type=activation_types[activations],
+                            weight_type=QuantType.QInt8,
                             calibrate_method=methods[method])
         except UserError:
             raise
