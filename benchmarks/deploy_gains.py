@@ -32,10 +32,20 @@ from deploylens.zoo.reparam import reparameterize
 from deploylens.zoo.repvgg import RepVGG
 
 RULE = StopRule(min_time=1.0, max_time=4.0)
+ROUNDS = 3  # alternate the variants this many times: this VM drifts by tens of percent over minutes
 
 
 def latency(model, backend: str, shape=(1, 3, 224, 224)) -> float:
     return bench(model, [backend], [1], input_shape=[shape], rule=RULE)[0].p50_ms
+
+
+def side_by_side(variants: dict, backend: str) -> dict[str, float]:
+    """Median over ROUNDS alternated measurements of each variant."""
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(ROUNDS):
+        for name, subject in variants.items():
+            samples[name].append(latency(subject, backend))
+    return {name: sorted(values)[len(values) // 2] for name, values in samples.items()}
 
 
 def synthetic_data(n: int, seed: int, templates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,8 +87,10 @@ def main() -> None:
     train = zoo.create("repvgg_a0")
     deploy = zoo.create("repvgg_a0", deploy=True)
     for backend in ("torch", "onnxruntime"):
-        t, d = latency(train, backend), latency(deploy, backend)
-        print(f"   {backend:12s} train {t:8.2f} ms   deploy {d:8.2f} ms   speed-up x{t / d:.2f}")
+        times = side_by_side({"train": train, "deploy": deploy}, backend)
+        t, d = times["train"], times["deploy"]
+        print(f"   {backend:12s} train {t:8.2f} ms   deploy {d:8.2f} ms   speed-up x{t / d:.2f} "
+              f"(median of {ROUNDS} alternated runs)")
 
     print("2. ONNX Runtime FP32 vs INT8 (QDQ, per-channel weights, 32 generated calibration samples), batch 1")
     with tempfile.TemporaryDirectory() as workdir:
@@ -86,11 +98,11 @@ def main() -> None:
             model = zoo.create(name, deploy=True)
             fp32 = os.path.join(workdir, f"{name}.onnx")
             export_onnx(model, fp32, (1, 3, 224, 224))
-            times = {"fp32": latency(fp32, "onnxruntime")}
+            files = {"fp32": fp32}
             for activations in ("uint8", "int8"):
-                int8 = os.path.join(workdir, f"{name}.{activations}.onnx")
-                quantize(fp32, int8, None, per_channel=True, activations=activations)
-                times[activations] = latency(int8, "onnxruntime")
+                files[activations] = os.path.join(workdir, f"{name}.{activations}.onnx")
+                quantize(fp32, files[activations], None, per_channel=True, activations=activations)
+            times = side_by_side(files, "onnxruntime")
             print(f"   {name:18s} fp32 {times['fp32']:7.2f} ms   int8 (u8 act) {times['uint8']:7.2f} ms "
                   f"x{times['fp32'] / times['uint8']:.2f}   int8 (s8 act) {times['int8']:7.2f} ms "
                   f"x{times['fp32'] / times['int8']:.2f}")
