@@ -122,6 +122,14 @@ def test_calibrated_prediction_uses_the_measured_rates():
     assert k.memory_ms == pytest.approx(k.bytes / 1e10 * 1e3)  # the copy class: 10 GB/s
 
 
+def test_calibrated_rates_never_beat_the_peak():
+    model = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()).eval()
+    profile = analyze(model, (1, 16, 32, 32))
+    capped = {**fake_profile(), "peak_flops": 1e10}  # below the points' 100 GFLOP/s
+    (k,) = predict_profile(profile, "this", None, capped, "torch", 1).kernels
+    assert k.compute_ms == pytest.approx(k.flops / 1e10 * 1e3)
+
+
 def test_profiles_are_versioned_json(tmp_path):
     path = calibration.save(fake_profile(), tmp_path / "p.json")
     assert calibration.load(path)["points"]["matmul"][0]["flops"] == 10**8
@@ -138,7 +146,7 @@ def test_calibration_runs_and_predicts(tmp_path):
     profile = calibration.calibrate("torch", threads=1, max_flops=1e6)
     assert profile["format"] == calibration.FORMAT and profile["threads"] == 1
     assert all(profile["points"][c] for c in ("conv_dense", "conv_depthwise", "elementwise", "copy", "matmul"))
-    assert profile["overhead_s"]["kernel"] > 0 and profile["context_factor"] > 0
+    assert profile["overhead_s"]["kernel"] > 0 and profile["context_factor"] > 0 and profile["peak_flops"] > 0
     prediction = predict("mobilenet_v2_050", "this", input_shape=(1, 3, 64, 64), calibration=profile)
     assert prediction.totals["latency_ms"] > 0 and prediction.totals["complete"]
 

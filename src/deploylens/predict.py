@@ -110,8 +110,11 @@ def _calibrated_time(kernel: KernelCost, klass: str, calibration: dict) -> tuple
     compute = klass in COMPUTE_CLASSES
     if not points:
         raise UserError(f"the calibration profile has no {klass} points: run `deploylens hw calibrate` again")
-    # kernels inside a network run slower than alone in a loop (measured at calibration)
+    # kernels inside a network run slower than alone in a loop (measured at calibration),
+    # and never faster than the machine's peak
     rate = _rate(points, kernel.flops, kernel.bytes, compute, overhead) / calibration.get("context_factor", 1.0)
+    if compute and calibration.get("peak_flops"):
+        rate = min(rate, calibration["peak_flops"])
     if compute:
         bandwidth = _rate(calibration["points"]["copy"], 0, kernel.bytes, False, overhead)
         return kernel.flops / rate, kernel.bytes / bandwidth, overhead

@@ -10,6 +10,7 @@ calibration point and a model kernel are described by the same numbers.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import re
@@ -27,6 +28,7 @@ from deploylens.bench import malloc
 from deploylens.bench.environment import cpu_info
 from deploylens.bench.runner import StopRule, measure
 from deploylens.errors import UserError
+from deploylens.hardware.local import this_cpu
 
 FORMAT, VERSION = "deploylens-calibration", 1
 CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy")
@@ -133,47 +135,64 @@ def _runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads:
     return lambda: session.run(None, feeds)
 
 
+def _cbr(c_in: int, c_out: int, k: int = 3, s: int = 1, g: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
 class _ContextNet(nn.Module):
-    """A synthetic network (not from the zoo) mixing the calibrated kernel classes the
-    way networks do: stems, residual and inverted-residual blocks, a classifier. Timed
-    whole, it measures how much slower kernels run inside a network (colder caches,
-    module dispatch) than alone in a loop."""
+    """Synthetic networks (not from the zoo) mixing the calibrated kernel classes the way
+    networks do. Timed whole, they measure how much slower (or faster) kernels run inside
+    a network (cache state, dispatch, layout changes at the boundaries) than alone."""
 
-    def __init__(self):
+    STYLES = ("inverted_residual", "residual", "plain")
+
+    def __init__(self, style: str):
         super().__init__()
-
-        def cbr(c_in, c_out, k=3, s=1, g=1):
-            return nn.Sequential(nn.Conv2d(c_in, c_out, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(c_out),
-                                 nn.ReLU())
-
-        self.stem = cbr(3, 24, 3, 2)
-        self.blocks = nn.ModuleList()
-        for c_in, c_out, stride in ((24, 40, 2), (40, 40, 1), (40, 80, 2), (80, 80, 1), (80, 112, 2), (112, 112, 1)):
-            hidden = 4 * c_in
-            self.blocks.append(nn.Sequential(cbr(c_in, hidden, 1), cbr(hidden, hidden, 3, stride, hidden),
-                                             nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)))
-        self.dense = nn.Sequential(cbr(112, 192, 3, 2), cbr(192, 192))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(192, 100))
+        blocks: list[nn.Module] = []
+        if style == "inverted_residual":
+            self.stem, width = _cbr(3, 24, 3, 2), 24
+            for c_out, stride in ((40, 2), (40, 1), (80, 2), (80, 1), (112, 2), (112, 1), (192, 2), (192, 1)):
+                hidden = 4 * width
+                blocks.append(nn.Sequential(_cbr(width, hidden, 1), _cbr(hidden, hidden, 3, stride, hidden),
+                                            nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)))
+                width = c_out
+        elif style == "residual":
+            self.stem, width = nn.Sequential(_cbr(3, 32, 7, 2), nn.MaxPool2d(3, 2, 1)), 32
+            for c_out, stride in ((32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1)):
+                blocks.append(nn.Sequential(_cbr(width, c_out, 3, stride),
+                                            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out)))
+                width = c_out
+        else:
+            self.stem, width = _cbr(3, 16, 3, 2), 16
+            for c_out in (32, 64, 128, 256):
+                blocks.append(nn.Sequential(_cbr(width, c_out), _cbr(c_out, c_out), nn.MaxPool2d(2)))
+                width = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 100))
 
     def forward(self, x):
         x = self.stem(x)
         for block in self.blocks:
             y = block(x)
             x = x + y if y.shape == x.shape else y
-        return self.head(self.dense(x))
+        return self.head(x)
 
 
 def _context_factor(backend: str, threads: int, workdir: str, profile: dict) -> float:
-    """Measured / predicted time of the synthetic network, predicted from the points."""
+    """Measured / predicted time of the synthetic networks (geometric mean), predicted
+    from the points."""
     from deploylens.predict import predict
 
-    torch.manual_seed(0)
-    net = _ContextNet().eval()
-    x = torch.randn(1, 3, 160, 160)
-    measured = measure(_runner(backend, net, [x], threads, workdir), QUICK).summary.p50
-    predicted = predict(net, "this", backend, 1, input_shape=(1, 3, 160, 160), threads=threads,
-                        calibration=profile).totals["latency_ms"] / 1e3
-    return measured / predicted
+    ratios = []
+    for style in _ContextNet.STYLES:
+        torch.manual_seed(0)
+        net = _ContextNet(style).eval()
+        x = torch.randn(1, 3, 224, 224)
+        measured = measure(_runner(backend, net, [x], threads, workdir), QUICK).summary.p50
+        predicted = predict(net, "this", backend, 1, input_shape=(1, 3, 224, 224), threads=threads,
+                            calibration=profile).totals["latency_ms"] / 1e3
+        ratios.append(measured / predicted)
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
 
 
 def _overheads(backend: str, threads: int, workdir: str) -> dict[str, float]:
@@ -213,8 +232,10 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
             "backend": backend, "threads": threads, "torch": torch.__version__,
             "machine": {"cpu": info["model"], "isa": info["isa"], "mhz": info["mhz"], "node": platform.node()},
             "allocator": allocator, "overhead_s": overheads, "context_factor": 1.0, "points": points,
+            # no kernel can beat the ISA's peak: predictions are capped there
+            "peak_flops": this_cpu(threads).peak_flops("fp32"),
         }
-        progress(len(chosen), len(chosen) + 1, "a whole synthetic network")
+        progress(len(chosen), len(chosen) + 1, "whole synthetic networks")
         profile["context_factor"] = _context_factor(backend, threads, workdir, profile)
     progress(len(chosen) + 1, len(chosen) + 1, "done")
     profile["seconds_taken"] = round(time.perf_counter() - started, 1)
