@@ -107,7 +107,7 @@ def fake_profile() -> dict:
     point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": 1e-3}
     memory = {"label": "m", "flops": 0, "bytes": 10**6, "seconds": 1e-4}
     return {"format": calibration.FORMAT, "version": calibration.VERSION, "backend": "torch", "threads": 1,
-            "overhead_s": {"kernel": 0.0, "view": 0.0}, "context_factor": 1.0,
+            "overhead_s": {"kernel": 0.0, "view": 0.0}, "context_factor": {"1": 1.0},
             "points": {c: [point if c in calibration.COMPUTE_CLASSES else memory] for c in calibration.CLASSES}}
 
 
@@ -120,6 +120,17 @@ def test_calibrated_prediction_uses_the_measured_rates():
     assert k.kernel_class == "conv_pointwise"
     assert k.compute_ms == pytest.approx(k.flops / 1e11 * 1e3)
     assert k.memory_ms == pytest.approx(k.bytes / 1e10 * 1e3)  # the copy class: 10 GB/s
+
+
+def test_context_factor_interpolates_in_log_batch():
+    from deploylens.predict import context_factor
+
+    calibration = {"context_factor": {"1": 2.0, "8": 0.5}}
+    assert context_factor(calibration, 1) == 2.0 and context_factor(calibration, 8) == 0.5
+    assert context_factor(calibration, 32) == 0.5
+    # batch 2 is a third of the way from 1 to 8 in log space: 2 * (0.25 ** (1/3))
+    assert context_factor(calibration, 2) == pytest.approx(2.0 * 0.25 ** (1 / 3))
+    assert context_factor({}, 4) == 1.0
 
 
 def test_calibrated_rates_never_beat_the_peak():
@@ -146,7 +157,8 @@ def test_calibration_runs_and_predicts(tmp_path):
     profile = calibration.calibrate("torch", threads=1, max_flops=1e6)
     assert profile["format"] == calibration.FORMAT and profile["threads"] == 1
     assert all(profile["points"][c] for c in ("conv_dense", "conv_depthwise", "elementwise", "copy", "matmul"))
-    assert profile["overhead_s"]["kernel"] > 0 and profile["context_factor"] > 0 and profile["peak_flops"] > 0
+    assert profile["overhead_s"]["kernel"] > 0 and profile["peak_flops"] > 0
+    assert set(profile["context_factor"]) == {"1", "8"} and all(f > 0 for f in profile["context_factor"].values())
     prediction = predict("mobilenet_v2_050", "this", input_shape=(1, 3, 64, 64), calibration=profile)
     assert prediction.totals["latency_ms"] > 0 and prediction.totals["complete"]
 

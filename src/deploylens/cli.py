@@ -403,8 +403,9 @@ def hw_calibrate(
         return
     stdout.print(f"calibrated {backend} with {threads} threads in {profile['seconds_taken']} s -> {path}",
                  markup=False)
-    stdout.print(f"  per-kernel overhead {summary['overhead_us']:.1f} us; kernels run "
-                 f"{summary['context_factor']:.2f}x their isolated time inside a network", markup=False)
+    factors = ", ".join(f"{f:.2f}x at batch {b}" for b, f in summary["context_factor"].items())
+    stdout.print(f"  per-kernel overhead {summary['overhead_us']:.1f} us; kernels inside a network run "
+                 f"{factors} of their isolated time", markup=False)
     for klass, c in summary["classes"].items():
         stdout.print(f"  {klass:15s} {c['points']:4d} points  best {c['best']:8.1f} {c['unit']}  "
                      f"median {c['median']:8.1f} {c['unit']}", markup=False, highlight=False)

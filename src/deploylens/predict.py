@@ -104,7 +104,22 @@ def _rate(points: list[dict], flops: int, nbytes: int, compute: bool, overhead: 
     return math.exp(sum(w * v for w, v in zip(weights, logs)) / sum(weights))
 
 
-def _calibrated_time(kernel: KernelCost, klass: str, calibration: dict) -> tuple[float, float, float]:
+def context_factor(calibration: dict, batch: int) -> float:
+    """The calibrated whole-network factor for ``batch``, interpolated in log batch
+    between the batch sizes calibrated (1.0 before any is measured)."""
+    factors = sorted((int(b), f) for b, f in (calibration.get("context_factor") or {}).items())
+    if not factors:
+        return 1.0
+    if batch <= factors[0][0]:
+        return factors[0][1]
+    for (b0, f0), (b1, f1) in zip(factors, factors[1:]):
+        if batch <= b1:
+            t = math.log(batch / b0) / math.log(b1 / b0)
+            return math.exp(math.log(f0) + t * (math.log(f1) - math.log(f0)))
+    return factors[-1][1]
+
+
+def _calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: int = 1) -> tuple[float, float, float]:
     points = calibration["points"].get(klass) or []
     overhead = calibration["overhead_s"]["kernel"]
     compute = klass in COMPUTE_CLASSES
@@ -112,7 +127,7 @@ def _calibrated_time(kernel: KernelCost, klass: str, calibration: dict) -> tuple
         raise UserError(f"the calibration profile has no {klass} points: run `deploylens hw calibrate` again")
     # kernels inside a network run slower than alone in a loop (measured at calibration),
     # and never faster than the machine's peak
-    rate = _rate(points, kernel.flops, kernel.bytes, compute, overhead) / calibration.get("context_factor", 1.0)
+    rate = _rate(points, kernel.flops, kernel.bytes, compute, overhead) / context_factor(calibration, batch)
     if compute and calibration.get("peak_flops"):
         rate = min(rate, calibration["peak_flops"])
     if compute:
@@ -169,7 +184,7 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
     kernels = []
     for kernel in (eager_kernels(profile) if backend == "torch" and calibration else profile.kernels):
         klass = kernel_class(anchors[kernel.layers[0]])
-        compute, memory, overhead = (_calibrated_time(kernel, klass, calibration) if calibration
+        compute, memory, overhead = (_calibrated_time(kernel, klass, calibration, batch) if calibration
                                      else roofline_time(kernel, klass, spec, dtype))
         body = max(compute, memory)
         bound = "overhead" if overhead > body else "compute" if compute >= memory else "memory"

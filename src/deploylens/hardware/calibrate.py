@@ -30,7 +30,7 @@ from deploylens.bench.runner import StopRule, measure
 from deploylens.errors import UserError
 from deploylens.hardware.local import this_cpu
 
-FORMAT, VERSION = "deploylens-calibration", 1
+FORMAT, VERSION = "deploylens-calibration", 2
 CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy")
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
 COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul"})
@@ -178,18 +178,21 @@ class _ContextNet(nn.Module):
         return self.head(x)
 
 
-def _context_factor(backend: str, threads: int, workdir: str, profile: dict) -> float:
-    """Measured / predicted time of the synthetic networks (geometric mean), predicted
-    from the points."""
+CONTEXT_BATCHES = (1, 8)
+
+
+def _context_factor(backend: str, threads: int, workdir: str, profile: dict, batch: int) -> float:
+    """Measured / predicted time of the synthetic networks at ``batch`` (geometric mean),
+    predicted from the points."""
     from deploylens.predict import predict
 
     ratios = []
     for style in _ContextNet.STYLES:
         torch.manual_seed(0)
         net = _ContextNet(style).eval()
-        x = torch.randn(1, 3, 224, 224)
+        x = torch.randn(batch, 3, 224, 224)
         measured = measure(_runner(backend, net, [x], threads, workdir), QUICK).summary.p50
-        predicted = predict(net, "this", backend, 1, input_shape=(1, 3, 224, 224), threads=threads,
+        predicted = predict(net, "this", backend, batch, input_shape=(1, 3, 224, 224), threads=threads,
                             calibration=profile).totals["latency_ms"] / 1e3
         ratios.append(measured / predicted)
     return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
@@ -231,12 +234,14 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "backend": backend, "threads": threads, "torch": torch.__version__,
             "machine": {"cpu": info["model"], "isa": info["isa"], "mhz": info["mhz"], "node": platform.node()},
-            "allocator": allocator, "overhead_s": overheads, "context_factor": 1.0, "points": points,
+            "allocator": allocator, "overhead_s": overheads, "context_factor": {}, "points": points,
             # no kernel can beat the ISA's peak: predictions are capped there
             "peak_flops": this_cpu(threads).peak_flops("fp32"),
         }
         progress(len(chosen), len(chosen) + 1, "whole synthetic networks")
-        profile["context_factor"] = _context_factor(backend, threads, workdir, profile)
+        # per batch size: dispatch overhead and cache behaviour change with the batch
+        profile["context_factor"] = {str(b): _context_factor(backend, threads, workdir, profile, b)
+                                     for b in CONTEXT_BATCHES}
     progress(len(chosen) + 1, len(chosen) + 1, "done")
     profile["seconds_taken"] = round(time.perf_counter() - started, 1)
     return profile
