@@ -32,6 +32,13 @@ def only_layer(model, shape):
     return layers[0]
 
 
+def test_every_formula_has_a_kind_of_the_ir_vocabulary():
+    from deploylens.cost.formulas import _KINDS
+    from deploylens.ir import KINDS
+
+    assert set(_KINDS.values()) <= set(KINDS)
+
+
 def test_pointwise_conv_bytes_are_shufflenet_v2_memory_access_cost():
     h, w, c1, c2 = 14, 14, 32, 64
     layer = only_layer(nn.Conv2d(c1, c2, 1, bias=False), (1, c1, h, w))

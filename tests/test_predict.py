@@ -95,6 +95,23 @@ def test_per_cycle_rates_follow_the_reference_table():
     assert per_cycle(["avx512f", "amx_tile", "amx_bf16", "amx_int8"], "Intel")["int8"] == 2048
 
 
+def test_the_visible_gpu_is_matched_to_the_catalog(monkeypatch):
+    from types import SimpleNamespace
+
+    from deploylens.hardware.local import this_gpu
+
+    catalog = load_catalog()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(name="Tesla T4"))
+    assert this_gpu(catalog).name == "nvidia_t4"
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(name="NVIDIA H100 PCIe"))
+    assert this_gpu(catalog).name == "nvidia_h100_pcie"
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(name="Some Other GPU"))
+    assert this_gpu(catalog) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert this_gpu(catalog) is None
+
+
 def test_kernel_classes_from_weight_shapes():
     profile = analyze(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=8),
                                     nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 3, padding=1, groups=2)).eval(), (1, 8, 8, 8))

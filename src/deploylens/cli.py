@@ -340,12 +340,15 @@ def hw_list(fmt: Format = typer.Option(Format.table, "--format", help="table, js
 def hw_show(name: str = typer.Argument(..., help="A catalog name, or 'this' for this machine."),
             fmt: Format = typer.Option(Format.table, "--format", help="table or json.")) -> None:
     """One device: every figure with its source, and the ridge point per dtype."""
-    from deploylens.hardware.local import this_cpu
+    from deploylens.hardware.local import this_cpu, this_gpu
     from deploylens.hardware.spec import load_catalog
 
     catalog = load_catalog()
     if name == "this":
         spec = this_cpu()
+        gpu = this_gpu(catalog)
+        if gpu is not None:
+            stdout.print(f"CUDA GPU: {gpu.name} (catalog entry: deploylens hw show {gpu.name})", markup=False)
     elif name in catalog:
         spec = catalog[name]
     else:

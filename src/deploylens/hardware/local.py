@@ -49,12 +49,17 @@ def this_cpu(threads: int | None = None) -> HardwareSpec:
 
 
 def this_gpu(catalog: dict[str, HardwareSpec]) -> HardwareSpec | None:
-    """The visible CUDA GPU's catalog entry (by name), or None."""
+    """The visible CUDA GPU's catalog entry: its model token (t4, h100, a100, ...) must
+    appear in the device name; among those, the entry naming most of it (sxm5, pcie, 80gb)."""
     if not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_properties(0).name.lower()
-    for spec in catalog.values():
+    name = torch.cuda.get_device_properties(0).name.lower().replace("-", " ")
+    words = set(name.split())
+
+    def score(spec: HardwareSpec) -> int:
         tokens = spec.name.removeprefix("nvidia_").split("_")
-        if spec.device_class == "gpu" and all(t in name.replace(" ", "_") or t in name for t in tokens[:1]):
-            return spec
-    return None
+        return sum(t in words for t in tokens) if tokens[0] in words else 0
+
+    gpus = [s for s in catalog.values() if s.device_class == "gpu"]
+    best = max(gpus, key=score, default=None)
+    return best if best is not None and score(best) > 0 else None

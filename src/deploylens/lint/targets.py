@@ -4,10 +4,9 @@ its source. Traits nobody published stay ``None`` ("unknown"), never guessed."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from deploylens.errors import UserError
-from deploylens.hardware.spec import Figure, HardwareSpec, load_catalog
+from deploylens.hardware.spec import HardwareSpec, load_catalog
 
 _GUIDE = "the field guide behind deploylens (shared/DESIGN.md, seed)"
 _NVIDIA_TC = "NVIDIA Deep Learning Performance Guide, Tensor Core requirements (FP16: multiples of 8; INT8: 16)"
@@ -100,12 +99,3 @@ def resolve(name: str, int8: bool = False) -> Target:
     if target.dtype not in spec.peak:
         target.dtype = next(iter(spec.peak))
     return target
-
-
-def custom(spec: HardwareSpec, **traits: Any) -> Target:
-    """A target for a user's own device (used by tests and scripts)."""
-    return Target(spec.name, spec.device_class, spec, **traits)
-
-
-def figure(value: float) -> Figure:
-    return Figure(value, ("user supplied",))
