@@ -132,10 +132,10 @@ def analyze(
     elif output:
         console = Console(record=True, width=200)
         with console.capture():
-            render_table(profile, table_rows, view.value, console)
+            render_table(profile, table_rows, console)
         _emit(console.export_text(), output)
     else:
-        render_table(profile, table_rows, view.value, stdout)
+        render_table(profile, table_rows, stdout)
 
 
 @app.command()

@@ -119,7 +119,9 @@ def context_factor(calibration: dict, batch: int) -> float:
     return factors[-1][1]
 
 
-def _calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: int = 1) -> tuple[float, float, float]:
+def calibrated_time(kernel: KernelCost, klass: str, calibration: dict,
+                    batch: int = 1) -> tuple[float, float, float]:
+    """Compute, memory and overhead seconds of ``kernel`` from this machine's calibration."""
     points = calibration["points"].get(klass) or []
     overhead = calibration["overhead_s"]["kernel"]
     compute = klass in COMPUTE_CLASSES
@@ -184,7 +186,7 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
     kernels = []
     for kernel in (eager_kernels(profile) if backend == "torch" and calibration else profile.kernels):
         klass = kernel_class(anchors[kernel.layers[0]])
-        compute, memory, overhead = (_calibrated_time(kernel, klass, calibration, batch) if calibration
+        compute, memory, overhead = (calibrated_time(kernel, klass, calibration, batch) if calibration
                                      else roofline_time(kernel, klass, spec, dtype))
         body = max(compute, memory)
         bound = "overhead" if overhead > body else "compute" if compute >= memory else "memory"

@@ -68,7 +68,7 @@ def to_csv(table_rows: list[dict]) -> str:
 _NUMERIC_UNITS = {"flops": "FLOP", "macs": "MAC", "params": "", "bytes_read": "B", "bytes_written": "B"}
 
 
-def render_table(profile: Profile, table_rows: list[dict], view: str, console: Console) -> None:
+def render_table(profile: Profile, table_rows: list[dict], console: Console) -> None:
     t = profile.totals
     console.print(f"[bold]{profile.model}[/]  ({profile.source})  inputs {profile.input_shapes}  {profile.dtype}")
     console.print(

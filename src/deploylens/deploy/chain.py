@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from deploylens.deploy.onnx_steps import export_onnx, quantize, sensitivity
-from deploylens.deploy.transforms import _default_inputs, check_equivalence, fuse_bn, reparameterize
+from deploylens.deploy.transforms import check_equivalence, default_inputs, fuse_bn, reparameterize
 from deploylens.errors import UserError
 
 
@@ -51,7 +51,7 @@ def run_chain(model: Any, input_shape: Any = None, reparam: bool = False, fuse: 
         resolution = zoo.resolution_of(model) if isinstance(model, str) else None
         input_shape = (1, 3, resolution or 224, resolution or 224)
     shape = parse_input_shapes(input_shape)[0][0]
-    inputs = _default_inputs(built, [shape])
+    inputs = default_inputs(built, [shape])
     with torch.inference_mode():
         reference = built.eval()(*inputs)
     latency = (lambda subject: _latency(subject, shape)) if bench else None

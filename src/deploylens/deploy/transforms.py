@@ -49,7 +49,7 @@ def _enforce(name: str, check: Check, force: bool) -> None:
                         f"{TOLERANCE:.0e}): refused (use --force to keep it anyway)")
 
 
-def _default_inputs(model: nn.Module, input_shape: Any) -> list[torch.Tensor]:
+def default_inputs(model: nn.Module, input_shape: Any) -> list[torch.Tensor]:
     from deploylens.analyze import DEFAULT_IMAGE_SHAPE, parse_input_shapes
 
     specs = parse_input_shapes(input_shape) or [(DEFAULT_IMAGE_SHAPE, "float")]
@@ -113,7 +113,7 @@ def _fold(producer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
 def fuse_bn(model: nn.Module, input_shape: Any = None, force: bool = False) -> nn.Module:
     """A copy of ``model`` with every foldable BatchNorm folded into the conv / linear
     before it (pairs found by tracing data flow); outputs checked against the original."""
-    inputs = _default_inputs(model, input_shape)
+    inputs = default_inputs(model, input_shape)
     fused = copy.deepcopy(model).eval()
     for producer_path, bn_path in foldable_pairs(fused, inputs):
         _fold(fused.get_submodule(producer_path), fused.get_submodule(bn_path))
@@ -236,7 +236,7 @@ def reparameterize(model: nn.Module, input_shape: Any = None, force: bool = Fals
     """A copy of ``model`` in deploy form: the zoo's re-parameterizable blocks folded by
     their own ``reparameterize()``, and parallel 3x3 / 1x1 / identity branches of any
     other model merged where the traced graph shows the pattern. Checked numerically."""
-    inputs = _default_inputs(model, input_shape)
+    inputs = default_inputs(model, input_shape)
     deploy = fold_rep_branches(copy.deepcopy(model).eval())
     deploy, _ = _reparameterize_traced(deploy)
     _enforce("reparameterize", check_equivalence(model, deploy, inputs), force)

@@ -25,7 +25,8 @@ class LintReport:
                 "summary": self.summary}
 
 
-def _predicted_ms(profile, target: Target) -> float | None:
+def predicted_ms(profile, target: Target) -> float | None:
+    """Predicted latency of an analysed model on ``target``, or None without a latency model."""
     from deploylens.predict import predict_profile
 
     try:
@@ -62,7 +63,7 @@ def lint(model: Any, target: str | Target = "nvidia-gpu", input_shape: Any = Non
         if (select and rule.id not in select) or (ignore and rule.id in ignore) or not rule.applies(resolved):
             continue
         findings += rule.check(context)
-    predicted = _predicted_ms(profile, resolved)
+    predicted = predicted_ms(profile, resolved)
     saved = sum(f.impact["value"] for f in findings if f.impact and f.impact["unit"] == "ms" and f.impact["value"])
     summary = {
         "by_rule": dict(Counter(f.rule for f in findings)),

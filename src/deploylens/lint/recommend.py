@@ -19,17 +19,18 @@ GUIDE_ADVICE = {
 }
 
 
-def _predicted(name: str, target: Target) -> float | None:
+def _deploy_profile(name: str, target: Target):
+    """The analysis of ``name`` in its deploy form (where the family has one), costed in
+    the target's dtype: the source of the candidate's params, MACs and prediction."""
     from deploylens import zoo
     from deploylens.analyze import analyze
-    from deploylens.lint import _predicted_ms
     from deploylens.zoo.reparam import reparameterize
 
     variant = zoo.variant(name)
     with torch.device("meta"):
-        model = reparameterize(variant.build().eval())  # deploy form where the family has one
+        model = reparameterize(variant.build().eval())
     dtype = {"int8": "int8", "fp16": "float16", "bf16": "bfloat16"}.get(target.dtype)
-    return _predicted_ms(analyze(model, (1, 3, variant.resolution, variant.resolution), dtype), target)
+    return analyze(model, (1, 3, variant.resolution, variant.resolution), dtype)
 
 
 def _measured(name: str) -> float:
@@ -58,7 +59,7 @@ def recommend(target: str = "this", budget_ms: float | None = None, measure: boo
               models: list[str] | None = None,
               progress: Callable[[int, int, str], None] = lambda done, total, name: None) -> dict:
     from deploylens import zoo
-    from deploylens.lint import lint
+    from deploylens.lint import lint, predicted_ms
 
     if measure and target != "this":
         raise UserError("--measure times the models on this machine: use --target this")
@@ -71,13 +72,11 @@ def recommend(target: str = "this", budget_ms: float | None = None, measure: boo
     for index, name in enumerate(names):
         progress(index, len(names), name)
         variant = zoo.variant(name)
-        latency = _measured(name) if measure else _predicted(name, resolved)
+        profile = _deploy_profile(name, resolved)
+        latency = _measured(name) if measure else predicted_ms(profile, resolved)
         findings = lint(name, resolved).summary["by_rule"]
-        from deploylens.zoo.compare import compare
-
-        record = compare(name)
-        candidates.append({"model": name, "family": variant.family, "params": record["params"],
-                           "macs": record["macs"], "latency_ms": latency,
+        candidates.append({"model": name, "family": variant.family, "params": profile.totals.params,
+                           "macs": profile.totals.macs, "latency_ms": latency,
                            "latency_source": "measured (torch eager, this machine)" if measure else
                            ("predicted (calibrated)" if resolved.calibration else f"predicted (roofline, {target})"),
                            "top1": variant.published.top1, "top1_source": variant.published.source,

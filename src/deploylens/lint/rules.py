@@ -42,12 +42,12 @@ class Context:
 
     def ms(self, flops: float, nbytes: float, kernel_class: str) -> float | None:
         """Predicted time of a (real or hypothetical) kernel on the target, or None."""
-        from deploylens.predict import _calibrated_time, roofline_time
+        from deploylens.predict import calibrated_time, roofline_time
 
         kernel = KernelCost("what-if", "conv", [], int(flops), int(flops // 2), int(nbytes), 0, None, True)
         target = self.target
         if target.calibration:
-            compute, memory, overhead = _calibrated_time(kernel, kernel_class, target.calibration)
+            compute, memory, overhead = calibrated_time(kernel, kernel_class, target.calibration)
         elif target.spec is not None and target.spec.bandwidth and target.spec.peak_flops(target.dtype):
             compute, memory, overhead = roofline_time(kernel, kernel_class, target.spec, target.dtype)
         else:
