@@ -2,11 +2,15 @@
 
     python benchmarks/predict_accuracy.py [--backends torch,onnxruntime] [--batches 1,8]
                                           [--models resnet18,mobilenet_v2_100] [--recalibrate]
+                                          [--passes 3] [--json rows.json]
 
 Calibrates this machine (or reuses its profile), then for each model, batch and backend
 measures the real latency with the benchmark harness (fixed threads) and prints
-predicted vs measured, the share within +/-10% and +/-20%, RMSPE and the Spearman rank
-correlation. nn-Meter's published bar: 99% within 10% on a phone CPU, 83% on a VPU.
+predicted vs measured. The whole sweep runs ``--passes`` times and each measurement keeps
+its quietest pass: on this shared VM a neighbour slows everything down by up to ~1.7x for
+seconds at a time, and passes minutes apart let every model meet a quiet spell. It prints
+the share within +/-10% and +/-20%, RMSPE and the Spearman rank correlation. nn-Meter's
+published bar: 99% within 10% on a phone CPU, 83% on a VPU.
 
 """
 
@@ -50,7 +54,10 @@ def main() -> None:
     parser.add_argument("--recalibrate", action="store_true")
     parser.add_argument("--min-time", type=float, default=0.5)
     parser.add_argument("--max-time", type=float, default=3.0)
+    parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--measured", help="re-predict the measurements of an earlier --json file instead of "
+                                           "measuring (compares predictor versions on the same data)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     backends, batches = args.backends.split(","), [int(b) for b in args.batches.split(",")]
@@ -61,21 +68,29 @@ def main() -> None:
             calibration.save(calibration.calibrate(backend, args.threads), path)
     rule = StopRule(warmup_iters=2, warmup_time=0.1, min_iters=3, min_time=args.min_time, max_time=args.max_time,
                     ci_target=0.02)
+    names = args.models.split(",")
+    models = {name: zoo.create(name) for name in names}
+    shapes = {name: [(1, 3, zoo.variant(name).resolution, zoo.variant(name).resolution)] for name in names}
+    measured: dict[tuple[str, str, int], list[float]] = {}
+    if args.measured:
+        with open(args.measured) as handle:
+            measured = {(r["model"], r["backend"], r["batch"]): r["pass_medians_ms"] for r in json.load(handle)}
+    for index in range(0 if args.measured else args.passes):
+        print(f"pass {index + 1}/{args.passes}", flush=True)
+        for name in names:
+            for result in bench(models[name], backends, batches, args.threads, input_shape=shapes[name], rule=rule):
+                measured.setdefault((name, result.backend, result.batch), []).append(result.p50_ms)
     rows = []
-    print(f"{'model':24s} {'backend':12s} {'batch':>5s} {'predicted':>10s} {'measured':>10s} {'error':>8s}")
-    for name in args.models.split(","):
-        model = zoo.create(name)
-        resolution = zoo.variant(name).resolution
-        for batch in batches:
-            measured = bench(model, backends, [batch], args.threads, rule=rule)
-            for result in measured:
-                predicted = predict(model, "this", result.backend, batch, threads=args.threads,
-                                    input_shape=[(1, 3, resolution, resolution)]).totals["latency_ms"]
-                error = predicted / result.p50_ms - 1
-                rows.append({"model": name, "backend": result.backend, "batch": batch, "predicted_ms": predicted,
-                             "measured_ms": result.p50_ms, "error": error})
-                print(f"{name:24s} {result.backend:12s} {batch:5d} {predicted:10.2f} {result.p50_ms:10.2f} "
-                      f"{error * 100:+7.1f}%", flush=True)
+    print(f"{'model':24s} {'backend':12s} {'batch':>5s} {'predicted':>10s} {'measured':>10s} {'error':>8s}  passes")
+    for (name, backend, batch), medians in measured.items():
+        predicted = predict(models[name], "this", backend, batch, threads=args.threads,
+                            input_shape=shapes[name]).totals["latency_ms"]
+        quiet = min(medians)
+        error = predicted / quiet - 1
+        rows.append({"model": name, "backend": backend, "batch": batch, "predicted_ms": predicted,
+                     "measured_ms": quiet, "pass_medians_ms": medians, "error": error})
+        print(f"{name:24s} {backend:12s} {batch:5d} {predicted:10.2f} {quiet:10.2f} {error * 100:+7.1f}%  "
+              + " ".join(f"{m:.2f}" for m in medians), flush=True)
     print()
     for backend in backends:
         for batch in batches + [None]:
@@ -87,8 +102,13 @@ def main() -> None:
             within10 = sum(abs(r["error"]) <= 0.10 for r in subset) / len(subset)
             within20 = sum(abs(r["error"]) <= 0.20 for r in subset) / len(subset)
             rmspe = math.sqrt(sum(r["error"] ** 2 for r in subset) / len(subset))
+            # the measurement's own repeatability bounds any predictor's score against it
+            repeatable = [r for r in subset if len(r["pass_medians_ms"]) > 1]
+            agree = sum(sorted(r["pass_medians_ms"])[1] <= 1.1 * min(r["pass_medians_ms"]) for r in repeatable)
             print(f"{backend:12s} {label:12s} n={len(subset):3d}  within 10%: {within10 * 100:5.1f}%  "
-                  f"within 20%: {within20 * 100:5.1f}%  RMSPE {rmspe * 100:5.1f}%  Spearman {rho:.3f}")
+                  f"within 20%: {within20 * 100:5.1f}%  RMSPE {rmspe * 100:5.1f}%  Spearman {rho:.3f}  "
+                  f"median error {sorted(r['error'] for r in subset)[len(subset) // 2] * 100:+.1f}%  "
+                  f"two quietest passes within 10%: {agree / len(repeatable) * 100 if repeatable else 0:.0f}%")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)

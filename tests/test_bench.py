@@ -15,7 +15,7 @@ from deploylens import UserError
 from deploylens.bench.environment import cpu_info
 from deploylens.bench.gpu import NvmlSampler, utilization_context
 from deploylens.bench.harness import bench
-from deploylens.bench.runner import BLOCK_TARGET_S, StopRule, measure
+from deploylens.bench.runner import BLOCK_TARGET_S, StopRule, measure, quietest
 from deploylens.bench.stats import median_ci, percentile, summarize
 from deploylens.bench.store import Store
 
@@ -152,6 +152,35 @@ def test_backends_agree_and_are_measured(tmp_path):
     run = store.run(store.runs()[0]["id"])
     assert run["status"] == "complete" and len(run["measurements"]) == 6
     assert run["environment"]["threads"] == results[0].threads
+
+
+def test_quietest_round_is_the_lowest_median():
+    clock = FakeClock()
+    # a neighbour slows the second round down 1.6x; the third is quiet again but noisier
+    rounds = [measure(workload(clock, [d] * 10_000), QUICK, clock=clock) for d in (0.010, 0.016, 0.0105)]
+    assert quietest(rounds) is rounds[0]
+    with pytest.raises(ValueError):
+        quietest([])
+
+
+def test_rounds_run_round_robin_and_keep_the_quietest(monkeypatch):
+    import deploylens.bench.harness as harness
+
+    order, medians = [], iter([0.004, 0.002, 0.003, 0.005, 0.001, 0.006])
+
+    def fake_measure(run, rule, **kwargs):
+        order.append(run)
+        clock = FakeClock()
+        return measure(workload(clock, [next(medians)] * 10_000), rule, clock=clock)
+
+    monkeypatch.setattr(harness, "measure", fake_measure)
+    results = bench(small_net(), ["torch", "onnxruntime"], [1], input_shape=(1, 3, 8, 8), rule=QUICK, rounds=3)
+    # backends alternate within every round
+    assert [order.index(run) for run in order] == [0, 1, 0, 1, 0, 1]
+    assert [r.rounds_p50_ms for r in results] == [pytest.approx([4.0, 3.0, 1.0]), pytest.approx([2.0, 5.0, 6.0])]
+    assert [r.p50_ms for r in results] == [pytest.approx(1.0), pytest.approx(2.0)]
+    with pytest.raises(UserError, match="--rounds must be at least 1"):
+        bench(small_net(), ["torch"], [1], input_shape=(1, 3, 8, 8), rule=QUICK, rounds=0)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is an optional extra")

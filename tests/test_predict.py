@@ -121,10 +121,11 @@ def test_kernel_classes_from_weight_shapes():
 
 
 def fake_profile() -> dict:
-    point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": 1e-3}
+    point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": 1e-3,
+             "geometry": calibration.conv_geometry(16, 16, 1, 1, 1, 1024)}
     memory = {"label": "m", "flops": 0, "bytes": 10**6, "seconds": 1e-4}
     return {"format": calibration.FORMAT, "version": calibration.VERSION, "backend": "torch", "threads": 1,
-            "overhead_s": {"kernel": 0.0, "view": 0.0}, "context_factor": {"1": 1.0},
+            "vector_lanes": 16, "overhead_s": {"kernel": 0.0, "view": 0.0}, "context_factor": {"1": 1.0},
             "points": {c: [point if c in calibration.COMPUTE_CLASSES else memory] for c in calibration.CLASSES}}
 
 
@@ -137,6 +138,41 @@ def test_calibrated_prediction_uses_the_measured_rates():
     assert k.kernel_class == "conv_pointwise"
     assert k.compute_ms == pytest.approx(k.flops / 1e11 * 1e3)
     assert k.memory_ms == pytest.approx(k.bytes / 1e10 * 1e3)  # the copy class: 10 GB/s
+
+
+def test_conv_geometry_and_channel_alignment_by_hand():
+    from deploylens.hardware.local import vector_lanes
+    from deploylens.predict import conv_geometry_of
+
+    model = nn.Conv2d(32, 64, 3, stride=2, padding=1, groups=2).eval()
+    (layer,) = analyze(model, (4, 32, 56, 56)).layers
+    assert conv_geometry_of(layer) == {"c_in": 32, "c_out": 64, "groups": 2, "kernel": 3, "stride": 2,
+                                       "pixels": 4 * 28 * 28}
+    assert conv_geometry_of(analyze(nn.ReLU(), (1, 8)).layers[0]) is None
+    aligned = calibration.channels_aligned
+    assert aligned(112, 112, 1, 16) and not aligned(116, 116, 1, 16) and not aligned(112, 120, 1, 16)
+    assert aligned(144, 144, 144, 16) and not aligned(116, 116, 116, 16)  # depthwise: the channel count
+    assert aligned(240, 240, 3, 16) and not aligned(60, 60, 3, 16)  # grouped: 80 and 20 per group
+    assert aligned(116, 116, 1, 4) and aligned(3, 17, 1, 1)
+    assert [vector_lanes(isa) for isa in (["avx2", "avx512f"], ["avx", "avx2"], ["asimd"], [])] == [16, 8, 4, 1]
+    made = calibration.cases(lanes=16)
+    both = {aligned(g["c_in"], g["c_out"], g["groups"], 16) for g in (c.geometry for c in made) if g}
+    assert both == {True, False}
+    assert len(calibration.cases(lanes=1)) < len(made)  # no misaligned grid without SIMD
+
+
+def test_a_conv_takes_the_rate_of_the_nearest_geometry():
+    # two calibrated pointwise convs of equal FLOPs: 112 channels at 100 GFLOP/s, 116 at 50
+    def point(c, seconds):
+        return {"label": str(c), "flops": 10**8, "bytes": 10**6, "seconds": seconds,
+                "geometry": calibration.conv_geometry(c, c, 1, 1, 1, 28 * 28)}
+
+    profile = fake_profile()
+    profile["points"]["conv_pointwise"] = [point(112, 1e-3), point(116, 2e-3)]
+    for c, rate in ((112, 1e11), (116, 5e10), (120, 5e10)):  # 120: misaligned like 116, not like 112
+        model = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()).eval()
+        (k,) = predict_profile(analyze(model, (1, c, 28, 28)), "this", None, profile, "torch", 1).kernels
+        assert k.compute_ms == pytest.approx(k.flops / rate * 1e3, rel=0.01)
 
 
 def test_context_factor_interpolates_in_log_batch():
@@ -178,6 +214,30 @@ def test_calibration_runs_and_predicts(tmp_path):
     assert set(profile["context_factor"]) == {"1", "8"} and all(f > 0 for f in profile["context_factor"].values())
     prediction = predict("mobilenet_v2_050", "this", input_shape=(1, 3, 64, 64), calibration=profile)
     assert prediction.totals["latency_ms"] > 0 and prediction.totals["complete"]
+
+
+def test_calibration_keeps_each_case_quietest_round(monkeypatch):
+    from deploylens.bench.runner import Timing
+    from deploylens.bench.stats import summarize
+
+    seen: list = []
+
+    def fake_measure(run, rule):
+        # the second of three rounds is the quiet one for every case
+        seconds = (2e-3, 1e-3, 3e-3)[sum(1 for r in seen if r is run)]
+        seen.append(run)
+        return Timing([seconds] * 5, 1, 5, 2, "stable", summarize([seconds] * 5), [])
+
+    monkeypatch.setattr(calibration, "measure", fake_measure)
+    profile = calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=3)
+    seconds = {p["seconds"] for points in profile["points"].values() for p in points}
+    assert seconds == {1e-3} and profile["overhead_s"]["kernel"] == 1e-3 and profile["rounds"] == 3
+    cases = sum(len(points) for points in profile["points"].values())
+    assert len(seen) == 3 * (cases + 2 + 3 * 2)  # cases, two overheads, three networks at two batches
+    # round-robin: the first round measures every case before the second begins
+    assert len(set(map(id, seen[: len(seen) // 3]))) == len(seen) // 3
+    with pytest.raises(UserError, match="at least one round"):
+        calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=0)
 
 
 def test_bad_targets():

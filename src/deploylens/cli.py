@@ -185,6 +185,8 @@ def bench(
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
     min_time: float = typer.Option(1.0, min=0.0, help="Seconds of timed samples at least."),
     max_time: float = typer.Option(10.0, min=0.01, help="Seconds of timed samples at most."),
+    rounds: int = typer.Option(1, min=1, help="Time every backend and batch this many times, round-robin, and "
+                                              "report the quietest round (on a shared, noisy machine)."),
     layers: bool = typer.Option(False, "--layers", help="Also measure per-layer times (profilers)."),
     store: Optional[str] = typer.Option(None, help="SQLite results store (default: $DEPLOYLENS_STORE or "
                                                     "~/.local/share/deploylens/runs.sqlite)."),
@@ -212,7 +214,7 @@ def bench(
         results = run_bench(model, _csv_list(backend), _csv_list(batch, int), threads, device, dtype,
                             _joined_shapes(input_shape), rule, layers, results_store,
                             progress=lambda message: progress.update(task, description=message),
-                            malloc_tuning=not default_malloc)
+                            malloc_tuning=not default_malloc, rounds=rounds)
     for r in results:
         if r.noisy:
             stderr.print(f"warning: {r.backend} batch {r.batch} is noisy: IQR {r.iqr_ms:.3f} ms is over 10% of the "
@@ -236,6 +238,11 @@ def bench(
     stdout.print(f"[bold]{first.model}[/]  device {first.device}  dtype {first.dtype}  threads {first.threads}  "
                  "(batch 1: single-stream latency; larger: offline throughput)")
     stdout.print(table)
+    if rounds > 1:
+        for r in results:
+            medians = ", ".join(f"{m:.3f}" for m in r.rounds_p50_ms)
+            stdout.print(f"  {r.backend} batch {r.batch}: round medians {medians} ms; the table shows the quietest",
+                         markup=False, highlight=False)
     for r in results:
         if r.layers:
             stdout.print(f"slowest layers, {r.backend} batch {r.batch}:", markup=False)
@@ -374,6 +381,7 @@ def hw_show(name: str = typer.Argument(..., help="A catalog name, or 'this' for 
 def hw_calibrate(
     backend: str = typer.Option("torch", help="torch or onnxruntime."),
     threads: Optional[int] = typer.Option(None, min=1, help="Threads (default: torch's count)."),
+    rounds: int = typer.Option(3, min=1, help="Passes over the cases; each case keeps its quietest pass."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Profile path (default: the per-user "
                                                                       "calibration folder predict reads)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
@@ -390,7 +398,8 @@ def hw_calibrate(
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=stderr, transient=True) as progress:
         task = progress.add_task("calibrating", total=None)
-        profile = calibration.calibrate(backend, threads, progress=lambda done, total, label: progress.update(
+        profile = calibration.calibrate(backend, threads, rounds=rounds,
+                                        progress=lambda done, total, label: progress.update(
             task, completed=done, total=total, description=f"calibrating: {label}"))
     path = calibration.save(profile, Path(output) if output else calibration.profile_path(backend, threads))
     summary = {"path": str(path), "backend": backend, "threads": threads, "seconds": profile["seconds_taken"],

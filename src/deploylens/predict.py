@@ -11,23 +11,27 @@ On a catalogued device the efficiencies are the catalog's (1.0 when it has none:
 optimistic bound) and the overhead its sourced figure (0 when none). On ``this``
 machine the rates are measured: each kernel is matched to the calibration points of its
 class (dense / pointwise / depthwise / grouped conv, matmul, element-wise, pool, copy)
-nearest in (log FLOPs, log bytes), whose achieved rate it takes.
+nearest to it, whose achieved rate it takes: a conv by its geometry (channels, groups,
+output pixels, kernel size, stride, channel alignment to the SIMD width), any other
+kernel by (log FLOPs, log bytes).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from deploylens.cost.profile import KernelCost, LayerCost, Profile
 from deploylens.errors import UserError
-from deploylens.hardware.calibrate import COMPUTE_CLASSES
+from deploylens.hardware.calibrate import COMPUTE_CLASSES, channels_aligned, conv_geometry
 from deploylens.hardware.spec import HardwareSpec
 
 _DTYPE_KEYS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "fp32": "fp32",
                "fp16": "fp16", "bf16": "bf16"}
 _NEIGHBOURS = 4
+# steps of the conv geometry distance, in log10 units of channels or pixels
+_KERNEL_STEP, _STRIDE_STEP, _ALIGNMENT_STEP = 0.5, 0.3, 1.0
 
 
 @dataclass
@@ -61,17 +65,29 @@ class Prediction:
         return asdict(self)
 
 
+def conv_geometry_of(anchor: LayerCost) -> dict | None:
+    """The conv geometry (see :func:`deploylens.hardware.calibrate.conv_geometry`) of a
+    conv anchor; None for other ops."""
+    if anchor.kind not in ("conv", "conv_transpose") or len(anchor.inputs) < 2 or not anchor.outputs:
+        return None
+    x, w, y = anchor.inputs[0], anchor.inputs[1], anchor.outputs[0]
+    if len(x) < 3 or len(w) < 3 or len(y) < 3:
+        return None
+    c_in = x[1]
+    groups = c_in // w[1] if anchor.kind == "conv" and w[1] else 1
+    stride = max(1, round(x[2] / y[2])) if anchor.kind == "conv" and y[2] else 1
+    return conv_geometry(c_in, y[1], groups, max(w[2:]), stride, math.prod(y) // y[1])
+
+
 def kernel_class(anchor: LayerCost) -> str:
     """The calibration class of a kernel, from the op that anchors it."""
-    if anchor.kind in ("conv", "conv_transpose") and len(anchor.inputs) >= 2:
-        x, w = anchor.inputs[0], anchor.inputs[1]
-        c_in = x[1] if len(x) > 1 else 1
-        groups = c_in // w[1] if anchor.kind == "conv" and w[1] else 1
-        if groups > 1 and groups == c_in:
+    geometry = conv_geometry_of(anchor)
+    if geometry:
+        if geometry["groups"] > 1 and geometry["groups"] == geometry["c_in"]:
             return "conv_depthwise"
-        if groups > 1:
+        if geometry["groups"] > 1:
             return "conv_grouped"
-        return "conv_pointwise" if all(k == 1 for k in w[2:]) else "conv_dense"
+        return "conv_pointwise" if geometry["kernel"] == 1 else "conv_dense"
     if anchor.kind in ("linear", "matmul", "attention"):
         return "matmul"
     if anchor.kind == "pool":
@@ -85,22 +101,45 @@ def _log(value: float) -> float:
     return math.log10(max(value, 1.0))
 
 
-def _rate(points: list[dict], flops: int, nbytes: int, compute: bool, overhead: float) -> float:
-    """Achieved rate (FLOP/s or bytes/s) of the calibration points nearest to a kernel,
-    inverse-distance weighted in log space, with the fixed overhead taken out."""
-    def work(p: dict) -> float:
-        return p["flops"] if compute else p["bytes"]
+def _size_distance(flops: int, nbytes: int, compute: bool) -> Callable[[dict], float]:
+    """Distance in (log FLOPs, log bytes); bytes only for a memory-bound class."""
+    def distance(p: dict) -> float:
+        if not compute:
+            return abs(_log(p["bytes"]) - _log(nbytes))
+        return math.hypot(_log(p["flops"]) - _log(flops), _log(p["bytes"]) - _log(nbytes))
+    return distance
+
+
+def _geometry_distance(geometry: dict, lanes: int) -> Callable[[dict], float]:
+    """Distance between conv geometries: log channels, log channels per group and log
+    output pixels, plus fixed steps for another kernel size, stride or channel alignment
+    (a conv whose channels do not fill the SIMD vectors runs a slower path)."""
+    aligned = channels_aligned(geometry["c_in"], geometry["c_out"], geometry["groups"], lanes)
+
+    def features(g: dict) -> tuple[float, ...]:
+        return (_log(g["pixels"]), _log(g["c_in"]), _log(g["c_out"]), _log(g["c_in"] // g["groups"]))
+
+    mine = features(geometry)
 
     def distance(p: dict) -> float:
-        return math.hypot(_log(p["flops"]) - _log(flops), _log(p["bytes"]) - _log(nbytes)) if compute \
-            else abs(_log(p["bytes"]) - _log(nbytes))
+        other = p["geometry"]
+        return (math.dist(mine, features(other))
+                + _KERNEL_STEP * (other["kernel"] != geometry["kernel"])
+                + _STRIDE_STEP * (other["stride"] != geometry["stride"])
+                + _ALIGNMENT_STEP * (channels_aligned(other["c_in"], other["c_out"], other["groups"], lanes)
+                                     != aligned))
+    return distance
 
+
+def _rate(points: list[dict], distance: Callable[[dict], float], compute: bool, overhead: float) -> float:
+    """Achieved rate (FLOP/s or bytes/s) of the calibration points nearest to a kernel,
+    inverse-distance weighted in log space, with the fixed overhead taken out."""
     nearest = sorted(points, key=distance)[:_NEIGHBOURS]
     weights, logs = [], []
     for p in nearest:
         seconds = max(p["seconds"] - overhead, p["seconds"] * 0.1)
         weights.append(1.0 / (distance(p) + 0.05) ** 2)
-        logs.append(math.log(work(p) / seconds))
+        logs.append(math.log((p["flops"] if compute else p["bytes"]) / seconds))
     return math.exp(sum(w * v for w, v in zip(weights, logs)) / sum(weights))
 
 
@@ -119,21 +158,25 @@ def context_factor(calibration: dict, batch: int) -> float:
     return factors[-1][1]
 
 
-def calibrated_time(kernel: KernelCost, klass: str, calibration: dict,
-                    batch: int = 1) -> tuple[float, float, float]:
-    """Compute, memory and overhead seconds of ``kernel`` from this machine's calibration."""
+def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: int = 1,
+                    geometry: dict | None = None) -> tuple[float, float, float]:
+    """Compute, memory and overhead seconds of ``kernel`` from this machine's calibration:
+    a conv is matched to the calibrated convs of the nearest ``geometry``, any other
+    kernel to the points of its class nearest in size."""
     points = calibration["points"].get(klass) or []
     overhead = calibration["overhead_s"]["kernel"]
     compute = klass in COMPUTE_CLASSES
     if not points:
         raise UserError(f"the calibration profile has no {klass} points: run `deploylens hw calibrate` again")
+    distance = (_geometry_distance(geometry, calibration["vector_lanes"]) if geometry
+                else _size_distance(kernel.flops, kernel.bytes, compute))
     # kernels inside a network run slower than alone in a loop (measured at calibration),
     # and never faster than the machine's peak
-    rate = _rate(points, kernel.flops, kernel.bytes, compute, overhead) / context_factor(calibration, batch)
+    rate = _rate(points, distance, compute, overhead) / context_factor(calibration, batch)
     if compute and calibration.get("peak_flops"):
         rate = min(rate, calibration["peak_flops"])
     if compute:
-        bandwidth = _rate(calibration["points"]["copy"], 0, kernel.bytes, False, overhead)
+        bandwidth = _rate(calibration["points"]["copy"], _size_distance(0, kernel.bytes, False), False, overhead)
         return kernel.flops / rate, kernel.bytes / bandwidth, overhead
     return 0.0, kernel.bytes / rate, overhead
 
@@ -185,8 +228,10 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
     anchors = {layer.name: layer for layer in profile.layers}
     kernels = []
     for kernel in (eager_kernels(profile) if backend == "torch" and calibration else profile.kernels):
-        klass = kernel_class(anchors[kernel.layers[0]])
-        compute, memory, overhead = (calibrated_time(kernel, klass, calibration, batch) if calibration
+        anchor = anchors[kernel.layers[0]]
+        klass = kernel_class(anchor)
+        compute, memory, overhead = (calibrated_time(kernel, klass, calibration, batch, conv_geometry_of(anchor))
+                                     if calibration
                                      else roofline_time(kernel, klass, spec, dtype))
         body = max(compute, memory)
         bound = "overhead" if overhead > body else "compute" if compute >= memory else "memory"

@@ -18,7 +18,7 @@ import torch
 from deploylens.bench import environment, malloc
 from deploylens.bench.backends import Prepared, export_onnx_for_bench, resolve_backends, temporary_onnx_dir
 from deploylens.bench.gpu import NvmlSampler, load_nvml
-from deploylens.bench.runner import StopRule, measure
+from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.errors import UserError, first_line
 
 TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 5e-2}  # max |diff| relative to max |reference|
@@ -59,6 +59,7 @@ class Measurement:
     gpu: dict | None = None  # NVML: GPU-Util beside achieved fractions of peak
     samples_ms: list[float] = field(default_factory=list)
     layers: list[dict] | None = None
+    rounds_p50_ms: list[float] = field(default_factory=list)  # every round's median; the fields above: the lowest
     info: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -88,8 +89,13 @@ def _inputs(shapes: list[tuple[tuple[int, ...], str]], batch: int, seed: int = 0
 def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batches: list[int] | tuple[int, ...] = (1,),
           threads: int | None = None, device: str = "cpu", dtype: str = "fp32", input_shape: Any = None,
           rule: StopRule = StopRule(), layers: bool = False, store: Any = None,
-          progress: Callable[[str], None] = lambda message: None, malloc_tuning: bool = True) -> list[Measurement]:
+          progress: Callable[[str], None] = lambda message: None, malloc_tuning: bool = True,
+          rounds: int = 1) -> list[Measurement]:
     """Measure ``model`` (any form ``analyze`` takes) on each backend and batch size.
+
+    ``rounds`` > 1 times every (backend, batch) that many times, round-robin, and reports
+    the round with the lowest median (:func:`deploylens.bench.runner.quietest`): the
+    machine's own speed on a shared host; every round's median is kept.
 
     ``malloc_tuning`` raises glibc's mmap/trim thresholds for this process first (see
     :mod:`deploylens.bench.malloc`); the environment records the allocator state.
@@ -102,6 +108,8 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
         raise UserError("--device cuda: no CUDA GPU is visible here (the CUDA paths are skipped)")
     if dtype not in TOLERANCE:
         raise UserError(f"unknown dtype {dtype!r}: one of {', '.join(TOLERANCE)}")
+    if rounds < 1:
+        raise UserError("--rounds must be at least 1")
     if not batches or any(b <= 0 for b in batches):
         raise UserError("batch sizes must be positive integers")
     chosen = resolve_backends(list(backends), dtype)
@@ -177,28 +185,34 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
 
         env = environment.capture(threads)
         arguments = {"backends": list(backends), "batches": list(batches), "threads": threads, "device": device,
-                     "dtype": dtype, "input_shapes": [list(s) for s, _ in shapes], "rule": asdict(rule)}
+                     "dtype": dtype, "input_shapes": [list(s) for s, _ in shapes], "rule": asdict(rule),
+                     "rounds": rounds}
         run_id = store.begin(name, arguments, env) if store else None
         results = []
         status = "interrupted"
         try:
-            for backend, batch, session, error, inputs in prepared:
-                progress(f"timing {backend.name} batch {batch}")
-                nvml = load_nvml() if device == "cuda" else None
-                if nvml:
-                    with NvmlSampler(nvml) as sampler:
-                        timing = measure(session.run, rule, sync=session.sync, device_timer=session.device_timer)
-                    util = sampler.report()
-                else:
-                    timing = measure(session.run, rule, sync=session.sync, device_timer=session.device_timer)
-                    util = None
-                result = _measurement(name, backend.name, device, dtype, batch, threads, timing, session, error,
-                                      profiles.get(batch), util)
-                if layers:
-                    result.layers = _layer_times(backend.name, built, inputs, onnx_path, threads, profiles.get(batch))
-                results.append(result)
-                if store:
-                    store.add(run_id, result.to_dict())
+            # rounds run back to back over every (backend, batch), so that a noisy spell
+            # of the machine hits one round of each rather than all rounds of one
+            rounds_of: list[list] = [[] for _ in prepared]
+            for round_index in range(rounds):
+                for (backend, batch, session, error, inputs), timings in zip(prepared, rounds_of):
+                    progress(f"timing {backend.name} batch {batch}" +
+                             (f" (round {round_index + 1}/{rounds})" if rounds > 1 else ""))
+                    timings.append(_timed_round(session, rule, device))
+                    if round_index < rounds - 1:
+                        continue
+                    # its last round: report and store it now, so that an interrupt keeps it
+                    quiet = quietest([t for t, _ in timings])
+                    timing, util = next(pair for pair in timings if pair[0] is quiet)
+                    result = _measurement(name, backend.name, device, dtype, batch, threads, timing, session, error,
+                                          profiles.get(batch), util)
+                    result.rounds_p50_ms = [t.summary.p50 * 1e3 for t, _ in timings]
+                    if layers:
+                        result.layers = _layer_times(backend.name, built, inputs, onnx_path, threads,
+                                                     profiles.get(batch))
+                    results.append(result)
+                    if store:
+                        store.add(run_id, result.to_dict())
             status = "complete"
         finally:
             if store:
@@ -206,6 +220,16 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
             for *_, session, _e, _i in prepared:
                 session.close()
     return results
+
+
+def _timed_round(session: Prepared, rule: StopRule, device: str) -> tuple[Any, dict | None]:
+    """One timed round, with NVML sampling beside it on a CUDA device."""
+    nvml = load_nvml() if device == "cuda" else None
+    if not nvml:
+        return measure(session.run, rule, sync=session.sync, device_timer=session.device_timer), None
+    with NvmlSampler(nvml) as sampler:
+        timing = measure(session.run, rule, sync=session.sync, device_timer=session.device_timer)
+    return timing, sampler.report()
 
 
 def _as_list(outputs: Any) -> list:

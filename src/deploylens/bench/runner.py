@@ -45,6 +45,15 @@ class Timing:
         return self.summary.iqr / self.summary.p50 > NOISY_IQR_RATIO if self.summary.p50 else False
 
 
+def quietest(rounds: list[Timing]) -> Timing:
+    """The round with the lowest median. On a shared machine a busy neighbour (another VM on
+    the same physical core) slows whole rounds down by up to ~1.7x for seconds at a time, and
+    never speeds one up: the quietest of rounds spread in time is the machine's own speed."""
+    if not rounds:
+        raise ValueError("no rounds")
+    return min(rounds, key=lambda timing: timing.summary.p50)
+
+
 def measure(run: Callable[[], object], rule: StopRule = StopRule(), clock: Callable[[], float] = time.perf_counter,
             sync: Callable[[], None] = lambda: None,
             device_timer: Callable[[Callable[[], None]], float] | None = None) -> Timing:

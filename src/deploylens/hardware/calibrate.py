@@ -26,15 +26,17 @@ import torch.nn as nn
 
 from deploylens.bench import malloc
 from deploylens.bench.environment import cpu_info
-from deploylens.bench.runner import StopRule, measure
+from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.errors import UserError
-from deploylens.hardware.local import this_cpu
+from deploylens.hardware.local import this_cpu, vector_lanes
 
-FORMAT, VERSION = "deploylens-calibration", 2
+FORMAT, VERSION = "deploylens-calibration", 3
 CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy")
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
 COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul"})
-QUICK = StopRule(warmup_iters=3, warmup_time=0.03, min_iters=5, min_time=0.08, max_time=0.35, ci_target=0.02)
+# one round of one case: short, because the rounds, not the samples, beat a noisy neighbour
+QUICK = StopRule(warmup_iters=2, warmup_time=0.01, min_iters=5, min_time=0.03, max_time=0.15, ci_target=0.03)
+ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Case:
     label: str
     build: Callable[[], nn.Module]
     shapes: tuple[tuple[int, ...], ...]
+    geometry: dict | None = None  # a conv's c_in, c_out, groups, kernel, stride, pixels (see conv_geometry)
 
 
 class _Add(nn.Module):
@@ -66,24 +69,48 @@ def _within(c_in: int, c_out: int, k: int, hw: int, stride: int, groups: int, ma
     return 2e5 <= flops <= max_flops
 
 
-def cases(max_flops: float = 1.2e9) -> list[Case]:
-    """The calibration set: sizes that span the zoo's layers (about 150 cases)."""
+def conv_geometry(c_in: int, c_out: int, groups: int, kernel: int, stride: int, pixels: int) -> dict:
+    """What a conv's speed depends on beyond its FLOPs: channels, groups, kernel size,
+    stride and output pixels (batch x height x width: the GEMM's M dimension)."""
+    return {"c_in": c_in, "c_out": c_out, "groups": groups, "kernel": kernel, "stride": stride, "pixels": pixels}
+
+
+def channels_aligned(c_in: int, c_out: int, groups: int, lanes: int) -> bool:
+    """Whether a conv's channels fill whole SIMD vectors (``lanes`` fp32 each): the
+    depthwise channel count, or both per-group counts of any other conv. Measured here
+    (AVX-512): 1.2-2.4x the time per FLOP when they do not (e.g. 116 vs 112 channels)."""
+    if groups > 1 and groups == c_in:
+        return c_in % lanes == 0
+    return (c_in // groups) % lanes == 0 and (c_out // groups) % lanes == 0
+
+
+def cases(max_flops: float = 1.2e9, lanes: int = 16) -> list[Case]:
+    """The calibration set: sizes that span the zoo's layers, with channel counts that are
+    multiples of ``lanes`` and, for a sparser grid, counts that are not (about 400 cases)."""
     made: list[Case] = []
 
     def conv(kernel_class: str, c_in: int, c_out: int, k: int, hw: int, stride: int = 1, groups: int = 1):
         if _within(c_in, c_out, k, hw, stride, groups, max_flops):
             made.append(Case(kernel_class, f"conv{k}x{k} {c_in}->{c_out} g{groups} s{stride} @{hw}",
-                             _conv_bn_relu(c_in, c_out, k, stride, groups), ((1, c_in, hw, hw),)))
+                             _conv_bn_relu(c_in, c_out, k, stride, groups), ((1, c_in, hw, hw),),
+                             conv_geometry(c_in, c_out, groups, k, stride, (hw // stride) ** 2)))
 
+    def misaligned(channels: tuple[int, ...]) -> tuple[int, ...]:
+        # every other count, moved off the vector width by half or a quarter of it (the
+        # counts width multipliers produce: 24, 40, 58, 116, ...)
+        return tuple(c + (lanes // 2 if i % 4 == 0 else -(lanes // 4)) for i, c in enumerate(channels) if i % 2 == 0)
+
+    dense, pointwise, depthwise = (16, 32, 64, 128, 256, 512), (16, 32, 64, 96, 160, 256, 512), \
+        (16, 32, 96, 144, 384, 960)
     for hw in (7, 14, 28, 56, 112):
-        for c in (16, 32, 64, 128, 256, 512):
+        for c in dense + (misaligned(dense) if lanes > 1 else ()):
             conv("conv_dense", c, c, 3, hw)
             conv("conv_dense", c, 2 * c, 3, hw, stride=2)
-        for c in (16, 32, 64, 96, 160, 256, 512):
+        for c in pointwise + (misaligned(pointwise) if lanes > 1 else ()):
             conv("conv_pointwise", c, c, 1, hw)
             conv("conv_pointwise", c, 6 * c, 1, hw)
             conv("conv_pointwise", 6 * c, c, 1, hw)
-        for c in (16, 32, 96, 144, 384, 960):
+        for c in depthwise + (misaligned(depthwise) if lanes > 1 else ()):
             conv("conv_depthwise", c, c, 3, hw, groups=c)
             conv("conv_depthwise", c, c, 5, hw, groups=c)
             conv("conv_depthwise", c, c, 3, hw, stride=2, groups=c)
@@ -92,7 +119,7 @@ def cases(max_flops: float = 1.2e9) -> list[Case]:
             conv("conv_grouped", c, c, 3, hw, groups=g)
     for c_out, k in ((32, 3), (64, 7), (24, 3), (16, 3), (48, 3)):  # stems on 3 channels
         made.append(Case("conv_dense", f"stem conv{k}x{k} 3->{c_out} s2 @224", _conv_bn_relu(3, c_out, k, 2, 1),
-                         ((1, 3, 224, 224),)))
+                         ((1, 3, 224, 224),), conv_geometry(3, c_out, 1, k, 2, 112 * 112)))
     for n_in, n_out in ((512, 1000), (1024, 1000), (1280, 1000), (2048, 1000), (4096, 4096), (25088, 4096)):
         made.append(Case("matmul", f"linear {n_in}->{n_out}", lambda a=n_in, b=n_out: nn.Linear(a, b),
                          ((1, n_in),)))
@@ -181,68 +208,86 @@ class _ContextNet(nn.Module):
 CONTEXT_BATCHES = (1, 8)
 
 
-def _context_factor(backend: str, threads: int, workdir: str, profile: dict, batch: int) -> float:
+def _context_factor(measured: dict[str, float], networks: dict[str, nn.Module], backend: str, threads: int,
+                    profile: dict, batch: int) -> float:
     """Measured / predicted time of the synthetic networks at ``batch`` (geometric mean),
-    predicted from the points."""
+    predicted from the profile's points."""
     from deploylens.predict import predict
 
     ratios = []
     for style in _ContextNet.STYLES:
-        torch.manual_seed(0)
-        net = _ContextNet(style).eval()
-        x = torch.randn(batch, 3, 224, 224)
-        measured = measure(_runner(backend, net, [x], threads, workdir), QUICK).summary.p50
-        predicted = predict(net, "this", backend, batch, input_shape=(1, 3, 224, 224), threads=threads,
+        predicted = predict(networks[style], "this", backend, batch, input_shape=(1, 3, 224, 224), threads=threads,
                             calibration=profile).totals["latency_ms"] / 1e3
-        ratios.append(measured / predicted)
+        ratios.append(measured[f"{style} batch {batch}"] / predicted)
     return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
 
 
-def _overheads(backend: str, threads: int, workdir: str) -> dict[str, float]:
-    """Seconds per kernel that do not depend on its size: an op on a 1-element tensor."""
-    x = torch.randn(1)
-    overhead = measure(_runner(backend, nn.ReLU(), [x], threads, workdir), QUICK).summary.p50
-    view = measure(lambda: x.view(1, 1), QUICK).summary.p50 if backend == "torch" else 0.0
-    return {"kernel": overhead, "view": view}
-
-
-def calibrate(backend: str = "torch", threads: int | None = None, max_flops: float = 1.2e9,
+def calibrate(backend: str = "torch", threads: int | None = None, max_flops: float = 1.2e9, rounds: int = ROUNDS,
               progress: Callable[[int, int, str], None] = lambda done, total, label: None) -> dict:
-    """Run the calibration set; returns the profile (see :func:`save`)."""
+    """Run the calibration set ``rounds`` times, round-robin, and keep each case's quietest
+    round (see :func:`deploylens.bench.runner.quietest`); returns the profile (see :func:`save`)."""
     if backend not in ("torch", "onnxruntime"):
         raise UserError(f"calibration backends: torch or onnxruntime, not {backend!r}")
+    if rounds < 1:
+        raise UserError("calibration needs at least one round")
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     allocator = malloc.tune()  # the same allocator state as `deploylens bench`
     started = time.perf_counter()
-    chosen = cases(max_flops)
-    points: dict[str, list[dict]] = {c: [] for c in CLASSES}
+    lanes = vector_lanes(cpu_info()["isa"])
+    chosen = cases(max_flops, lanes)
+    torch.manual_seed(0)
+    networks = {style: _ContextNet(style).eval() for style in _ContextNet.STYLES}
     with tempfile.TemporaryDirectory(prefix="deploylens-calibrate-") as workdir:
-        overheads = _overheads(backend, threads, workdir)
+        # every session is built first, so that the rounds run back to back
+        runs: dict[str, Callable[[], object]] = {}
+        costs: dict[str, tuple[int, int]] = {}
+        total = len(chosen) + rounds * (len(chosen) + 2 + len(networks) * len(CONTEXT_BATCHES))
         for index, case in enumerate(chosen):
-            progress(index, len(chosen), case.label)
+            progress(index, total, f"preparing {case.label}")
             torch.manual_seed(0)
             model = case.build().eval()
             inputs = [torch.randn(s) for s in case.shapes]
-            flops, nbytes = _case_cost(case, model)
-            seconds = measure(_runner(backend, model, inputs, threads, workdir), QUICK).summary.p50
-            points[case.kernel_class].append({"label": case.label, "flops": flops, "bytes": nbytes,
-                                              "seconds": seconds})
-        info = cpu_info()
-        profile = {
-            "format": FORMAT, "version": VERSION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "backend": backend, "threads": threads, "torch": torch.__version__,
-            "machine": {"cpu": info["model"], "isa": info["isa"], "mhz": info["mhz"], "node": platform.node()},
-            "allocator": allocator, "overhead_s": overheads, "context_factor": {}, "points": points,
-            # no kernel can beat the ISA's peak: predictions are capped there
-            "peak_flops": this_cpu(threads).peak_flops("fp32"),
-        }
-        progress(len(chosen), len(chosen) + 1, "whole synthetic networks")
-        # per batch size: dispatch overhead and cache behaviour change with the batch
-        profile["context_factor"] = {str(b): _context_factor(backend, threads, workdir, profile, b)
-                                     for b in CONTEXT_BATCHES}
-    progress(len(chosen) + 1, len(chosen) + 1, "done")
+            costs[case.label] = _case_cost(case, model)
+            runs[case.label] = _runner(backend, model, inputs, threads, workdir)
+        # per-kernel cost that does not depend on size: an op on a 1-element tensor
+        one = torch.randn(1)
+        runs["overhead kernel"] = _runner(backend, nn.ReLU(), [one], threads, workdir)
+        runs["overhead view"] = (lambda: one.view(1, 1)) if backend == "torch" else (lambda: None)
+        for batch in CONTEXT_BATCHES:
+            for style, net in networks.items():
+                runs[f"{style} batch {batch}"] = _runner(backend, net, [torch.randn(batch, 3, 224, 224)], threads,
+                                                         workdir)
+        rounds_of: dict[str, list] = {label: [] for label in runs}
+        done = len(chosen)
+        for round_index in range(rounds):
+            for label, run in runs.items():
+                progress(done, total, f"round {round_index + 1}/{rounds}: {label}")
+                rounds_of[label].append(measure(run, QUICK))
+                done += 1
+    seconds = {label: quietest(timings).summary.p50 for label, timings in rounds_of.items()}
+    points: dict[str, list[dict]] = {c: [] for c in CLASSES}
+    for case in chosen:
+        flops, nbytes = costs[case.label]
+        points[case.kernel_class].append({"label": case.label, "flops": flops, "bytes": nbytes,
+                                          "geometry": case.geometry, "seconds": seconds[case.label]})
+    info = cpu_info()
+    profile = {
+        "format": FORMAT, "version": VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backend": backend, "threads": threads, "torch": torch.__version__, "rounds": rounds, "vector_lanes": lanes,
+        "machine": {"cpu": info["model"], "isa": info["isa"], "mhz": info["mhz"], "node": platform.node()},
+        "allocator": allocator,
+        "overhead_s": {"kernel": seconds["overhead kernel"],
+                       "view": seconds["overhead view"] if backend == "torch" else 0.0},
+        "context_factor": {}, "points": points,
+        # no kernel can beat the ISA's peak: predictions are capped there
+        "peak_flops": this_cpu(threads).peak_flops("fp32"),
+    }
+    # per batch size: dispatch overhead and cache behaviour change with the batch
+    profile["context_factor"] = {str(b): _context_factor(seconds, networks, backend, threads, profile, b)
+                                 for b in CONTEXT_BATCHES}
+    progress(total, total, "done")
     profile["seconds_taken"] = round(time.perf_counter() - started, 1)
     return profile
 

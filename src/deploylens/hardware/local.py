@@ -36,6 +36,18 @@ def per_cycle(isa: list[str], model: str) -> dict[str, float]:
     return rates
 
 
+def vector_lanes(isa: list[str]) -> int:
+    """fp32 lanes of the widest SIMD register: oneDNN and ONNX Runtime block channels by
+    this many, and a conv whose channels are not a multiple of it runs a slower path."""
+    if "avx512f" in isa:
+        return 16
+    if "avx" in isa or "avx2" in isa:
+        return 8
+    if "asimd" in isa:
+        return 4
+    return 1
+
+
 def this_cpu(threads: int | None = None) -> HardwareSpec:
     info = cpu_info()
     cores = threads or torch.get_num_threads()
