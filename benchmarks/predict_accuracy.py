@@ -65,7 +65,9 @@ def main() -> None:
         path = calibration.profile_path(backend, args.threads)
         if args.recalibrate or not path.exists():
             print(f"calibrating {backend} ({args.threads} threads) ...", flush=True)
-            calibration.save(calibration.calibrate(backend, args.threads), path)
+            profile = calibration.calibrate(backend, args.threads)
+            calibration.save(profile, path)
+            print(f"  {profile['seconds_taken']} s; whole-network factors {profile['context_factor']}", flush=True)
     rule = StopRule(warmup_iters=2, warmup_time=0.1, min_iters=3, min_time=args.min_time, max_time=args.max_time,
                     ci_target=0.02)
     names = args.models.split(",")
