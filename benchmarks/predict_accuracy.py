@@ -2,7 +2,7 @@
 
     python benchmarks/predict_accuracy.py [--backends torch,onnxruntime] [--batches 1,8]
                                           [--models resnet18,mobilenet_v2_100] [--recalibrate]
-                                          [--passes 3] [--json rows.json]
+                                          [--passes 3] [--json rows.json] [--measured rows.json]
 
 Calibrates this machine (or reuses its profile), then for each model, batch and backend
 measures the real latency with the benchmark harness (fixed threads) and prints
@@ -61,13 +61,23 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     backends, batches = args.backends.split(","), [int(b) for b in args.batches.split(",")]
-    for backend in backends:
-        path = calibration.profile_path(backend, args.threads)
-        if args.recalibrate or not path.exists():
+
+    def calibrate(index: int) -> None:
+        """With --recalibrate, a calibration before every pass, each combined with the earlier
+        ones (keep_quietest): the calibration meets as many spells of the machine as the
+        models do. Without, only when no profile exists."""
+        for backend in backends:
+            path = calibration.profile_path(backend, args.threads)
+            fresh = args.recalibrate and not args.measured
+            if not (fresh or (index == 0 and not path.exists())):
+                continue
             print(f"calibrating {backend} ({args.threads} threads) ...", flush=True)
             profile = calibration.calibrate(backend, args.threads)
+            seconds = profile["seconds_taken"]
+            if index > 0:
+                profile = calibration.keep_quietest(calibration.load(path), profile)
             calibration.save(profile, path)
-            print(f"  {profile['seconds_taken']} s; whole-network factors {profile['context_factor']}", flush=True)
+            print(f"  {seconds} s; whole-network factors {profile['context_factor']}", flush=True)
     rule = StopRule(warmup_iters=2, warmup_time=0.1, min_iters=3, min_time=args.min_time, max_time=args.max_time,
                     ci_target=0.02)
     names = args.models.split(",")
@@ -77,7 +87,10 @@ def main() -> None:
     if args.measured:
         with open(args.measured) as handle:
             measured = {(r["model"], r["backend"], r["batch"]): r["pass_medians_ms"] for r in json.load(handle)}
+    if args.measured:
+        calibrate(0)
     for index in range(0 if args.measured else args.passes):
+        calibrate(index)
         print(f"pass {index + 1}/{args.passes}", flush=True)
         for name in names:
             for result in bench(models[name], backends, batches, args.threads, input_shape=shapes[name], rule=rule):

@@ -114,3 +114,29 @@ def test_zoo_list_json_records(monkeypatch, capsys):
         assert r["params_ok"] and r["macs_ok"]
     code, out, err = run(monkeypatch, capsys, "zoo", "show", "resnet18")
     assert "published_params: 11689512" in out and "stages" in out
+
+
+def test_hw_calibrate_keep_quietest_combines_with_the_saved_profile(monkeypatch, capsys, tmp_path):
+    from deploylens.hardware import calibrate as calibration
+
+    def fake(seconds: float) -> dict:
+        point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": seconds,
+                 "geometry": calibration.conv_geometry(16, 16, 1, 1, 1, 1024)}
+        fixed = {"overhead call": 1e-5, "overhead chain": 2.5e-5, "overhead view": 0.0,
+                 **{f"{s} batch {b}": 0.01 for s in ("inverted_residual", "residual", "plain") for b in (1, 8)}}
+        profile = {"format": calibration.FORMAT, "version": calibration.VERSION, "backend": "torch", "threads": 1,
+                   "vector_lanes": 16, "machine": {"cpu": "x"}, "rounds": 3, "seconds_taken": 1.0,
+                   "fixed_s": fixed, "points": {c: [dict(point)] for c in calibration.CLASSES}}
+        calibration._derive(profile)
+        return profile
+
+    timings = iter([2e-3, 1e-3, 3e-3])
+    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: fake(next(timings)))
+    path = tmp_path / "profile.json"
+    for flag in ([], ["--keep-quietest"], ["--keep-quietest"]):
+        code, out, err = run(monkeypatch, capsys, "hw", "calibrate", "--threads", "1", "-o", str(path),
+                             "--format", "json", *flag)
+        assert code in (0, None), err
+    saved = calibration.load(path)
+    assert {p["seconds"] for points in saved["points"].values() for p in points} == {1e-3}
+    assert saved["rounds"] == 9

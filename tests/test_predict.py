@@ -175,6 +175,63 @@ def test_a_conv_takes_the_rate_of_the_nearest_geometry():
         assert k.compute_ms == pytest.approx(k.flops / rate * 1e3, rel=0.01)
 
 
+def test_built_conv_case_graph_is_what_the_exporter_makes(tmp_path):
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from deploylens.bench.backends import export_onnx_for_bench
+
+    geometry = calibration.conv_geometry(8, 16, 2, 3, 2, 5 * 5)
+    built = onnx.load_from_string(calibration._conv_relu_onnx(geometry, 10))
+    model = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1, groups=2, bias=False), nn.BatchNorm2d(16), nn.ReLU()).eval()
+    export_onnx_for_bench(model, [torch.randn(1, 8, 10, 10)], str(tmp_path / "case.onnx"))
+    exported = onnx.load(str(tmp_path / "case.onnx"))
+    assert [n.op_type for n in built.graph.node] == [n.op_type for n in exported.graph.node] == ["Conv", "Relu"]
+
+    def attributes(node) -> dict:
+        return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute if a.name != "dilations"}
+
+    assert attributes(built.graph.node[0]) == attributes(exported.graph.node[0]) == {
+        "group": 2, "kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}
+    (out,) = ort.InferenceSession(built.SerializeToString()).run(None, {"input0": np.ones((1, 8, 10, 10), np.float32)})
+    assert out.shape == (1, 16, 5, 5) and out.min() >= 0
+
+
+def test_keep_quietest_takes_every_lower_timing_and_derives_again():
+    fixed = {"overhead call": 16e-6, "overhead chain": 31e-6, "overhead view": 2e-6,
+             **{f"{style} batch {b}": 0.01 for style in ("inverted_residual", "residual", "plain") for b in (1, 8)}}
+    earlier = {**fake_profile(), "machine": {"cpu": "x"}, "rounds": 3, "fixed_s": fixed}
+    later = json.loads(json.dumps(earlier))
+    later["points"]["conv_dense"][0]["seconds"] = 0.5e-3  # quieter than 1 ms
+    later["points"]["pool"][0]["seconds"] = 2e-4  # busier than 0.1 ms
+    later["fixed_s"]["overhead call"] = 11e-6
+    merged = calibration.keep_quietest(earlier, later)
+    assert merged["points"]["conv_dense"][0]["seconds"] == 0.5e-3 and merged["points"]["pool"][0]["seconds"] == 1e-4
+    assert merged["rounds"] == 6 and merged["fixed_s"]["overhead call"] == 11e-6
+    # derived again: a chain of 16 at 31 us beside one op at 11 us is 20/15 us per kernel
+    assert merged["overhead_s"]["kernel"] == pytest.approx(20e-6 / 15)
+    assert set(merged["context_factor"]) == {"1", "8"} and later["fixed_s"]["overhead call"] == 11e-6
+    with pytest.raises(UserError, match="differ in CPU, backend or threads"):
+        calibration.keep_quietest(earlier, {**later, "threads": 2})
+
+
+def test_overheads_split_per_kernel_and_per_call():
+    # one op 16 us, sixteen ops 31 us: 1 us per extra kernel, 15 us per call
+    seconds = {"overhead call": 16e-6, "overhead chain": 31e-6, "overhead view": 2e-6}
+    assert calibration._overheads(seconds, "torch") == pytest.approx({"kernel": 1e-6, "call": 15e-6, "view": 2e-6})
+    assert calibration._overheads(seconds, "onnxruntime")["view"] == 0.0
+    # the call overhead is paid once per prediction, the kernel overhead per kernel
+    model = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()).eval()
+    profile = {**fake_profile(), "overhead_s": {"kernel": 1e-6, "call": 15e-6, "view": 0.0}}
+    prediction = predict_profile(analyze(model, (1, 16, 32, 32)), "this", None, profile, "torch", 1)
+    (k,) = prediction.kernels
+    assert k.overhead_ms == pytest.approx(1e-3)
+    assert prediction.totals["call_overhead_ms"] == pytest.approx(15e-3)
+    assert prediction.totals["latency_ms"] == pytest.approx(k.time_ms + 15e-3)
+
+
 def test_context_factor_interpolates_in_log_batch():
     from deploylens.predict import context_factor
 
@@ -231,9 +288,11 @@ def test_calibration_keeps_each_case_quietest_round(monkeypatch):
     monkeypatch.setattr(calibration, "measure", fake_measure)
     profile = calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=3)
     seconds = {p["seconds"] for points in profile["points"].values() for p in points}
-    assert seconds == {1e-3} and profile["overhead_s"]["kernel"] == 1e-3 and profile["rounds"] == 3
+    assert seconds == {1e-3} and profile["rounds"] == 3
+    # one op and a chain of 16 both took 1 ms: no per-kernel overhead, 1 ms per call
+    assert profile["overhead_s"]["kernel"] == 0.0 and profile["overhead_s"]["call"] == 1e-3
     cases = sum(len(points) for points in profile["points"].values())
-    assert len(seen) == 3 * (cases + 2 + 3 * 2)  # cases, two overheads, three networks at two batches
+    assert len(seen) == 3 * (cases + 3 + 3 * 2)  # cases, three overheads, three networks at two batches
     # round-robin: the first round measures every case before the second begins
     assert len(set(map(id, seen[: len(seen) // 3]))) == len(seen) // 3
     with pytest.raises(UserError, match="at least one round"):

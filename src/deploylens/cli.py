@@ -382,6 +382,8 @@ def hw_calibrate(
     backend: str = typer.Option("torch", help="torch or onnxruntime."),
     threads: Optional[int] = typer.Option(None, min=1, help="Threads (default: torch's count)."),
     rounds: int = typer.Option(3, min=1, help="Passes over the cases; each case keeps its quietest pass."),
+    keep_quietest: bool = typer.Option(False, "--keep-quietest", help="Combine with the profile already saved: "
+                                       "every timing keeps the quieter of the two (repeat on a noisy machine)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Profile path (default: the per-user "
                                                                       "calibration folder predict reads)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
@@ -401,9 +403,13 @@ def hw_calibrate(
         profile = calibration.calibrate(backend, threads, rounds=rounds,
                                         progress=lambda done, total, label: progress.update(
             task, completed=done, total=total, description=f"calibrating: {label}"))
-    path = calibration.save(profile, Path(output) if output else calibration.profile_path(backend, threads))
+    path = Path(output) if output else calibration.profile_path(backend, threads)
+    if keep_quietest and path.exists():
+        profile = calibration.keep_quietest(calibration.load(path), profile)
+    calibration.save(profile, path)
     summary = {"path": str(path), "backend": backend, "threads": threads, "seconds": profile["seconds_taken"],
-               "overhead_us": profile["overhead_s"]["kernel"] * 1e6, "context_factor": profile["context_factor"],
+               "overhead_us": profile["overhead_s"]["kernel"] * 1e6,
+               "call_overhead_us": profile["overhead_s"]["call"] * 1e6, "context_factor": profile["context_factor"],
                "classes": {}}
     for klass, points in profile["points"].items():
         compute = klass in calibration.COMPUTE_CLASSES
@@ -416,7 +422,8 @@ def hw_calibrate(
     stdout.print(f"calibrated {backend} with {threads} threads in {profile['seconds_taken']} s -> {path}",
                  markup=False)
     factors = ", ".join(f"{f:.2f}x at batch {b}" for b, f in summary["context_factor"].items())
-    stdout.print(f"  per-kernel overhead {summary['overhead_us']:.1f} us; kernels inside a network run "
+    stdout.print(f"  per-kernel overhead {summary['overhead_us']:.1f} us, per call {summary['call_overhead_us']:.1f} "
+                 f"us; kernels inside a network run "
                  f"{factors} of their isolated time", markup=False)
     for klass, c in summary["classes"].items():
         stdout.print(f"  {klass:15s} {c['points']:4d} points  best {c['best']:8.1f} {c['unit']}  "

@@ -7,6 +7,8 @@ For every kernel of the analyzer's fused view:
     memory time  = bytes / (bandwidth x memory efficiency)
     time         = max(compute, memory) + per-kernel overhead
 
+plus, on ``this``, the calibrated per-call overhead once (a model call or session run).
+
 On a catalogued device the efficiencies are the catalog's (1.0 when it has none: an
 optimistic bound) and the overhead its sourced figure (0 when none). On ``this``
 machine the rates are measured: each kernel is matched to the calibration points of its
@@ -165,6 +167,8 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
     kernel to the points of its class nearest in size."""
     points = calibration["points"].get(klass) or []
     overhead = calibration["overhead_s"]["kernel"]
+    # a calibration point's time also holds the call it was measured by
+    fixed = overhead + calibration["overhead_s"].get("call", 0.0)
     compute = klass in COMPUTE_CLASSES
     if not points:
         raise UserError(f"the calibration profile has no {klass} points: run `deploylens hw calibrate` again")
@@ -172,11 +176,11 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
                 else _size_distance(kernel.flops, kernel.bytes, compute))
     # kernels inside a network run slower than alone in a loop (measured at calibration),
     # and never faster than the machine's peak
-    rate = _rate(points, distance, compute, overhead) / context_factor(calibration, batch)
+    rate = _rate(points, distance, compute, fixed) / context_factor(calibration, batch)
     if compute and calibration.get("peak_flops"):
         rate = min(rate, calibration["peak_flops"])
     if compute:
-        bandwidth = _rate(calibration["points"]["copy"], _size_distance(0, kernel.bytes, False), False, overhead)
+        bandwidth = _rate(calibration["points"]["copy"], _size_distance(0, kernel.bytes, False), False, fixed)
         return kernel.flops / rate, kernel.bytes / bandwidth, overhead
     return 0.0, kernel.bytes / rate, overhead
 
@@ -238,8 +242,9 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
         kernels.append(KernelTime(kernel.name, kernel.kind, klass, kernel.flops, kernel.bytes, compute * 1e3,
                                   memory * 1e3, overhead * 1e3, (body + overhead) * 1e3, bound, kernel.complete))
     view_overhead = calibration["overhead_s"].get("view", 0.0) if calibration and backend == "torch" else 0.0
+    call_ms = calibration["overhead_s"].get("call", 0.0) * 1e3 if calibration else 0.0
     views = sum(1 for layer in profile.layers if layer.op == "view")
-    total_ms = sum(k.time_ms for k in kernels) + views * view_overhead * 1e3
+    total_ms = sum(k.time_ms for k in kernels) + views * view_overhead * 1e3 + call_ms
     by_kind: dict[str, float] = {}
     for k in kernels:
         by_kind[k.kind] = by_kind.get(k.kind, 0.0) + k.time_ms
@@ -253,8 +258,9 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
     bounds = {b: sum(1 for k in kernels if k.bound == b) for b in ("compute", "memory", "overhead")}
     return Prediction(
         model=profile.model, target=target, backend=backend, batch=batch, dtype=dtype,
-        totals={"latency_ms": total_ms, "complete": complete, "flops": profile.totals.flops,
-                "bytes": profile.totals.bytes_fused, "kernels": len(kernels), "bound_counts": bounds,
+        totals={"latency_ms": total_ms, "complete": complete, "call_overhead_ms": call_ms,
+                "flops": profile.totals.flops, "bytes": profile.totals.bytes_fused, "kernels": len(kernels),
+                "bound_counts": bounds,
                 "throughput": batch / total_ms * 1e3 if total_ms else None},
         kernels=kernels, share_by_kind={k: v / total_ms for k, v in by_kind.items()} if total_ms else {},
         notes=notes)

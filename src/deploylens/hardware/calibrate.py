@@ -35,7 +35,7 @@ CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "ma
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
 COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul"})
 # one round of one case: short, because the rounds, not the samples, beat a noisy neighbour
-QUICK = StopRule(warmup_iters=2, warmup_time=0.01, min_iters=5, min_time=0.03, max_time=0.15, ci_target=0.03)
+QUICK = StopRule(warmup_iters=2, warmup_time=0.01, min_iters=5, min_time=0.02, max_time=0.1, ci_target=0.05)
 ROUNDS = 3
 
 
@@ -64,9 +64,15 @@ def _conv_bn_relu(c_in: int, c_out: int, k: int, stride: int, groups: int) -> Ca
                                  nn.BatchNorm2d(c_out), nn.ReLU())
 
 
+# activations beyond this (input + output elements) are larger than any zoo layer's and
+# would only spend the calibration's time
+MAX_ACTIVATION_ELEMENTS = 8_000_000
+
+
 def _within(c_in: int, c_out: int, k: int, hw: int, stride: int, groups: int, max_flops: float) -> bool:
     flops = 2 * c_out * (c_in // groups) * k * k * (hw // stride) ** 2
-    return 2e5 <= flops <= max_flops
+    elements = c_in * hw * hw + c_out * (hw // stride) ** 2
+    return 2e5 <= flops <= max_flops and elements <= MAX_ACTIVATION_ELEMENTS
 
 
 def conv_geometry(c_in: int, c_out: int, groups: int, kernel: int, stride: int, pixels: int) -> dict:
@@ -142,7 +148,30 @@ def _case_cost(case: Case, model: nn.Module) -> tuple[int, int]:
     return profile.totals.flops, profile.totals.bytes_fused
 
 
-def _runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads: int, workdir: str):
+def _conv_relu_onnx(geometry: dict, hw: int) -> bytes:
+    """The graph the exporter makes of an eval-mode conv-BN-ReLU (Conv with the BN folded
+    into its weights and bias, then Relu), built directly: exporting ~350 conv cases one by
+    one would take most of a minute of the calibration's time."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    c_in, c_out, groups, k, stride = (geometry[key] for key in ("c_in", "c_out", "groups", "kernel", "stride"))
+    weight = np.random.default_rng(0).standard_normal((c_out, c_in // groups, k, k)).astype(np.float32)
+    initializers = [numpy_helper.from_array(weight, "weight"),
+                    numpy_helper.from_array(np.zeros(c_out, np.float32), "bias")]
+    nodes = [helper.make_node("Conv", ["input0", "weight", "bias"], ["conv"], kernel_shape=[k, k], strides=[stride] * 2,
+                              pads=[k // 2] * 4, group=groups),
+             helper.make_node("Relu", ["conv"], ["output"])]
+    graph = helper.make_graph(nodes, "case",
+                              [helper.make_tensor_value_info("input0", TensorProto.FLOAT, [1, c_in, hw, hw])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads: int, workdir: str,
+            onnx_model: bytes | None = None):
+    """A callable running ``model`` once on ``backend`` (ONNX Runtime: ``onnx_model`` when
+    given, else the model's export)."""
     if backend == "torch":
         def run():
             with torch.inference_mode():
@@ -152,12 +181,13 @@ def _runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads:
 
     from deploylens.bench.backends import export_onnx_for_bench
 
-    path = os.path.join(workdir, "case.onnx")
-    export_onnx_for_bench(model, inputs, path)
+    if onnx_model is None:
+        path = os.path.join(workdir, "case.onnx")
+        export_onnx_for_bench(model, inputs, path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx_model or path, options, providers=["CPUExecutionProvider"])
     feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
     return lambda: session.run(None, feeds)
 
@@ -206,20 +236,71 @@ class _ContextNet(nn.Module):
 
 
 CONTEXT_BATCHES = (1, 8)
+_CHAIN = 16
 
 
-def _context_factor(measured: dict[str, float], networks: dict[str, nn.Module], backend: str, threads: int,
-                    profile: dict, batch: int) -> float:
+class _Chain(nn.Module):
+    """``length`` element-wise ops in a row, alternating so that no runtime folds two."""
+
+    def __init__(self, length: int):
+        super().__init__()
+        self.length = length
+
+    def forward(self, x):
+        for index in range(self.length):
+            x = torch.neg(x) if index % 2 == 0 else torch.relu(x)
+        return x
+
+
+def _overheads(seconds: dict[str, float], backend: str) -> dict[str, float]:
+    """Per-kernel overhead (each extra op of the chain), per-call overhead (a model call or
+    session run, paid once per inference) and, in torch eager, a view op's."""
+    kernel = max((seconds["overhead chain"] - seconds["overhead call"]) / (_CHAIN - 1), 0.0)
+    return {"kernel": kernel, "call": max(seconds["overhead call"] - kernel, 0.0),
+            "view": seconds["overhead view"] if backend == "torch" else 0.0}
+
+
+def _context_factor(profile: dict, batch: int) -> float:
     """Measured / predicted time of the synthetic networks at ``batch`` (geometric mean),
     predicted from the profile's points."""
     from deploylens.predict import predict
 
     ratios = []
     for style in _ContextNet.STYLES:
-        predicted = predict(networks[style], "this", backend, batch, input_shape=(1, 3, 224, 224), threads=threads,
+        predicted = predict(_ContextNet(style).eval(), "this", profile["backend"], batch,
+                            input_shape=(1, 3, 224, 224), threads=profile["threads"],
                             calibration=profile).totals["latency_ms"] / 1e3
-        ratios.append(measured[f"{style} batch {batch}"] / predicted)
+        ratios.append(profile["fixed_s"][f"{style} batch {batch}"] / predicted)
     return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+
+
+def _derive(profile: dict) -> None:
+    """The overheads, then the whole-network factor per batch size (dispatch overhead and
+    cache behaviour change with the batch), from the profile's timings."""
+    profile["overhead_s"] = _overheads(profile["fixed_s"], profile["backend"])
+    profile["context_factor"] = {}
+    profile["context_factor"] = {str(b): _context_factor(profile, b) for b in CONTEXT_BATCHES}
+
+
+def keep_quietest(earlier: dict, later: dict) -> dict:
+    """One profile from two calibrations of the same machine, backend and threads: every
+    timing the quieter (lower) of the two, the derived figures computed again. Calibrations
+    minutes apart meet different spells of a shared host; their minimum converges on the
+    machine's own speed."""
+    same = ("backend", "threads", "vector_lanes")
+    if any(earlier.get(key) != later.get(key) for key in same) or \
+            earlier["machine"]["cpu"] != later["machine"]["cpu"]:
+        raise UserError("the calibrations to combine differ in CPU, backend or threads")
+    before = {(klass, p["label"]): p["seconds"] for klass, points in earlier["points"].items() for p in points}
+    merged = json.loads(json.dumps(later))
+    for klass, points in merged["points"].items():
+        for p in points:
+            p["seconds"] = min(p["seconds"], before.get((klass, p["label"]), math.inf))
+    merged["fixed_s"] = {label: min(value, earlier["fixed_s"].get(label, math.inf))
+                         for label, value in later["fixed_s"].items()}
+    merged["rounds"] = earlier["rounds"] + later["rounds"]
+    _derive(merged)
+    return merged
 
 
 def calibrate(backend: str = "torch", threads: int | None = None, max_flops: float = 1.2e9, rounds: int = ROUNDS,
@@ -236,23 +317,26 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     started = time.perf_counter()
     lanes = vector_lanes(cpu_info()["isa"])
     chosen = cases(max_flops, lanes)
-    torch.manual_seed(0)
     networks = {style: _ContextNet(style).eval() for style in _ContextNet.STYLES}
     with tempfile.TemporaryDirectory(prefix="deploylens-calibrate-") as workdir:
         # every session is built first, so that the rounds run back to back
         runs: dict[str, Callable[[], object]] = {}
         costs: dict[str, tuple[int, int]] = {}
-        total = len(chosen) + rounds * (len(chosen) + 2 + len(networks) * len(CONTEXT_BATCHES))
+        total = len(chosen) + rounds * (len(chosen) + 3 + len(networks) * len(CONTEXT_BATCHES))
         for index, case in enumerate(chosen):
             progress(index, total, f"preparing {case.label}")
             torch.manual_seed(0)
             model = case.build().eval()
             inputs = [torch.randn(s) for s in case.shapes]
             costs[case.label] = _case_cost(case, model)
-            runs[case.label] = _runner(backend, model, inputs, threads, workdir)
-        # per-kernel cost that does not depend on size: an op on a 1-element tensor
+            built = _conv_relu_onnx(case.geometry, case.shapes[0][-1]) \
+                if backend == "onnxruntime" and case.geometry else None
+            runs[case.label] = _runner(backend, model, inputs, threads, workdir, built)
+        # costs that do not depend on size: a call of one op and of a chain of ops on a
+        # 1-element tensor; the slope is the per-kernel overhead, the rest the per-call one
         one = torch.randn(1)
-        runs["overhead kernel"] = _runner(backend, nn.ReLU(), [one], threads, workdir)
+        runs["overhead call"] = _runner(backend, _Chain(1), [one], threads, workdir)
+        runs["overhead chain"] = _runner(backend, _Chain(_CHAIN), [one], threads, workdir)
         runs["overhead view"] = (lambda: one.view(1, 1)) if backend == "torch" else (lambda: None)
         for batch in CONTEXT_BATCHES:
             for style, net in networks.items():
@@ -277,16 +361,13 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backend": backend, "threads": threads, "torch": torch.__version__, "rounds": rounds, "vector_lanes": lanes,
         "machine": {"cpu": info["model"], "isa": info["isa"], "mhz": info["mhz"], "node": platform.node()},
-        "allocator": allocator,
-        "overhead_s": {"kernel": seconds["overhead kernel"],
-                       "view": seconds["overhead view"] if backend == "torch" else 0.0},
-        "context_factor": {}, "points": points,
+        "allocator": allocator, "points": points,
+        # the overhead and whole-network timings the derived figures below come from
+        "fixed_s": {label: value for label, value in seconds.items() if label not in costs},
         # no kernel can beat the ISA's peak: predictions are capped there
         "peak_flops": this_cpu(threads).peak_flops("fp32"),
     }
-    # per batch size: dispatch overhead and cache behaviour change with the batch
-    profile["context_factor"] = {str(b): _context_factor(seconds, networks, backend, threads, profile, b)
-                                 for b in CONTEXT_BATCHES}
+    _derive(profile)
     progress(total, total, "done")
     profile["seconds_taken"] = round(time.perf_counter() - started, 1)
     return profile
