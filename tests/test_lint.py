@@ -105,6 +105,16 @@ def test_channel_alignment_exempts_the_input_and_the_classifier():
     assert findings(twin, (1, 3, 16, 16), "CH-ALIGN", aligned) == []
 
 
+def test_this_cpu_aligns_channels_to_its_simd_width(monkeypatch):
+    import deploylens.bench.environment as environment
+    from deploylens.lint.targets import resolve
+
+    for isa, multiple in ((["avx2", "avx512f"], (16, 16)), (["avx", "avx2"], (8, 8)), ([], None)):
+        monkeypatch.setattr(environment, "cpu_info", lambda isa=isa: {"model": "test cpu", "isa": isa, "mhz": 2000.0,
+                                                                       "cores": 2})
+        assert resolve("this").channel_multiple == multiple
+
+
 def test_depthwise_fires_on_gpu_and_npu_not_on_mobile_cpu():
     shape = (1, 3, 64, 64)
     for platform in ("nvidia-gpu", "npu"):

@@ -12,6 +12,8 @@ _GUIDE = "the field guide behind deploylens (shared/DESIGN.md, seed)"
 _NVIDIA_TC = "NVIDIA Deep Learning Performance Guide, Tensor Core requirements (FP16: multiples of 8; INT8: 16)"
 _NNIE = "HiSilicon Hi351x NNIE documentation as quoted by the field guide (inputs multiple of 4, outputs of 16)"
 _RKNN = "rockchip-linux/rknn-toolkit2 doc/RKNNToolKit2_OP_Support-1.4.0.md (ops marked Not Supported)"
+_SIMD = ("this CPU's SIMD width in fp32 lanes (oneDNN and ONNX Runtime block channels by it); measured on an "
+         "AVX-512 machine: misaligned channels cost 1.2-2.4x the time per FLOP (README, calibration)")
 _GGHOST = "G-GhostNet (IJCV 2022); MobileDets (CVPR 2021); CSPNet: depthwise conv is memory-bound on accelerators"
 
 # ONNX ops the RKNN Toolkit2 1.4.0 op list marks "Not Supported"
@@ -72,13 +74,16 @@ def resolve(name: str, int8: bool = False) -> Target:
     if name == "this":
         import torch
 
+        from deploylens.bench.environment import cpu_info
         from deploylens.hardware import calibrate as calibration
-        from deploylens.hardware.local import this_cpu
+        from deploylens.hardware.local import this_cpu, vector_lanes
 
         path = calibration.profile_path("torch", torch.get_num_threads())
         profile = calibration.load(path) if path.exists() else None
+        lanes = vector_lanes(cpu_info()["isa"])
         return Target("this", "cpu", this_cpu(), "fp32", calibration=profile, depthwise_optimized=True,
-                      depthwise_source="CPU", notes=[] if profile else
+                      depthwise_source="CPU", channel_multiple=(lanes, lanes) if lanes > 1 else None,
+                      channel_source=_SIMD, notes=[] if profile else
                       ["no calibration for this machine: impacts in bytes only (deploylens hw calibrate)"])
     if name not in catalog:
         raise UserError(f"unknown target {name!r}; one of: {', '.join(PLATFORMS)}, this, {', '.join(sorted(catalog))}")
