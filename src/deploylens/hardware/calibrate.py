@@ -239,17 +239,15 @@ CONTEXT_BATCHES = (1, 8)
 _CHAIN = 16
 
 
-class _Chain(nn.Module):
-    """``length`` element-wise ops in a row, alternating so that no runtime folds two."""
-
-    def __init__(self, length: int):
-        super().__init__()
-        self.length = length
-
+class _Neg(nn.Module):
     def forward(self, x):
-        for index in range(self.length):
-            x = torch.neg(x) if index % 2 == 0 else torch.relu(x)
-        return x
+        return torch.neg(x)
+
+
+def _chain(length: int) -> nn.Sequential:
+    """``length`` element-wise modules in a row, alternating so that no runtime folds two;
+    modules, because a network's ops are module calls in torch eager."""
+    return nn.Sequential(*(nn.ReLU() if index % 2 else _Neg() for index in range(length)))
 
 
 def _overheads(seconds: dict[str, float], backend: str) -> dict[str, float]:
@@ -335,8 +333,8 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         # costs that do not depend on size: a call of one op and of a chain of ops on a
         # 1-element tensor; the slope is the per-kernel overhead, the rest the per-call one
         one = torch.randn(1)
-        runs["overhead call"] = _runner(backend, _Chain(1), [one], threads, workdir)
-        runs["overhead chain"] = _runner(backend, _Chain(_CHAIN), [one], threads, workdir)
+        runs["overhead call"] = _runner(backend, _chain(1), [one], threads, workdir)
+        runs["overhead chain"] = _runner(backend, _chain(_CHAIN), [one], threads, workdir)
         runs["overhead view"] = (lambda: one.view(1, 1)) if backend == "torch" else (lambda: None)
         for batch in CONTEXT_BATCHES:
             for style, net in networks.items():
