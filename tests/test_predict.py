@@ -217,6 +217,23 @@ def test_keep_quietest_takes_every_lower_timing_and_derives_again():
         calibration.keep_quietest(earlier, {**later, "threads": 2})
 
 
+def test_onnxruntime_runs_slicing_as_copies():
+    import torch
+
+    class Split(nn.Module):
+        def forward(self, x):
+            a, b = x.chunk(2, dim=1)
+            return torch.cat([a[:, :3], b[:, :]], 1)  # b[:, :] spans the whole dimension: aten.alias
+
+    profile = analyze(Split(), (1, 8, 4, 4))
+    copies = [k.bytes for k in predict_profile(profile, "this", None, fake_profile(), "onnxruntime", 1).kernels
+              if k.kind == "data_movement"]
+    # split: two 4x4x4 outputs, read and written; slice: 3x4x4; alias: 4x4x4; cat: 7x4x4 in and out
+    assert sorted(copies) == sorted([2 * 128 * 4, 2 * 48 * 4, 2 * 64 * 4, 2 * 112 * 4])
+    torch_kernels = predict_profile(profile, "this", None, fake_profile(), "torch", 1).kernels
+    assert [k.kind for k in torch_kernels] == ["data_movement"]  # only the cat: slicing is a view in PyTorch
+
+
 def test_overheads_split_per_kernel_and_per_call():
     # one op 16 us, sixteen ops 31 us: 1 us per extra kernel, 15 us per call
     seconds = {"overhead call": 16e-6, "overhead chain": 31e-6, "overhead view": 2e-6}
