@@ -87,7 +87,6 @@ def main() -> None:
     if args.measured:
         with open(args.measured) as handle:
             measured = {(r["model"], r["backend"], r["batch"]): r["pass_medians_ms"] for r in json.load(handle)}
-    if args.measured:
         calibrate(0)
     for index in range(0 if args.measured else args.passes):
         calibrate(index)

@@ -117,7 +117,11 @@ def test_zoo_list_json_records(monkeypatch, capsys):
 
 
 def test_hw_calibrate_keep_quietest_combines_with_the_saved_profile(monkeypatch, capsys, tmp_path):
+    from deploylens.bench.environment import cpu_info
     from deploylens.hardware import calibrate as calibration
+    from deploylens.hardware.local import vector_lanes
+
+    info = cpu_info()
 
     def fake(seconds: float) -> dict:
         point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": seconds,
@@ -125,7 +129,7 @@ def test_hw_calibrate_keep_quietest_combines_with_the_saved_profile(monkeypatch,
         fixed = {"overhead call": 1e-5, "overhead chain": 2.5e-5, "overhead view": 0.0,
                  **{f"{s} batch {b}": 0.01 for s in ("inverted_residual", "residual", "plain") for b in (1, 8)}}
         profile = {"format": calibration.FORMAT, "version": calibration.VERSION, "backend": "torch", "threads": 1,
-                   "vector_lanes": 16, "machine": {"cpu": "x"}, "rounds": 3, "seconds_taken": 1.0,
+                   "vector_lanes": vector_lanes(info["isa"]), "machine": {"cpu": info["model"]}, "rounds": 3, "seconds_taken": 1.0,
                    "fixed_s": fixed, "points": {c: [dict(point)] for c in calibration.CLASSES}}
         calibration._derive(profile)
         return profile
@@ -140,3 +144,7 @@ def test_hw_calibrate_keep_quietest_combines_with_the_saved_profile(monkeypatch,
     saved = calibration.load(path)
     assert {p["seconds"] for points in saved["points"].values() for p in points} == {1e-3}
     assert saved["rounds"] == 9
+    # a saved profile of other threads is refused before the calibration runs, in one line
+    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: pytest.fail("calibrated before refusing"))
+    code, out, err = run(monkeypatch, capsys, "hw", "calibrate", "--threads", "2", "-o", str(path), "--keep-quietest")
+    assert code == 2 and "differ in CPU, backend or threads" in err and "Traceback" not in err

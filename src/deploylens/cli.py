@@ -397,15 +397,23 @@ def hw_calibrate(
     from deploylens.hardware import calibrate as calibration
 
     threads = threads or torch.get_num_threads()
+    path = Path(output) if output else calibration.profile_path(backend, threads)
+    # the saved profile is read before the minutes of calibration, so a bad one fails at once
+    earlier = calibration.load(path) if keep_quietest and path.exists() else None
+    if earlier is not None:
+        from deploylens.bench.environment import cpu_info
+        from deploylens.hardware.local import vector_lanes
+
+        info = cpu_info()
+        calibration.check_combinable(earlier, backend, threads, vector_lanes(info["isa"]), info["model"])
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=stderr, transient=True) as progress:
         task = progress.add_task("calibrating", total=None)
         profile = calibration.calibrate(backend, threads, rounds=rounds,
                                         progress=lambda done, total, label: progress.update(
             task, completed=done, total=total, description=f"calibrating: {label}"))
-    path = Path(output) if output else calibration.profile_path(backend, threads)
-    if keep_quietest and path.exists():
-        profile = calibration.keep_quietest(calibration.load(path), profile)
+    if earlier is not None:
+        profile = calibration.keep_quietest(earlier, profile)
     calibration.save(profile, path)
     summary = {"path": str(path), "backend": backend, "threads": threads, "seconds": profile["seconds_taken"],
                "overhead_us": profile["overhead_s"]["kernel"] * 1e6,

@@ -9,6 +9,7 @@ calibration point and a model kernel are described by the same numbers.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -276,8 +277,15 @@ def _derive(profile: dict) -> None:
     """The overheads, then the whole-network factor per batch size (dispatch overhead and
     cache behaviour change with the batch), from the profile's timings."""
     profile["overhead_s"] = _overheads(profile["fixed_s"], profile["backend"])
-    profile["context_factor"] = {}
+    profile["context_factor"] = {}  # the factor is measured / predicted without any factor
     profile["context_factor"] = {str(b): _context_factor(profile, b) for b in CONTEXT_BATCHES}
+
+
+def check_combinable(profile: dict, backend: str, threads: int, lanes: int, cpu: str) -> None:
+    """Refuses to combine ``profile`` with a calibration of another CPU, backend or thread count."""
+    if (profile.get("backend"), profile.get("threads"), profile.get("vector_lanes"),
+            profile.get("machine", {}).get("cpu")) != (backend, threads, lanes, cpu):
+        raise UserError("the calibrations to combine differ in CPU, backend or threads")
 
 
 def keep_quietest(earlier: dict, later: dict) -> dict:
@@ -285,12 +293,9 @@ def keep_quietest(earlier: dict, later: dict) -> dict:
     timing the quieter (lower) of the two, the derived figures computed again. Calibrations
     minutes apart meet different spells of a shared host; their minimum converges on the
     machine's own speed."""
-    same = ("backend", "threads", "vector_lanes")
-    if any(earlier.get(key) != later.get(key) for key in same) or \
-            earlier["machine"]["cpu"] != later["machine"]["cpu"]:
-        raise UserError("the calibrations to combine differ in CPU, backend or threads")
+    check_combinable(earlier, later["backend"], later["threads"], later["vector_lanes"], later["machine"]["cpu"])
     before = {(klass, p["label"]): p["seconds"] for klass, points in earlier["points"].items() for p in points}
-    merged = json.loads(json.dumps(later))
+    merged = copy.deepcopy(later)
     for klass, points in merged["points"].items():
         for p in points:
             p["seconds"] = min(p["seconds"], before.get((klass, p["label"]), math.inf))
@@ -320,7 +325,8 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         # every session is built first, so that the rounds run back to back
         runs: dict[str, Callable[[], object]] = {}
         costs: dict[str, tuple[int, int]] = {}
-        total = len(chosen) + rounds * (len(chosen) + 3 + len(networks) * len(CONTEXT_BATCHES))
+        fixed_runs = (3 if backend == "torch" else 2) + len(networks) * len(CONTEXT_BATCHES)
+        total = len(chosen) + rounds * (len(chosen) + fixed_runs)
         for index, case in enumerate(chosen):
             progress(index, total, f"preparing {case.label}")
             torch.manual_seed(0)
@@ -335,7 +341,8 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         one = torch.randn(1)
         runs["overhead call"] = _runner(backend, _chain(1), [one], threads, workdir)
         runs["overhead chain"] = _runner(backend, _chain(_CHAIN), [one], threads, workdir)
-        runs["overhead view"] = (lambda: one.view(1, 1)) if backend == "torch" else (lambda: None)
+        if backend == "torch":  # views cost nothing in a runtime's graph
+            runs["overhead view"] = lambda: one.view(1, 1)
         for batch in CONTEXT_BATCHES:
             for style, net in networks.items():
                 runs[f"{style} batch {batch}"] = _runner(backend, net, [torch.randn(batch, 3, 224, 224)], threads,
