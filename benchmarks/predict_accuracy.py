@@ -3,6 +3,7 @@
     python benchmarks/predict_accuracy.py [--backends torch,onnxruntime] [--batches 1,8]
                                           [--models resnet18,mobilenet_v2_100] [--recalibrate]
                                           [--passes 3] [--json rows.json] [--measured rows.json]
+                                          [--device cuda --dtype fp16] [--profile saved.json]
 
 Calibrates this machine (or reuses its profile), then for each model, batch and backend
 measures the real latency with the benchmark harness (fixed threads) and prints
@@ -10,7 +11,8 @@ predicted vs measured. The whole sweep runs ``--passes`` times and each measurem
 its quietest pass: on this shared VM a neighbour slows everything down by up to ~1.7x for
 seconds at a time, and passes minutes apart let every model meet a quiet spell. It prints
 the share within +/-10% and +/-20%, RMSPE and the Spearman rank correlation. nn-Meter's
-published bar: 99% within 10% on a phone CPU, 83% on a VPU.
+published bar: 99% within 10% on a phone CPU, 83% on a VPU. ``--device cuda`` does the
+same for this machine's GPU (torch backend, calibrated with CUDA graphs).
 
 """
 
@@ -51,11 +53,15 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--models", default=",".join(zoo.names()))
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--recalibrate", action="store_true")
     parser.add_argument("--min-time", type=float, default=0.5)
     parser.add_argument("--max-time", type=float, default=3.0)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--profile", help="predict from this saved calibration profile (e.g. with --measured, "
+                                          "on a machine other than the one measured)")
     parser.add_argument("--measured", help="re-predict the measurements of an earlier --json file instead of "
                                            "measuring (compares predictor versions on the same data)")
     args = parser.parse_args()
@@ -66,13 +72,15 @@ def main() -> None:
         """With --recalibrate, a calibration before every pass, each combined with the earlier
         ones (keep_quietest): the calibration meets as many spells of the machine as the
         models do. Without, only when no profile exists."""
+        if args.profile:
+            return
         for backend in backends:
-            path = calibration.profile_path(backend, args.threads)
+            path = calibration.profile_path(backend, args.threads, args.device, args.dtype)
             fresh = args.recalibrate and not args.measured
             if not (fresh or (index == 0 and not path.exists())):
                 continue
-            print(f"calibrating {backend} ({args.threads} threads) ...", flush=True)
-            profile = calibration.calibrate(backend, args.threads)
+            print(f"calibrating {backend} on {args.device} ({args.threads} threads, {args.dtype}) ...", flush=True)
+            profile = calibration.calibrate(backend, args.threads, device=args.device, dtype=args.dtype)
             seconds = profile["seconds_taken"]
             if index > 0:
                 profile = calibration.keep_quietest(calibration.load(path), profile)
@@ -92,13 +100,17 @@ def main() -> None:
         calibrate(index)
         print(f"pass {index + 1}/{args.passes}", flush=True)
         for name in names:
-            for result in bench(models[name], backends, batches, args.threads, input_shape=shapes[name], rule=rule):
+            for result in bench(models[name], backends, batches, args.threads, args.device, args.dtype,
+                                input_shape=shapes[name], rule=rule):
                 measured.setdefault((name, result.backend, result.batch), []).append(result.p50_ms)
+    saved = calibration.load(args.profile) if args.profile else None
     rows = []
     print(f"{'model':24s} {'backend':12s} {'batch':>5s} {'predicted':>10s} {'measured':>10s} {'error':>8s}  passes")
     for (name, backend, batch), medians in measured.items():
-        predicted = predict(models[name], "this", backend, batch, threads=args.threads,
-                            input_shape=shapes[name]).totals["latency_ms"]
+        predicted = predict(models[name], "this", backend, batch, calibration.analysis_dtype(args.dtype),
+                            threads=args.threads, input_shape=shapes[name], device=args.device,
+                            calibration=saved if saved and saved["backend"] == backend else None
+                            ).totals["latency_ms"]
         quiet = min(medians)
         error = predicted / quiet - 1
         rows.append({"model": name, "backend": backend, "batch": batch, "predicted_ms": predicted,

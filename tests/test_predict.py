@@ -124,8 +124,9 @@ def fake_profile() -> dict:
     point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": 1e-3,
              "geometry": calibration.conv_geometry(16, 16, 1, 1, 1, 1024)}
     memory = {"label": "m", "flops": 0, "bytes": 10**6, "seconds": 1e-4}
-    return {"format": calibration.FORMAT, "version": calibration.VERSION, "backend": "torch", "threads": 1,
-            "vector_lanes": 16, "overhead_s": {"kernel": 0.0, "view": 0.0}, "context_factor": {"1": 1.0},
+    return {"format": calibration.FORMAT, "version": calibration.VERSION, "device": "cpu", "backend": "torch",
+            "threads": 1, "dtype": "fp32", "vector_lanes": 16,
+            "overhead_s": {"kernel": 0.0, "view": 0.0, "in_points": 0.0}, "context_factor": {"1": 1.0},
             "points": {c: [point if c in calibration.COMPUTE_CLASSES else memory] for c in calibration.CLASSES}}
 
 
@@ -213,8 +214,10 @@ def test_keep_quietest_takes_every_lower_timing_and_derives_again():
     # derived again: a chain of 16 at 31 us beside one op at 11 us is 20/15 us per kernel
     assert merged["overhead_s"]["kernel"] == pytest.approx(20e-6 / 15)
     assert set(merged["context_factor"]) == {"1", "8"} and later["fixed_s"]["overhead call"] == 11e-6
-    with pytest.raises(UserError, match="differ in CPU, backend or threads"):
+    with pytest.raises(UserError, match="differ in threads"):
         calibration.keep_quietest(earlier, {**later, "threads": 2})
+    with pytest.raises(UserError, match="differ in device, dtype"):
+        calibration.keep_quietest(earlier, {**later, "device": "cuda", "dtype": "fp16"})
 
 
 def test_onnxruntime_runs_slicing_as_copies():
@@ -237,11 +240,15 @@ def test_onnxruntime_runs_slicing_as_copies():
 def test_overheads_split_per_kernel_and_per_call():
     # one op 16 us, sixteen ops 31 us: 1 us per extra kernel, 15 us per call
     seconds = {"overhead call": 16e-6, "overhead chain": 31e-6, "overhead view": 2e-6}
-    assert calibration._overheads(seconds, "torch") == pytest.approx({"kernel": 1e-6, "call": 15e-6, "view": 2e-6})
-    assert calibration._overheads(seconds, "onnxruntime")["view"] == 0.0
+    # a CPU point's time holds a kernel's and a call's overhead; a CUDA graph replay's none
+    assert calibration._overheads(seconds, "cpu") == pytest.approx({"kernel": 1e-6, "call": 15e-6, "view": 2e-6,
+                                                                    "in_points": 16e-6})
+    del seconds["overhead view"]  # a runtime's graph has no view ops
+    assert calibration._overheads(seconds, "cuda") == pytest.approx({"kernel": 1e-6, "call": 15e-6, "view": 0.0,
+                                                                     "in_points": 0.0})
     # the call overhead is paid once per prediction, the kernel overhead per kernel
     model = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()).eval()
-    profile = {**fake_profile(), "overhead_s": {"kernel": 1e-6, "call": 15e-6, "view": 0.0}}
+    profile = {**fake_profile(), "overhead_s": {"kernel": 1e-6, "call": 15e-6, "view": 0.0, "in_points": 0.0}}
     prediction = predict_profile(analyze(model, (1, 16, 32, 32)), "this", None, profile, "torch", 1)
     (k,) = prediction.kernels
     assert k.overhead_ms == pytest.approx(1e-3)
@@ -296,7 +303,7 @@ def test_calibration_keeps_each_case_quietest_round(monkeypatch):
 
     seen: list = []
 
-    def fake_measure(run, rule):
+    def fake_measure(run, rule, sync):
         # the second of three rounds is the quiet one for every case
         seconds = (2e-3, 1e-3, 3e-3)[sum(1 for r in seen if r is run)]
         seen.append(run)
@@ -323,3 +330,73 @@ def test_bad_targets():
         predict("resnet18", "horizon_sunrise_x3", dtype="int8")
     with pytest.raises(UserError, match="no fp32 peak"):
         predict("resnet18", "horizon_journey3")
+
+
+def test_timeline_serial_and_overlapped_by_hand():
+    from deploylens.predict import _Timeline
+
+    # launches of 5 ms each; kernels of 1, 10 and 1 ms
+    serial, overlapped = _Timeline(0.0, overlapped=False), _Timeline(0.0, overlapped=True)
+    assert [serial.add(body, 5.0) for body in (1.0, 10.0, 1.0)] == [6.0, 15.0, 6.0]
+    # the GPU waits for the first launch (5 + 1), runs the second from 10 to 20 while the
+    # third is launched at 15, and runs the third at once after it: 21
+    assert [overlapped.add(body, 5.0) for body in (1.0, 10.0, 1.0)] == [6.0, 14.0, 1.0]
+    assert (serial.finished, overlapped.finished) == (27.0, 21.0)
+
+
+def test_a_gpu_calibration_overlaps_launches_with_kernels():
+    # two conv-BN-ReLU units (3 eager ops each, 10 us per op launch) on a fake GPU profile
+    model = nn.Sequential(*(nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+                            for _ in range(2))).eval()
+    analysis = analyze(model, (1, 16, 32, 32))
+    gpu = {**fake_profile(), "device": "cuda", "vector_lanes": 8,
+           "overhead_s": {"kernel": 1e-5, "call": 2e-5, "view": 0.0, "in_points": 0.0}}
+    fast = predict_profile(analysis, "this", None, gpu, "torch", 1)
+    first, second = fast.kernels
+    assert first.overhead_ms == pytest.approx(0.03) and first.compute_ms < 0.03
+    # launch-bound: the total is the six launches, the last kernel and the call
+    assert fast.totals["latency_ms"] == pytest.approx(0.06 + max(second.compute_ms, second.memory_ms) + 0.02)
+    assert [k.bound for k in fast.kernels] == ["overhead", "overhead"]
+    # kernel-bound (points 1000x slower): the second launch hides behind the first kernel
+    slow_points = json.loads(json.dumps(gpu))
+    for points in slow_points["points"].values():
+        points[0]["seconds"] *= 1000
+    slow = predict_profile(analysis, "this", None, slow_points, "torch", 1)
+    bodies = [max(k.compute_ms, k.memory_ms) for k in slow.kernels]
+    assert slow.totals["latency_ms"] == pytest.approx(0.03 + sum(bodies) + 0.02)
+    assert slow.kernels[1].time_ms == pytest.approx(bodies[1])
+
+
+def test_calibration_identity_and_profile_path(monkeypatch, tmp_path):
+    from deploylens.bench.environment import cpu_info
+
+    here = calibration.identity("cpu", "torch", 2, "fp32")
+    assert here["cpu"] == cpu_info()["model"] and here["gpu"] is None and here["device"] == "cpu"
+    for args, message in ((("cpu", "torch", 2, "fp16"), "on the CPU the calibration runs fp32"),
+                          (("tpu", "torch", 2, "fp32"), "unknown device 'tpu'"),
+                          (("cpu", "tensorrt", 2, "fp32"), "calibration backends"),
+                          (("cpu", "torch", 2, "int8"), "calibration dtypes")):
+        with pytest.raises(UserError, match=message):
+            calibration.identity(*args)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="no CUDA GPU is visible"):
+        calibration.identity("cuda", "torch", 2, "fp16")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H100 80GB HBM3")
+    with pytest.raises(UserError, match="on a CUDA GPU the calibration runs the torch backend"):
+        calibration.identity("cuda", "onnxruntime", 2, "fp32")
+    gpu = calibration.identity("cuda", "torch", 2, "fp16")
+    assert gpu["gpu"] == "NVIDIA H100 80GB HBM3" and gpu["vector_lanes"] == 8
+    assert calibration.profile_path("torch", 2, "cuda", "fp16", tmp_path).name == \
+        "nvidia-h100-80gb-hbm3-torch-2t-fp16.json"
+
+
+def test_gpu_calibration_cases_add_batched_convs():
+    gpu, cpu = calibration.cases(calibration.SETTINGS["cuda"], 8), calibration.cases(calibration.SETTINGS["cpu"], 16)
+    for made in (gpu, cpu):
+        assert len({c.label for c in made}) == len(made)  # labels key the timings
+    assert {c.shapes[0][0] for c in cpu} == {1} and {c.shapes[0][0] for c in gpu} == {1, 16}
+    (big,) = [c for c in gpu if c.label == "conv3x3 128->128 g1 s1 @56 b16"]  # 14.8 GFLOP
+    assert big.geometry["pixels"] == 16 * 56 * 56  # the batch is part of the GEMM's M dimension
+    assert [c.label for c in cpu if c.label.startswith("conv3x3 128->128 g1 s1 @56")] == \
+        ["conv3x3 128->128 g1 s1 @56 b1"]

@@ -381,7 +381,10 @@ def hw_show(name: str = typer.Argument(..., help="A catalog name, or 'this' for 
 def hw_calibrate(
     backend: str = typer.Option("torch", help="torch or onnxruntime."),
     threads: Optional[int] = typer.Option(None, min=1, help="Threads (default: torch's count)."),
-    rounds: int = typer.Option(3, min=1, help="Passes over the cases; each case keeps its quietest pass."),
+    device: str = typer.Option("cpu", help="cpu, or cuda (torch backend): this machine's GPU."),
+    dtype: str = typer.Option("fp32", help="fp32; on cuda also fp16 or bf16."),
+    rounds: Optional[int] = typer.Option(None, min=1, help="Passes over the cases; each case keeps its quietest "
+                                                           "pass (default: 3 on the CPU, 1 on a GPU)."),
     keep_quietest: bool = typer.Option(False, "--keep-quietest", help="Combine with the profile already saved: "
                                        "every timing keeps the quieter of the two (repeat on a noisy machine)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Profile path (default: the per-user "
@@ -397,25 +400,23 @@ def hw_calibrate(
     from deploylens.hardware import calibrate as calibration
 
     threads = threads or torch.get_num_threads()
-    path = Path(output) if output else calibration.profile_path(backend, threads)
+    expected = calibration.identity(device, backend, threads, dtype)
+    path = Path(output) if output else calibration.profile_path(backend, threads, device, dtype)
     # the saved profile is read before the minutes of calibration, so a bad one fails at once
     earlier = calibration.load(path) if keep_quietest and path.exists() else None
     if earlier is not None:
-        from deploylens.bench.environment import cpu_info
-        from deploylens.hardware.local import vector_lanes
-
-        info = cpu_info()
-        calibration.check_combinable(earlier, backend, threads, vector_lanes(info["isa"]), info["model"])
+        calibration.check_combinable(earlier, expected)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=stderr, transient=True) as progress:
         task = progress.add_task("calibrating", total=None)
-        profile = calibration.calibrate(backend, threads, rounds=rounds,
+        profile = calibration.calibrate(backend, threads, rounds=rounds, device=device, dtype=dtype,
                                         progress=lambda done, total, label: progress.update(
             task, completed=done, total=total, description=f"calibrating: {label}"))
     if earlier is not None:
         profile = calibration.keep_quietest(earlier, profile)
     calibration.save(profile, path)
-    summary = {"path": str(path), "backend": backend, "threads": threads, "seconds": profile["seconds_taken"],
+    summary = {"path": str(path), "device": device, "gpu": expected["gpu"], "backend": backend, "threads": threads,
+               "dtype": dtype, "seconds": profile["seconds_taken"],
                "overhead_us": profile["overhead_s"]["kernel"] * 1e6,
                "call_overhead_us": profile["overhead_s"]["call"] * 1e6, "context_factor": profile["context_factor"],
                "classes": {}}
@@ -427,8 +428,8 @@ def hw_calibrate(
     if fmt is Format.json:
         _emit(json.dumps(summary, indent=2), None)
         return
-    stdout.print(f"calibrated {backend} with {threads} threads in {profile['seconds_taken']} s -> {path}",
-                 markup=False)
+    where = f"{expected['gpu']} ({dtype})" if device == "cuda" else f"{threads} threads"
+    stdout.print(f"calibrated {backend} on {where} in {profile['seconds_taken']} s -> {path}", markup=False)
     factors = ", ".join(f"{f:.2f}x at batch {b}" for b, f in summary["context_factor"].items())
     stdout.print(f"  per-kernel overhead {summary['overhead_us']:.1f} us, per call {summary['call_overhead_us']:.1f} "
                  f"us; kernels inside a network run "
@@ -446,6 +447,7 @@ def predict(
     batch: int = typer.Option(1, min=1, help="Batch size."),
     dtype: Optional[str] = typer.Option(None, help="float32 (default), float16, bfloat16 or int8."),
     threads: Optional[int] = typer.Option(None, min=1, help="Threads of the calibration on 'this'."),
+    device: str = typer.Option("cpu", help="On 'this': cpu, or cuda (this machine's GPU, calibrated)."),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
     top: int = typer.Option(10, min=0, help="Slowest kernels to list (0: all)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
@@ -462,7 +464,8 @@ def predict(
         prediction = run_prediction(
             model, target, backend, batch, dtype, _joined_shapes(input_shape), threads,
             progress=lambda done, total, label: progress.update(
-                task, completed=done, total=total, description=f"no calibration yet, calibrating: {label}"))
+                task, completed=done, total=total, description=f"no calibration yet, calibrating: {label}"),
+            device=device)
     for note in prediction.notes:
         if note.startswith("incomplete"):
             stderr.print(f"warning: {note}", markup=False, highlight=False)

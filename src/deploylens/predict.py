@@ -8,6 +8,9 @@ For every kernel of the analyzer's fused view:
     time         = max(compute, memory) + per-kernel overhead
 
 plus, on ``this``, the calibrated per-call overhead once (a model call or session run).
+On a CUDA GPU the CPU launches eager ops while the GPU runs earlier ones: a kernel
+starts once it is launched and the one before it is done, so launch overhead costs time
+only where the GPU runs out of work (small kernels, batch 1).
 
 On a catalogued device the efficiencies are the catalog's (1.0 when it has none: an
 optimistic bound) and the overhead its sourced figure (0 when none). On ``this``
@@ -167,9 +170,9 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
     a conv is matched to the calibrated convs of the nearest ``geometry``, any other
     kernel to the points of its class nearest in size."""
     points = calibration["points"].get(klass) or []
-    overhead = calibration["overhead_s"]["kernel"]
-    # a calibration point's time also holds the call it was measured by
-    fixed = overhead + calibration["overhead_s"].get("call", 0.0)
+    # an eager op's launch; a CPU point's time holds its own, a GPU's (a graph replay) none
+    overhead = calibration["overhead_s"]["kernel"] * (len(kernel.layers) if calibration["device"] == "cuda" else 1)
+    fixed = calibration["overhead_s"]["in_points"]
     compute = klass in COMPUTE_CLASSES
     if not points:
         raise UserError(f"the calibration profile has no {klass} points: run `deploylens hw calibrate` again")
@@ -241,6 +244,24 @@ def runtime_copies(profile: Profile) -> list[KernelCost]:
     return copies
 
 
+class _Timeline:
+    """When each kernel finishes. Serial (a CPU): launch, then run. Overlapped (a GPU):
+    the CPU launches op after op; the GPU starts a kernel once it is launched and the one
+    before it is done."""
+
+    def __init__(self, start_ms: float, overlapped: bool):
+        self.launched = self.finished = start_ms
+        self.overlapped = overlapped
+
+    def add(self, body_ms: float, overhead_ms: float) -> float:
+        """Adds a kernel; returns how much later the last kernel finishes because of it."""
+        before = self.finished
+        self.launched += overhead_ms
+        self.finished = (max(self.finished, self.launched) if self.overlapped
+                         else self.finished + overhead_ms) + body_ms
+        return self.finished - before
+
+
 def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, calibration: dict | None,
                     backend: str, batch: int) -> Prediction:
     """Predict from an analysis ``profile`` on ``spec`` (roofline) or ``calibration``.
@@ -258,6 +279,9 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
         run = profile.kernels + runtime_copies(profile)
     else:
         run = profile.kernels
+    views = sum(1 for layer in profile.layers if layer.op == "view")
+    view_ms = views * calibration["overhead_s"].get("view", 0.0) * 1e3 if calibration and backend == "torch" else 0.0
+    timeline = _Timeline(view_ms, overlapped=bool(calibration) and calibration["device"] == "cuda")
     for kernel in run:
         anchor = anchors[kernel.layers[0]]
         klass = kernel_class(anchor)
@@ -265,13 +289,12 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
                                      if calibration
                                      else roofline_time(kernel, klass, spec, dtype))
         body = max(compute, memory)
-        bound = "overhead" if overhead > body else "compute" if compute >= memory else "memory"
+        spent = timeline.add(body * 1e3, overhead * 1e3)
+        bound = "overhead" if spent - body * 1e3 > body * 1e3 else "compute" if compute >= memory else "memory"
         kernels.append(KernelTime(kernel.name, kernel.kind, klass, kernel.flops, kernel.bytes, compute * 1e3,
-                                  memory * 1e3, overhead * 1e3, (body + overhead) * 1e3, bound, kernel.complete))
-    view_overhead = calibration["overhead_s"].get("view", 0.0) if calibration and backend == "torch" else 0.0
+                                  memory * 1e3, overhead * 1e3, spent, bound, kernel.complete))
     call_ms = calibration["overhead_s"].get("call", 0.0) * 1e3 if calibration else 0.0
-    views = sum(1 for layer in profile.layers if layer.op == "view")
-    total_ms = sum(k.time_ms for k in kernels) + views * view_overhead * 1e3 + call_ms
+    total_ms = timeline.finished + call_ms
     by_kind: dict[str, float] = {}
     for k in kernels:
         by_kind[k.kind] = by_kind.get(k.kind, 0.0) + k.time_ms
@@ -294,9 +317,10 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
 
 
 def resolve_target(target: str | HardwareSpec, backend: str, threads: int | None, calibrate_if_missing: bool = True,
-                   progress: Any = None) -> tuple[HardwareSpec | None, dict | None]:
-    """A device spec (roofline): a ``HardwareSpec`` or a catalog name; or ``this``
-    (calibration profile, measured and saved if absent)."""
+                   progress: Any = None, device: str = "cpu", dtype: str = "fp32"
+                   ) -> tuple[HardwareSpec | None, dict | None]:
+    """A device spec (roofline): a ``HardwareSpec`` or a catalog name; or ``this`` on
+    ``device`` (calibration profile, measured and saved if absent)."""
     from deploylens.hardware.spec import load_catalog
 
     if isinstance(target, HardwareSpec):
@@ -311,13 +335,16 @@ def resolve_target(target: str | HardwareSpec, backend: str, threads: int | None
     from deploylens.hardware import calibrate as calibration
 
     threads = threads or torch.get_num_threads()
-    path = calibration.profile_path(backend, threads)
+    calibration.identity(device, backend, threads, dtype)  # a bad combination fails before any file is read
+    path = calibration.profile_path(backend, threads, device, dtype)
     if path.exists():
         return None, calibration.load(path)
     if not calibrate_if_missing:
-        raise UserError(f"no calibration for backend {backend} with {threads} threads: run "
-                        f"`deploylens hw calibrate --backend {backend} --threads {threads}`")
-    profile = calibration.calibrate(backend, threads, progress=progress or (lambda *a: None))
+        raise UserError(f"no calibration for backend {backend} with {threads} threads on {device} ({dtype}): run "
+                        f"`deploylens hw calibrate --backend {backend} --threads {threads} --device {device} "
+                        f"--dtype {dtype}`")
+    profile = calibration.calibrate(backend, threads, device=device, dtype=dtype,
+                                    progress=progress or (lambda *a: None))
     calibration.save(profile, path)
     return None, profile
 
@@ -325,8 +352,9 @@ def resolve_target(target: str | HardwareSpec, backend: str, threads: int | None
 def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "torch", batch: int = 1,
             dtype: str | None = None,
             input_shape: Any = None, threads: int | None = None, progress: Any = None,
-            calibration: dict | None = None) -> Prediction:
-    """Predicted latency of ``model`` (any form ``analyze`` takes) on ``target``.
+            calibration: dict | None = None, device: str = "cpu") -> Prediction:
+    """Predicted latency of ``model`` (any form ``analyze`` takes) on ``target``
+    (``this``: this machine's CPU or, with ``device="cuda"``, its GPU).
 
     ``calibration``: a profile to use instead of the stored one for ``this``.
     """
@@ -339,7 +367,8 @@ def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "tor
     spec = None
     if calibration is None:
         spec, calibration = resolve_target(target, backend if target == "this" else "torch", threads,
-                                           progress=progress)
+                                           progress=progress, device=device,
+                                           dtype=_DTYPE_KEYS.get(dtype or "float32", dtype))
     if target == "this" and backend not in ("torch", "onnxruntime"):
         raise UserError("calibration exists for the torch and onnxruntime backends only")
     specs = parse_input_shapes(input_shape)

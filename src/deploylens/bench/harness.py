@@ -244,9 +244,15 @@ def _measurement(model: str, backend: str, device: str, dtype: str, batch: int, 
     gpu = None
     if device == "cuda":
         from deploylens.bench.gpu import utilization_context
+        from deploylens.hardware.local import this_gpu
+        from deploylens.hardware.spec import load_catalog
 
+        spec = this_gpu(load_catalog())  # the catalog's peaks of this GPU, when it is catalogued
+        peak = spec.peak_flops(dtype) if spec else None
         gpu = utilization_context(util, flops / s.p50 / 1e12 if flops else None,
-                                  nbytes / s.p50 / 1e9 if nbytes else None, None, None)
+                                  nbytes / s.p50 / 1e9 if nbytes else None, peak / 1e12 if peak else None,
+                                  spec.bandwidth.value / 1e9 if spec and spec.bandwidth else None)
+        gpu["catalog_entry"] = spec.name if spec else None
     return Measurement(
         model=model, backend=backend, device=device, dtype=dtype, batch=batch, threads=threads,
         scenario="latency" if batch == 1 else "throughput",

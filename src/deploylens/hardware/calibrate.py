@@ -5,6 +5,10 @@ Each case is a small PyTorch module; the onnxruntime backend runs the same case
 exported to ONNX, so both backends are calibrated by one set of definitions. The
 analyzer costs each case exactly as it costs a model's kernels (fused view), so a
 calibration point and a model kernel are described by the same numbers.
+
+On a CUDA GPU (torch backend) a case is replayed as a CUDA graph, so that its time is
+the GPU's alone; the launch cost of an eager op is measured apart (a chain of tiny ops)
+and the predictor overlaps the two, as the GPU runs behind the CPU that launches.
 """
 
 from __future__ import annotations
@@ -31,13 +35,34 @@ from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.errors import UserError
 from deploylens.hardware.local import this_cpu, vector_lanes
 
-FORMAT, VERSION = "deploylens-calibration", 3
+FORMAT, VERSION = "deploylens-calibration", 4
 CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy")
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
 COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul"})
 # one round of one case: short, because the rounds, not the samples, beat a noisy neighbour
 QUICK = StopRule(warmup_iters=2, warmup_time=0.01, min_iters=5, min_time=0.02, max_time=0.1, ci_target=0.05)
 ROUNDS = 3
+DEVICES = ("cpu", "cuda")
+# tensor cores take channel counts in multiples of 8 (NVIDIA's deep learning performance guide)
+GPU_CHANNEL_MULTIPLE = 8
+_TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class DeviceSetting:
+    """How a device is calibrated: case sizes up to ``max_flops`` and ``max_elements`` of
+    activations, at ``batches``, in ``rounds`` passes."""
+    max_flops: float
+    batches: tuple[int, ...]
+    max_elements: int
+    rounds: int
+
+
+# activations beyond 8M elements are larger than any zoo layer's at batch 1 and would only
+# spend a CPU calibration's time. A GPU approaches its peak only on batched work, and is
+# not shared the way this VM's cores are: one round.
+SETTINGS = {"cpu": DeviceSetting(1.2e9, (1,), 8_000_000, ROUNDS),
+            "cuda": DeviceSetting(4e10, (1, 16), 64_000_000, 1)}
 
 
 @dataclass(frozen=True)
@@ -65,15 +90,11 @@ def _conv_bn_relu(c_in: int, c_out: int, k: int, stride: int, groups: int) -> Ca
                                  nn.BatchNorm2d(c_out), nn.ReLU())
 
 
-# activations beyond this (input + output elements) are larger than any zoo layer's and
-# would only spend the calibration's time
-MAX_ACTIVATION_ELEMENTS = 8_000_000
-
-
-def _within(c_in: int, c_out: int, k: int, hw: int, stride: int, groups: int, max_flops: float) -> bool:
-    flops = 2 * c_out * (c_in // groups) * k * k * (hw // stride) ** 2
-    elements = c_in * hw * hw + c_out * (hw // stride) ** 2
-    return 2e5 <= flops <= max_flops and elements <= MAX_ACTIVATION_ELEMENTS
+def _within(c_in: int, c_out: int, k: int, hw: int, stride: int, groups: int, batch: int,
+            setting: DeviceSetting) -> bool:
+    flops = 2 * c_out * (c_in // groups) * k * k * (hw // stride) ** 2 * batch
+    elements = (c_in * hw * hw + c_out * (hw // stride) ** 2) * batch
+    return 2e5 <= flops <= setting.max_flops and elements <= setting.max_elements
 
 
 def conv_geometry(c_in: int, c_out: int, groups: int, kernel: int, stride: int, pixels: int) -> dict:
@@ -91,16 +112,18 @@ def channels_aligned(c_in: int, c_out: int, groups: int, lanes: int) -> bool:
     return (c_in // groups) % lanes == 0 and (c_out // groups) % lanes == 0
 
 
-def cases(max_flops: float = 1.2e9, lanes: int = 16) -> list[Case]:
+def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Case]:
     """The calibration set: sizes that span the zoo's layers, with channel counts that are
-    multiples of ``lanes`` and, for a sparser grid, counts that are not (about 400 cases)."""
+    multiples of ``lanes`` and, for a sparser grid, counts that are not (about 400 cases
+    on a CPU; convs at each of the setting's batch sizes)."""
     made: list[Case] = []
 
     def conv(kernel_class: str, c_in: int, c_out: int, k: int, hw: int, stride: int = 1, groups: int = 1):
-        if _within(c_in, c_out, k, hw, stride, groups, max_flops):
-            made.append(Case(kernel_class, f"conv{k}x{k} {c_in}->{c_out} g{groups} s{stride} @{hw}",
-                             _conv_bn_relu(c_in, c_out, k, stride, groups), ((1, c_in, hw, hw),),
-                             conv_geometry(c_in, c_out, groups, k, stride, (hw // stride) ** 2)))
+        for batch in setting.batches:
+            if _within(c_in, c_out, k, hw, stride, groups, batch, setting):
+                made.append(Case(kernel_class, f"conv{k}x{k} {c_in}->{c_out} g{groups} s{stride} @{hw} b{batch}",
+                                 _conv_bn_relu(c_in, c_out, k, stride, groups), ((batch, c_in, hw, hw),),
+                                 conv_geometry(c_in, c_out, groups, k, stride, batch * (hw // stride) ** 2)))
 
     def misaligned(channels: tuple[int, ...]) -> tuple[int, ...]:
         # every other count, moved off the vector width by half or a quarter of it (the
@@ -142,10 +165,10 @@ def cases(max_flops: float = 1.2e9, lanes: int = 16) -> list[Case]:
     return made
 
 
-def _case_cost(case: Case, model: nn.Module) -> tuple[int, int]:
+def _case_cost(case: Case, dtype: str) -> tuple[int, int]:
     from deploylens.analyze import analyze
 
-    profile = analyze(model, list(case.shapes))
+    profile = analyze(case.build().eval(), list(case.shapes), dtype)
     return profile.totals.flops, profile.totals.bytes_fused
 
 
@@ -169,11 +192,33 @@ def _conv_relu_onnx(geometry: dict, hw: int) -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
+def _cuda_graph(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], None]:
+    """``model`` captured as a CUDA graph: its replay runs the kernels without the eager
+    launch cost, so the time is the GPU's alone."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad():
+        with torch.cuda.stream(stream):  # warm-up off the default stream, as capture requires
+            for _ in range(3):
+                model(*inputs)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            model(*inputs)
+    return graph.replay
+
+
 def _runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads: int, workdir: str,
-            onnx_model: bytes | None = None):
+            onnx_model: bytes | None = None, device: str = "cpu", dtype: str = "fp32", graph: bool = False):
     """A callable running ``model`` once on ``backend`` (ONNX Runtime: ``onnx_model`` when
-    given, else the model's export)."""
+    given, else the model's export); on a CUDA device as eager ops or, with ``graph``, as
+    one CUDA graph replay."""
     if backend == "torch":
+        model = model.to(device=device, dtype=_TORCH_DTYPES[dtype])
+        inputs = [x.to(device=device, dtype=_TORCH_DTYPES[dtype]) for x in inputs]
+        if graph:
+            return _cuda_graph(model, inputs)
+
         def run():
             with torch.inference_mode():
                 model(*inputs)
@@ -251,12 +296,19 @@ def _chain(length: int) -> nn.Sequential:
     return nn.Sequential(*(nn.ReLU() if index % 2 else _Neg() for index in range(length)))
 
 
-def _overheads(seconds: dict[str, float], backend: str) -> dict[str, float]:
+def _overheads(seconds: dict[str, float], device: str) -> dict[str, float]:
     """Per-kernel overhead (each extra op of the chain), per-call overhead (a model call or
-    session run, paid once per inference) and, in torch eager, a view op's."""
+    session run, paid once per inference), in torch eager a view op's, and what a
+    calibration point's time holds beyond its kernel (a CUDA graph replay: nothing)."""
     kernel = max((seconds["overhead chain"] - seconds["overhead call"]) / (_CHAIN - 1), 0.0)
-    return {"kernel": kernel, "call": max(seconds["overhead call"] - kernel, 0.0),
-            "view": seconds["overhead view"] if backend == "torch" else 0.0}
+    call = max(seconds["overhead call"] - kernel, 0.0)
+    return {"kernel": kernel, "call": call, "view": seconds.get("overhead view", 0.0),
+            "in_points": 0.0 if device == "cuda" else kernel + call}
+
+
+def analysis_dtype(dtype: str) -> str:
+    """The analyzer's name of a calibration dtype (fp16 -> float16)."""
+    return str(_TORCH_DTYPES[dtype]).removeprefix("torch.")
 
 
 def _context_factor(profile: dict, batch: int) -> float:
@@ -267,8 +319,8 @@ def _context_factor(profile: dict, batch: int) -> float:
     ratios = []
     for style in _ContextNet.STYLES:
         predicted = predict(_ContextNet(style).eval(), "this", profile["backend"], batch,
-                            input_shape=(1, 3, 224, 224), threads=profile["threads"],
-                            calibration=profile).totals["latency_ms"] / 1e3
+                            dtype=analysis_dtype(profile["dtype"]), input_shape=(1, 3, 224, 224),
+                            threads=profile["threads"], calibration=profile).totals["latency_ms"] / 1e3
         ratios.append(profile["fixed_s"][f"{style} batch {batch}"] / predicted)
     return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
 
@@ -276,16 +328,46 @@ def _context_factor(profile: dict, batch: int) -> float:
 def _derive(profile: dict) -> None:
     """The overheads, then the whole-network factor per batch size (dispatch overhead and
     cache behaviour change with the batch), from the profile's timings."""
-    profile["overhead_s"] = _overheads(profile["fixed_s"], profile["backend"])
+    profile["overhead_s"] = _overheads(profile["fixed_s"], profile["device"])
     profile["context_factor"] = {}  # the factor is measured / predicted without any factor
     profile["context_factor"] = {str(b): _context_factor(profile, b) for b in CONTEXT_BATCHES}
 
 
-def check_combinable(profile: dict, backend: str, threads: int, lanes: int, cpu: str) -> None:
-    """Refuses to combine ``profile`` with a calibration of another CPU, backend or thread count."""
-    if (profile.get("backend"), profile.get("threads"), profile.get("vector_lanes"),
-            profile.get("machine", {}).get("cpu")) != (backend, threads, lanes, cpu):
-        raise UserError("the calibrations to combine differ in CPU, backend or threads")
+def identity(device: str, backend: str, threads: int, dtype: str) -> dict:
+    """What a calibration is valid for: this CPU (and GPU), backend, threads, dtype and
+    the channel multiple that runs the fast path (SIMD lanes; tensor-core multiple)."""
+    if device not in DEVICES:
+        raise UserError(f"unknown device {device!r}: cpu or cuda")
+    if backend not in ("torch", "onnxruntime"):
+        raise UserError(f"calibration backends: torch or onnxruntime, not {backend!r}")
+    if dtype not in _TORCH_DTYPES:
+        raise UserError(f"calibration dtypes: {', '.join(_TORCH_DTYPES)}, not {dtype!r}")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA GPU is visible here")
+        if backend != "torch":
+            raise UserError("on a CUDA GPU the calibration runs the torch backend")
+    elif dtype != "fp32":
+        raise UserError("on the CPU the calibration runs fp32")
+    info = cpu_info()
+    return {"device": device, "backend": backend, "threads": threads, "dtype": dtype,
+            "vector_lanes": GPU_CHANNEL_MULTIPLE if device == "cuda" else vector_lanes(info["isa"]),
+            "cpu": info["model"], "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None}
+
+
+def identity_of(profile: dict) -> dict:
+    machine = profile.get("machine", {})
+    return {"device": profile.get("device"), "backend": profile.get("backend"), "threads": profile.get("threads"),
+            "dtype": profile.get("dtype"), "vector_lanes": profile.get("vector_lanes"), "cpu": machine.get("cpu"),
+            "gpu": machine.get("gpu")}
+
+
+def check_combinable(profile: dict, expected: dict) -> None:
+    """Refuses to combine ``profile`` with a calibration of another machine, backend,
+    threads or dtype (``expected``: see :func:`identity`)."""
+    differ = [key for key, value in expected.items() if identity_of(profile).get(key) != value]
+    if differ:
+        raise UserError(f"the calibrations to combine differ in {', '.join(differ)}")
 
 
 def keep_quietest(earlier: dict, later: dict) -> dict:
@@ -293,7 +375,7 @@ def keep_quietest(earlier: dict, later: dict) -> dict:
     timing the quieter (lower) of the two, the derived figures computed again. Calibrations
     minutes apart meet different spells of a shared host; their minimum converges on the
     machine's own speed."""
-    check_combinable(earlier, later["backend"], later["threads"], later["vector_lanes"], later["machine"]["cpu"])
+    check_combinable(earlier, identity_of(later))
     before = {(klass, p["label"]): p["seconds"] for klass, points in earlier["points"].items() for p in points}
     merged = copy.deepcopy(later)
     for klass, points in merged["points"].items():
@@ -306,54 +388,66 @@ def keep_quietest(earlier: dict, later: dict) -> dict:
     return merged
 
 
-def calibrate(backend: str = "torch", threads: int | None = None, max_flops: float = 1.2e9, rounds: int = ROUNDS,
+def calibrate(backend: str = "torch", threads: int | None = None, max_flops: float | None = None,
+              rounds: int | None = None, device: str = "cpu", dtype: str = "fp32",
               progress: Callable[[int, int, str], None] = lambda done, total, label: None) -> dict:
-    """Run the calibration set ``rounds`` times, round-robin, and keep each case's quietest
-    round (see :func:`deploylens.bench.runner.quietest`); returns the profile (see :func:`save`)."""
-    if backend not in ("torch", "onnxruntime"):
-        raise UserError(f"calibration backends: torch or onnxruntime, not {backend!r}")
+    """Run the calibration set ``rounds`` times (default: the device's), round-robin, and
+    keep each case's quietest round (see :func:`deploylens.bench.runner.quietest`);
+    returns the profile (see :func:`save`)."""
+    threads = threads or torch.get_num_threads()
+    who = identity(device, backend, threads, dtype)
+    setting = SETTINGS[device]
+    if max_flops is not None:
+        setting = DeviceSetting(max_flops, setting.batches, setting.max_elements, setting.rounds)
+    rounds = setting.rounds if rounds is None else rounds
     if rounds < 1:
         raise UserError("calibration needs at least one round")
-    threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     allocator = malloc.tune()  # the same allocator state as `deploylens bench`
     started = time.perf_counter()
-    lanes = vector_lanes(cpu_info()["isa"])
-    chosen = cases(max_flops, lanes)
-    networks = {style: _ContextNet(style).eval() for style in _ContextNet.STYLES}
+    chosen = cases(setting, who["vector_lanes"])
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with tempfile.TemporaryDirectory(prefix="deploylens-calibrate-") as workdir:
-        # every session is built first, so that the rounds run back to back
-        runs: dict[str, Callable[[], object]] = {}
-        costs: dict[str, tuple[int, int]] = {}
-        fixed_runs = (3 if backend == "torch" else 2) + len(networks) * len(CONTEXT_BATCHES)
-        total = len(chosen) + rounds * (len(chosen) + fixed_runs)
-        for index, case in enumerate(chosen):
-            progress(index, total, f"preparing {case.label}")
-            torch.manual_seed(0)
-            model = case.build().eval()
-            inputs = [torch.randn(s) for s in case.shapes]
-            costs[case.label] = _case_cost(case, model)
-            built = _conv_relu_onnx(case.geometry, case.shapes[0][-1]) \
-                if backend == "onnxruntime" and case.geometry else None
-            runs[case.label] = _runner(backend, model, inputs, threads, workdir, built)
+        def session(case: Case) -> Callable[[], Callable[[], object]]:
+            def build():
+                torch.manual_seed(0)
+                onnx_model = _conv_relu_onnx(case.geometry, case.shapes[0][-1]) \
+                    if backend == "onnxruntime" and case.geometry else None
+                return _runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads,
+                               workdir, onnx_model, device, dtype, graph=device == "cuda")
+            return build
+
+        def eager(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], Callable[[], object]]:
+            return lambda: _runner(backend, model, inputs, threads, workdir, device=device, dtype=dtype)
+
+        sessions = {case.label: session(case) for case in chosen}
         # costs that do not depend on size: a call of one op and of a chain of ops on a
         # 1-element tensor; the slope is the per-kernel overhead, the rest the per-call one
         one = torch.randn(1)
-        runs["overhead call"] = _runner(backend, _chain(1), [one], threads, workdir)
-        runs["overhead chain"] = _runner(backend, _chain(_CHAIN), [one], threads, workdir)
+        sessions["overhead call"] = eager(_chain(1), [one])
+        sessions["overhead chain"] = eager(_chain(_CHAIN), [one])
         if backend == "torch":  # views cost nothing in a runtime's graph
-            runs["overhead view"] = lambda: one.view(1, 1)
+            sessions["overhead view"] = lambda: (lambda: one.view(1, 1))
         for batch in CONTEXT_BATCHES:
-            for style, net in networks.items():
-                runs[f"{style} batch {batch}"] = _runner(backend, net, [torch.randn(batch, 3, 224, 224)], threads,
-                                                         workdir)
-        rounds_of: dict[str, list] = {label: [] for label in runs}
-        done = len(chosen)
+            for style in _ContextNet.STYLES:
+                sessions[f"{style} batch {batch}"] = eager(_ContextNet(style).eval(), [torch.randn(batch, 3, 224, 224)])
+        total = len(chosen) + (len(sessions) if rounds > 1 else 0) + rounds * len(sessions)
+        steps = iter(range(total))
+        costs = {}
+        for case in chosen:
+            progress(next(steps), total, f"costing {case.label}")
+            costs[case.label] = _case_cost(case, analysis_dtype(dtype))
+        # rounds back to back need every session built first; a single round builds each
+        # just before it runs and drops it after (a GPU would not hold every case at once)
+        built = {}
+        for label, build in sessions.items() if rounds > 1 else ():
+            progress(next(steps), total, f"preparing {label}")
+            built[label] = build()
+        rounds_of: dict[str, list] = {label: [] for label in sessions}
         for round_index in range(rounds):
-            for label, run in runs.items():
-                progress(done, total, f"round {round_index + 1}/{rounds}: {label}")
-                rounds_of[label].append(measure(run, QUICK))
-                done += 1
+            for label, build in sessions.items():
+                progress(next(steps), total, f"round {round_index + 1}/{rounds}: {label}")
+                rounds_of[label].append(measure(built.get(label) or build(), QUICK, sync=sync))
     seconds = {label: quietest(timings).summary.p50 for label, timings in rounds_of.items()}
     points: dict[str, list[dict]] = {c: [] for c in CLASSES}
     for case in chosen:
@@ -364,13 +458,16 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     profile = {
         "format": FORMAT, "version": VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "backend": backend, "threads": threads, "torch": torch.__version__, "rounds": rounds, "vector_lanes": lanes,
-        "machine": {"cpu": info["model"], "isa": info["isa"], "mhz": info["mhz"], "node": platform.node()},
+        **{key: who[key] for key in ("device", "backend", "threads", "dtype", "vector_lanes")},
+        "torch": torch.__version__, "rounds": rounds,
+        "machine": {"cpu": info["model"], "isa": info["isa"], "mhz": info["mhz"], "node": platform.node(),
+                    "gpu": who["gpu"]},
         "allocator": allocator, "points": points,
         # the overhead and whole-network timings the derived figures below come from
         "fixed_s": {label: value for label, value in seconds.items() if label not in costs},
-        # no kernel can beat the ISA's peak: predictions are capped there
-        "peak_flops": this_cpu(threads).peak_flops("fp32"),
+        # no kernel can beat the ISA's peak: CPU predictions are capped there. None on a GPU,
+        # whose fp32 convs run on TF32 tensor cores by default, above its fp32 peak.
+        "peak_flops": this_cpu(threads).peak_flops("fp32") if device == "cpu" else None,
     }
     _derive(profile)
     progress(total, total, "done")
@@ -382,11 +479,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def profile_path(backend: str, threads: int, directory: Path | None = None) -> Path:
+def profile_path(backend: str, threads: int, device: str = "cpu", dtype: str = "fp32",
+                 directory: Path | None = None) -> Path:
+    """Where the profile of this CPU (or its CUDA GPU), backend, threads and dtype lives."""
     base = directory or Path(os.environ.get("DEPLOYLENS_CALIBRATION_DIR",
                                             Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
                                             / "deploylens" / "calibration"))
-    return base / f"{_slug(cpu_info()['model'])}-{backend}-{threads}t.json"
+    machine = torch.cuda.get_device_name(0) if device == "cuda" else cpu_info()["model"]
+    return base / f"{_slug(machine)}-{backend}-{threads}t-{dtype}.json"
 
 
 def save(profile: dict, path: Path) -> Path:
