@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -350,13 +351,17 @@ def test_a_gpu_calibration_overlaps_launches_with_kernels():
                             for _ in range(2))).eval()
     analysis = analyze(model, (1, 16, 32, 32))
     gpu = {**fake_profile(), "device": "cuda", "vector_lanes": 8,
-           "overhead_s": {"kernel": 1e-5, "call": 2e-5, "view": 0.0, "in_points": 0.0}}
+           "overhead_s": {"kernel": 1e-6, "call": 2e-5, "view": 0.0, "in_points": 0.0}}
+    gpu["points"] = {c: [{**p, "launch_per_op_s": 1e-5} for p in points] for c, points in gpu["points"].items()}
     fast = predict_profile(analysis, "this", None, gpu, "torch", 1)
     first, second = fast.kernels
     assert first.overhead_ms == pytest.approx(0.03) and first.compute_ms < 0.03
     # launch-bound: the total is the six launches, the last kernel and the call
     assert fast.totals["latency_ms"] == pytest.approx(0.06 + max(second.compute_ms, second.memory_ms) + 0.02)
     assert [k.bound for k in fast.kernels] == ["overhead", "overhead"]
+    # the whole-network factor scales launches and kernels alike: the timeline doubles
+    doubled = predict_profile(analysis, "this", None, {**gpu, "context_factor": {"1": 2.0}}, "torch", 1)
+    assert doubled.totals["latency_ms"] - 0.02 == pytest.approx(2 * (fast.totals["latency_ms"] - 0.02))
     # kernel-bound (points 1000x slower): the second launch hides behind the first kernel
     slow_points = json.loads(json.dumps(gpu))
     for points in slow_points["points"].values():
@@ -400,3 +405,16 @@ def test_gpu_calibration_cases_add_batched_convs():
     assert big.geometry["pixels"] == 16 * 56 * 56  # the batch is part of the GEMM's M dimension
     assert [c.label for c in cpu if c.label.startswith("conv3x3 128->128 g1 s1 @56")] == \
         ["conv3x3 128->128 g1 s1 @56 b1"]
+
+
+def test_launch_seconds_time_the_host_side_of_a_call_on_an_idle_device():
+    events: list[str] = []
+
+    def run():
+        events.append("run")
+        time.sleep(0.002)
+
+    seconds = calibration._launch_seconds(run, lambda: events.append("sync"), calls=5)
+    assert seconds >= 0.002
+    # two warm-ups, then five timed calls, each after a sync; a last sync leaves the device idle
+    assert events == ["sync", "run"] * 7 + ["sync"]

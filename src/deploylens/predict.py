@@ -137,16 +137,20 @@ def _geometry_distance(geometry: dict, lanes: int) -> Callable[[dict], float]:
     return distance
 
 
+def _nearest(points: list[dict], distance: Callable[[dict], float]) -> list[tuple[float, dict]]:
+    """The calibration points nearest to a kernel, with inverse-square-distance weights."""
+    return [(1.0 / (distance(p) + 0.05) ** 2, p) for p in sorted(points, key=distance)[:_NEIGHBOURS]]
+
+
+def _log_mean(weighted: list[tuple[float, float]]) -> float:
+    return math.exp(sum(w * math.log(v) for w, v in weighted) / sum(w for w, _ in weighted))
+
+
 def _rate(points: list[dict], distance: Callable[[dict], float], compute: bool, overhead: float) -> float:
     """Achieved rate (FLOP/s or bytes/s) of the calibration points nearest to a kernel,
-    inverse-distance weighted in log space, with the fixed overhead taken out."""
-    nearest = sorted(points, key=distance)[:_NEIGHBOURS]
-    weights, logs = [], []
-    for p in nearest:
-        seconds = max(p["seconds"] - overhead, p["seconds"] * 0.1)
-        weights.append(1.0 / (distance(p) + 0.05) ** 2)
-        logs.append(math.log((p["flops"] if compute else p["bytes"]) / seconds))
-    return math.exp(sum(w * v for w, v in zip(weights, logs)) / sum(weights))
+    weighted in log space, with the fixed overhead taken out."""
+    return _log_mean([(w, (p["flops"] if compute else p["bytes"]) / max(p["seconds"] - overhead, p["seconds"] * 0.1))
+                      for w, p in _nearest(points, distance)])
 
 
 def context_factor(calibration: dict, batch: int) -> float:
@@ -170,21 +174,24 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
     a conv is matched to the calibrated convs of the nearest ``geometry``, any other
     kernel to the points of its class nearest in size."""
     points = calibration["points"].get(klass) or []
-    # an eager op's launch; a CPU point's time holds its own, a GPU's (a graph replay) none
-    overhead = calibration["overhead_s"]["kernel"] * (len(kernel.layers) if calibration["device"] == "cuda" else 1)
-    fixed = calibration["overhead_s"]["in_points"]
-    compute = klass in COMPUTE_CLASSES
     if not points:
         raise UserError(f"the calibration profile has no {klass} points: run `deploylens hw calibrate` again")
+    fixed = calibration["overhead_s"]["in_points"]
+    compute = klass in COMPUTE_CLASSES
     distance = (_geometry_distance(geometry, calibration["vector_lanes"]) if geometry
                 else _size_distance(kernel.flops, kernel.bytes, compute))
-    # kernels inside a network run slower than alone in a loop (measured at calibration),
-    # and never faster than the machine's peak
-    rate = _rate(points, distance, compute, fixed) / context_factor(calibration, batch)
-    if compute and calibration.get("peak_flops"):
+    # kernels inside a network run slower than alone in a loop (measured at calibration)
+    factor = context_factor(calibration, batch)
+    if calibration["device"] == "cuda":  # launching an eager op costs the CPU what the nearest points' ops did
+        overhead = _log_mean([(w, p["launch_per_op_s"]) for w, p in _nearest(points, distance)]) * len(kernel.layers)
+    else:  # a CPU point's time holds its own launch
+        overhead = calibration["overhead_s"]["kernel"]
+    overhead *= factor
+    rate = _rate(points, distance, compute, fixed) / factor
+    if compute and calibration.get("peak_flops"):  # and never faster than the machine's peak
         rate = min(rate, calibration["peak_flops"])
     if compute:
-        bandwidth = _rate(calibration["points"]["copy"], _size_distance(0, kernel.bytes, False), False, fixed)
+        bandwidth = _rate(calibration["points"]["copy"], _size_distance(0, kernel.bytes, False), False, fixed) / factor
         return kernel.flops / rate, kernel.bytes / bandwidth, overhead
     return 0.0, kernel.bytes / rate, overhead
 

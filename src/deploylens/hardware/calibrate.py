@@ -7,8 +7,9 @@ analyzer costs each case exactly as it costs a model's kernels (fused view), so 
 calibration point and a model kernel are described by the same numbers.
 
 On a CUDA GPU (torch backend) a case is replayed as a CUDA graph, so that its time is
-the GPU's alone; the launch cost of an eager op is measured apart (a chain of tiny ops)
-and the predictor overlaps the two, as the GPU runs behind the CPU that launches.
+the GPU's alone; what launching its ops eagerly costs the CPU is measured apart (the host
+time of an eager call on an idle GPU), and the predictor overlaps the two, as the GPU
+runs behind the CPU that launches.
 """
 
 from __future__ import annotations
@@ -90,11 +91,8 @@ def _conv_bn_relu(c_in: int, c_out: int, k: int, stride: int, groups: int) -> Ca
                                  nn.BatchNorm2d(c_out), nn.ReLU())
 
 
-def _within(c_in: int, c_out: int, k: int, hw: int, stride: int, groups: int, batch: int,
-            setting: DeviceSetting) -> bool:
-    flops = 2 * c_out * (c_in // groups) * k * k * (hw // stride) ** 2 * batch
-    elements = (c_in * hw * hw + c_out * (hw // stride) ** 2) * batch
-    return 2e5 <= flops <= setting.max_flops and elements <= setting.max_elements
+def _conv_flops(c_in: int, c_out: int, k: int, hw: int, stride: int, groups: int) -> int:
+    return 2 * c_out * (c_in // groups) * k * k * (hw // stride) ** 2
 
 
 def conv_geometry(c_in: int, c_out: int, groups: int, kernel: int, stride: int, pixels: int) -> dict:
@@ -115,15 +113,25 @@ def channels_aligned(c_in: int, c_out: int, groups: int, lanes: int) -> bool:
 def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Case]:
     """The calibration set: sizes that span the zoo's layers, with channel counts that are
     multiples of ``lanes`` and, for a sparser grid, counts that are not (about 400 cases
-    on a CPU; convs at each of the setting's batch sizes)."""
+    on a CPU), each case at every batch size of ``setting`` its limits allow."""
     made: list[Case] = []
 
-    def conv(kernel_class: str, c_in: int, c_out: int, k: int, hw: int, stride: int = 1, groups: int = 1):
+    def add(kernel_class: str, label: str, build: Callable[[], nn.Module], shapes: tuple[tuple[int, ...], ...],
+            flops: int = 0, geometry: Callable[[int], dict] | None = None, activations: int = 0) -> None:
+        """``shapes`` at batch 1; ``flops`` and ``activations`` (input and output elements,
+        checked against the setting's limit) per batch item."""
         for batch in setting.batches:
-            if _within(c_in, c_out, k, hw, stride, groups, batch, setting):
-                made.append(Case(kernel_class, f"conv{k}x{k} {c_in}->{c_out} g{groups} s{stride} @{hw} b{batch}",
-                                 _conv_bn_relu(c_in, c_out, k, stride, groups), ((batch, c_in, hw, hw),),
-                                 conv_geometry(c_in, c_out, groups, k, stride, batch * (hw // stride) ** 2)))
+            if flops * batch <= setting.max_flops and activations * batch <= setting.max_elements:
+                made.append(Case(kernel_class, f"{label} b{batch}", build,
+                                 tuple((batch * s[0], *s[1:]) for s in shapes), geometry(batch) if geometry else None))
+
+    def conv(kernel_class: str, c_in: int, c_out: int, k: int, hw: int, stride: int = 1, groups: int = 1):
+        flops = _conv_flops(c_in, c_out, k, hw, stride, groups)
+        if flops >= 2e5:  # smaller convs are all overhead, whatever their shape
+            add(kernel_class, f"conv{k}x{k} {c_in}->{c_out} g{groups} s{stride} @{hw}",
+                _conv_bn_relu(c_in, c_out, k, stride, groups), ((1, c_in, hw, hw),), flops,
+                lambda batch: conv_geometry(c_in, c_out, groups, k, stride, batch * (hw // stride) ** 2),
+                c_in * hw * hw + c_out * (hw // stride) ** 2)
 
     def misaligned(channels: tuple[int, ...]) -> tuple[int, ...]:
         # every other count, moved off the vector width by half or a quarter of it (the
@@ -147,29 +155,43 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
         for c, g in ((60, 3), (120, 3), (240, 3), (128, 2), (256, 4), (512, 4)):
             conv("conv_grouped", c, c, 1, hw, groups=g)
             conv("conv_grouped", c, c, 3, hw, groups=g)
-    for c_out, k in ((32, 3), (64, 7), (24, 3), (16, 3), (48, 3)):  # stems on 3 channels
-        made.append(Case("conv_dense", f"stem conv{k}x{k} 3->{c_out} s2 @224", _conv_bn_relu(3, c_out, k, 2, 1),
-                         ((1, 3, 224, 224),), conv_geometry(3, c_out, 1, k, 2, 112 * 112)))
+    for c_out, k in ((32, 3), (64, 7), (24, 3), (16, 3), (48, 3)):  # stems on 3 channels, every batch size
+        add("conv_dense", f"stem conv{k}x{k} 3->{c_out} s2 @224", _conv_bn_relu(3, c_out, k, 2, 1),
+            ((1, 3, 224, 224),), 0, lambda batch, c=c_out, k=k: conv_geometry(3, c, 1, k, 2, batch * 112 * 112))
     for n_in, n_out in ((512, 1000), (1024, 1000), (1280, 1000), (2048, 1000), (4096, 4096), (25088, 4096)):
-        made.append(Case("matmul", f"linear {n_in}->{n_out}", lambda a=n_in, b=n_out: nn.Linear(a, b),
-                         ((1, n_in),)))
+        add("matmul", f"linear {n_in}->{n_out}", lambda a=n_in, b=n_out: nn.Linear(a, b), ((1, n_in),))
     for numel in (2**10, 2**13, 2**15, 2**17, 2**19, 2**21, 2**23):
         shape = (1, 16, numel // 16)
-        made.append(Case("elementwise", f"relu {numel}", nn.ReLU, (shape,)))
-        made.append(Case("elementwise", f"add {numel}", _Add, (shape, shape)))
-        made.append(Case("copy", f"cat {2 * numel}", _Cat, (shape, shape)))
+        add("elementwise", f"relu {numel}", nn.ReLU, (shape,))
+        add("elementwise", f"add {numel}", _Add, (shape, shape))
+        add("copy", f"cat {2 * numel}", _Cat, (shape, shape))
     for c, hw in ((64, 112), (64, 56), (128, 28), (256, 14), (24, 112)):
-        made.append(Case("pool", f"maxpool3x3s2 {c}@{hw}", lambda: nn.MaxPool2d(3, 2, 1), ((1, c, hw, hw),)))
+        add("pool", f"maxpool3x3s2 {c}@{hw}", lambda: nn.MaxPool2d(3, 2, 1), ((1, c, hw, hw),))
     for c, hw in ((1280, 7), (2048, 7), (512, 7), (1024, 14), (960, 7)):
-        made.append(Case("pool", f"global avgpool {c}@{hw}", lambda: nn.AdaptiveAvgPool2d(1), ((1, c, hw, hw),)))
+        add("pool", f"global avgpool {c}@{hw}", lambda: nn.AdaptiveAvgPool2d(1), ((1, c, hw, hw),))
     return made
 
 
-def _case_cost(case: Case, dtype: str) -> tuple[int, int]:
+def _case_cost(case: Case, dtype: str) -> tuple[int, int, int]:
+    """FLOPs, bytes (fused view) and the number of ops an eager call of ``case`` runs."""
     from deploylens.analyze import analyze
 
     profile = analyze(case.build().eval(), list(case.shapes), dtype)
-    return profile.totals.flops, profile.totals.bytes_fused
+    return profile.totals.flops, profile.totals.bytes_fused, sum(1 for layer in profile.layers if layer.op != "view")
+
+
+def _launch_seconds(run: Callable[[], object], sync: Callable[[], None], calls: int = 15) -> float:
+    """Host time of one eager call started on an idle GPU: what launching its ops costs
+    the CPU, as the kernels run asynchronously (median of ``calls``, after two warm-ups)."""
+    samples = []
+    for index in range(calls + 2):
+        sync()
+        start = time.perf_counter()
+        run()
+        if index >= 2:
+            samples.append(time.perf_counter() - start)
+    sync()
+    return sorted(samples)[len(samples) // 2]
 
 
 def _conv_relu_onnx(geometry: dict, hw: int) -> bytes:
@@ -417,6 +439,12 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                                workdir, onnx_model, device, dtype, graph=device == "cuda")
             return build
 
+        def launch(case: Case) -> float:
+            torch.manual_seed(0)
+            run = _runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads, workdir,
+                          device=device, dtype=dtype)
+            return _launch_seconds(run, sync)
+
         def eager(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], Callable[[], object]]:
             return lambda: _runner(backend, model, inputs, threads, workdir, device=device, dtype=dtype)
 
@@ -431,7 +459,8 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         for batch in CONTEXT_BATCHES:
             for style in _ContextNet.STYLES:
                 sessions[f"{style} batch {batch}"] = eager(_ContextNet(style).eval(), [torch.randn(batch, 3, 224, 224)])
-        total = len(chosen) + (len(sessions) if rounds > 1 else 0) + rounds * len(sessions)
+        launches = chosen if device == "cuda" else []  # a CPU point's time holds its launch
+        total = len(chosen) + (len(sessions) if rounds > 1 else 0) + rounds * len(sessions) + len(launches)
         steps = iter(range(total))
         costs = {}
         for case in chosen:
@@ -448,12 +477,19 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
             for label, build in sessions.items():
                 progress(next(steps), total, f"round {round_index + 1}/{rounds}: {label}")
                 rounds_of[label].append(measure(built.get(label) or build(), QUICK, sync=sync))
+        launch_s = {}
+        for case in launches:
+            progress(next(steps), total, f"launch cost: {case.label}")
+            launch_s[case.label] = launch(case)
     seconds = {label: quietest(timings).summary.p50 for label, timings in rounds_of.items()}
     points: dict[str, list[dict]] = {c: [] for c in CLASSES}
     for case in chosen:
-        flops, nbytes = costs[case.label]
-        points[case.kernel_class].append({"label": case.label, "flops": flops, "bytes": nbytes,
-                                          "geometry": case.geometry, "seconds": seconds[case.label]})
+        flops, nbytes, ops = costs[case.label]
+        point = {"label": case.label, "flops": flops, "bytes": nbytes, "geometry": case.geometry,
+                 "seconds": seconds[case.label]}
+        if case.label in launch_s:
+            point["launch_per_op_s"] = launch_s[case.label] / max(ops, 1)
+        points[case.kernel_class].append(point)
     info = cpu_info()
     profile = {
         "format": FORMAT, "version": VERSION,
