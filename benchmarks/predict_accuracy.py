@@ -94,7 +94,8 @@ def main() -> None:
     measured: dict[tuple[str, str, int], list[float]] = {}
     if args.measured:
         with open(args.measured) as handle:
-            measured = {(r["model"], r["backend"], r["batch"]): r["pass_medians_ms"] for r in json.load(handle)}
+            measured = {(r["model"], r["backend"], r["batch"]): r["pass_medians_ms"] for r in json.load(handle)
+                        if r["backend"] in backends and r["batch"] in batches and r["model"] in names}
         calibrate(0)
     for index in range(0 if args.measured else args.passes):
         calibrate(index)

@@ -127,7 +127,7 @@ def test_hw_calibrate_keep_quietest_combines_with_the_saved_profile(monkeypatch,
         point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": seconds,
                  "geometry": calibration.conv_geometry(16, 16, 1, 1, 1, 1024)}
         fixed = {"overhead call": 1e-5, "overhead chain": 2.5e-5, "overhead view": 0.0,
-                 **{f"{s} batch {b}": 0.01 for s in ("inverted_residual", "residual", "plain") for b in (1, 8)}}
+                 **{f"{s} batch {b}": 0.01 for s in calibration._ContextNet.STYLES for b in (1, 8)}}
         profile = {"format": calibration.FORMAT, "version": calibration.VERSION, "device": "cpu", "backend": "torch",
                    "threads": 1, "dtype": "fp32", "vector_lanes": vector_lanes(info["isa"]),
                    "machine": {"cpu": info["model"], "gpu": None}, "rounds": 3, "seconds_taken": 1.0,

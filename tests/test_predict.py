@@ -203,7 +203,7 @@ def test_built_conv_case_graph_is_what_the_exporter_makes(tmp_path):
 
 def test_keep_quietest_takes_every_lower_timing_and_derives_again():
     fixed = {"overhead call": 16e-6, "overhead chain": 31e-6, "overhead view": 2e-6,
-             **{f"{style} batch {b}": 0.01 for style in ("inverted_residual", "residual", "plain") for b in (1, 8)}}
+             **{f"{style} batch {b}": 0.01 for style in calibration._ContextNet.STYLES for b in (1, 8)}}
     earlier = {**fake_profile(), "machine": {"cpu": "x"}, "rounds": 3, "fixed_s": fixed}
     later = json.loads(json.dumps(earlier))
     later["points"]["conv_dense"][0]["seconds"] = 0.5e-3  # quieter than 1 ms
@@ -317,7 +317,7 @@ def test_calibration_keeps_each_case_quietest_round(monkeypatch):
     # one op and a chain of 16 both took 1 ms: no per-kernel overhead, 1 ms per call
     assert profile["overhead_s"]["kernel"] == 0.0 and profile["overhead_s"]["call"] == 1e-3
     cases = sum(len(points) for points in profile["points"].values())
-    assert len(seen) == 3 * (cases + 3 + 3 * 2)  # cases, three overheads, three networks at two batches
+    assert len(seen) == 3 * (cases + 3 + 5 * 2)  # cases, three overheads, five networks at two batches
     # round-robin: the first round measures every case before the second begins
     assert len(set(map(id, seen[: len(seen) // 3]))) == len(seen) // 3
     with pytest.raises(UserError, match="at least one round"):

@@ -59,10 +59,10 @@ class DeviceSetting:
     rounds: int
 
 
-# activations beyond 8M elements are larger than any zoo layer's at batch 1 and would only
-# spend a CPU calibration's time. A GPU approaches its peak only on batched work, and is
-# not shared the way this VM's cores are: one round.
-SETTINGS = {"cpu": DeviceSetting(1.2e9, (1,), 8_000_000, ROUNDS),
+# activations beyond 2**23 elements are larger than any zoo layer's at batch 1 and would
+# only spend a CPU calibration's time. A GPU approaches its peak only on batched work, and
+# is not shared the way this VM's cores are: one round.
+SETTINGS = {"cpu": DeviceSetting(1.2e9, (1,), 2**23, ROUNDS),
             "cuda": DeviceSetting(4e10, (1, 16), 64_000_000, 1)}
 
 
@@ -118,8 +118,8 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
 
     def add(kernel_class: str, label: str, build: Callable[[], nn.Module], shapes: tuple[tuple[int, ...], ...],
             flops: int = 0, geometry: Callable[[int], dict] | None = None, activations: int = 0) -> None:
-        """``shapes`` at batch 1; ``flops`` and ``activations`` (input and output elements,
-        checked against the setting's limit) per batch item."""
+        """``shapes`` at batch 1; ``flops`` and ``activations`` (elements of the input, and of
+        a conv's output, checked against the setting's limit) per batch item."""
         for batch in setting.batches:
             if flops * batch <= setting.max_flops and activations * batch <= setting.max_elements:
                 made.append(Case(kernel_class, f"{label} b{batch}", build,
@@ -157,18 +157,22 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
             conv("conv_grouped", c, c, 3, hw, groups=g)
     for c_out, k in ((32, 3), (64, 7), (24, 3), (16, 3), (48, 3)):  # stems on 3 channels, every batch size
         add("conv_dense", f"stem conv{k}x{k} 3->{c_out} s2 @224", _conv_bn_relu(3, c_out, k, 2, 1),
-            ((1, 3, 224, 224),), 0, lambda batch, c=c_out, k=k: conv_geometry(3, c, 1, k, 2, batch * 112 * 112))
+            ((1, 3, 224, 224),), 0, lambda batch, c=c_out, k=k: conv_geometry(3, c, 1, k, 2, batch * 112 * 112),
+            3 * 224 * 224 + c_out * 112 * 112)
     for n_in, n_out in ((512, 1000), (1024, 1000), (1280, 1000), (2048, 1000), (4096, 4096), (25088, 4096)):
-        add("matmul", f"linear {n_in}->{n_out}", lambda a=n_in, b=n_out: nn.Linear(a, b), ((1, n_in),))
+        add("matmul", f"linear {n_in}->{n_out}", lambda a=n_in, b=n_out: nn.Linear(a, b), ((1, n_in),),
+            activations=n_in + n_out)
     for numel in (2**10, 2**13, 2**15, 2**17, 2**19, 2**21, 2**23):
         shape = (1, 16, numel // 16)
-        add("elementwise", f"relu {numel}", nn.ReLU, (shape,))
-        add("elementwise", f"add {numel}", _Add, (shape, shape))
-        add("copy", f"cat {2 * numel}", _Cat, (shape, shape))
+        add("elementwise", f"relu {numel}", nn.ReLU, (shape,), activations=numel)
+        add("elementwise", f"add {numel}", _Add, (shape, shape), activations=numel)
+        add("copy", f"cat {2 * numel}", _Cat, (shape, shape), activations=numel)
     for c, hw in ((64, 112), (64, 56), (128, 28), (256, 14), (24, 112)):
-        add("pool", f"maxpool3x3s2 {c}@{hw}", lambda: nn.MaxPool2d(3, 2, 1), ((1, c, hw, hw),))
+        add("pool", f"maxpool3x3s2 {c}@{hw}", lambda: nn.MaxPool2d(3, 2, 1), ((1, c, hw, hw),),
+            activations=c * hw * hw)
     for c, hw in ((1280, 7), (2048, 7), (512, 7), (1024, 14), (960, 7)):
-        add("pool", f"global avgpool {c}@{hw}", lambda: nn.AdaptiveAvgPool2d(1), ((1, c, hw, hw),))
+        add("pool", f"global avgpool {c}@{hw}", lambda: nn.AdaptiveAvgPool2d(1), ((1, c, hw, hw),),
+            activations=c * hw * hw)
     return made
 
 
@@ -260,8 +264,36 @@ def _runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads:
     return lambda: session.run(None, feeds)
 
 
-def _cbr(c_in: int, c_out: int, k: int = 3, s: int = 1, g: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+def _cbr(c_in: int, c_out: int, k: int = 3, s: int = 1, g: int = 1,
+         act: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(c_out), act())
+
+
+class _SqueezeExcite(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce, self.expand = nn.Conv2d(channels, channels // 4, 1), nn.Conv2d(channels // 4, channels, 1)
+
+    def forward(self, x):
+        return x * nn.functional.hardsigmoid(self.expand(nn.functional.relu(self.reduce(self.pool(x)))))
+
+
+class _SplitShuffle(nn.Module):
+    """Half the channels through pointwise-depthwise-pointwise, concatenated with the
+    other half, then the channels shuffled: slicing, concatenation and a transpose copy."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        half = channels // 2
+        self.branch = nn.Sequential(_cbr(half, half, 1), nn.Conv2d(half, half, 3, 1, 1, groups=half, bias=False),
+                                    nn.BatchNorm2d(half), _cbr(half, half, 1))
+
+    def forward(self, x):
+        kept, worked = x.chunk(2, dim=1)
+        y = torch.cat([kept, self.branch(worked)], 1)
+        n, c, h, w = y.shape
+        return y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
 class _ContextNet(nn.Module):
@@ -269,7 +301,7 @@ class _ContextNet(nn.Module):
     networks do. Timed whole, they measure how much slower (or faster) kernels run inside
     a network (cache state, dispatch, layout changes at the boundaries) than alone."""
 
-    STYLES = ("inverted_residual", "residual", "plain")
+    STYLES = ("inverted_residual", "residual", "plain", "squeeze_excite", "split_shuffle")
 
     def __init__(self, style: str):
         super().__init__()
@@ -287,11 +319,26 @@ class _ContextNet(nn.Module):
                 blocks.append(nn.Sequential(_cbr(width, c_out, 3, stride),
                                             nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out)))
                 width = c_out
-        else:
+        elif style == "plain":
             self.stem, width = _cbr(3, 16, 3, 2), 16
             for c_out in (32, 64, 128, 256):
                 blocks.append(nn.Sequential(_cbr(width, c_out), _cbr(c_out, c_out), nn.MaxPool2d(2)))
                 width = c_out
+        elif style == "squeeze_excite":  # hard-swish, 5x5 depthwise and squeeze-excite, as MobileNetV3
+            self.stem, width = _cbr(3, 16, 3, 2, act=nn.Hardswish), 16
+            for c_out, stride, k in ((24, 2, 3), (24, 1, 3), (40, 2, 5), (40, 1, 5), (96, 2, 5), (96, 1, 5)):
+                hidden = 4 * width
+                blocks.append(nn.Sequential(_cbr(width, hidden, 1, act=nn.Hardswish),
+                                            _cbr(hidden, hidden, k, stride, hidden, act=nn.Hardswish),
+                                            _SqueezeExcite(hidden), nn.Conv2d(hidden, c_out, 1, bias=False),
+                                            nn.BatchNorm2d(c_out)))
+                width = c_out
+        else:  # split and shuffle, as ShuffleNetV2: no residual adds
+            self.stem, width = nn.Sequential(_cbr(3, 24, 3, 2), nn.MaxPool2d(3, 2, 1)), 24
+            for c_out in (116, 232):
+                blocks += [_cbr(width, c_out, 3, 2)] + [_SplitShuffle(c_out) for _ in range(3)]
+                width = c_out
+        self.residual = style != "split_shuffle"
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 100))
 
@@ -299,7 +346,7 @@ class _ContextNet(nn.Module):
         x = self.stem(x)
         for block in self.blocks:
             y = block(x)
-            x = x + y if y.shape == x.shape else y
+            x = x + y if self.residual and y.shape == x.shape else y
         return self.head(x)
 
 
