@@ -70,7 +70,8 @@ def test_gpu_calibration_runs_and_predicts(dtype):
     assert profile["device"] == "cuda" and profile["dtype"] == dtype and profile["vector_lanes"] == 8
     assert profile["machine"]["gpu"] == torch.cuda.get_device_name(0)
     assert profile["overhead_s"]["in_points"] == 0.0 and profile["overhead_s"]["kernel"] > 0
-    assert all(p["seconds"] > 0 for points in profile["points"].values() for p in points)
+    # every point: the GPU's time of a graph replay, and the CPU's launch cost per eager op
+    assert all(p["seconds"] > 0 and p["launch_per_op_s"] > 0 for points in profile["points"].values() for p in points)
     assert {p["geometry"]["pixels"] for p in profile["points"]["conv_pointwise"]} & {16 * 7 * 7}  # batched cases
     prediction = predict("mobilenet_v2_050", "this", batch=4, dtype=calibration.analysis_dtype(dtype),
                          input_shape=(1, 3, 96, 96), calibration=profile)

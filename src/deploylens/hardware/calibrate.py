@@ -36,7 +36,7 @@ from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.errors import UserError
 from deploylens.hardware.local import this_cpu, vector_lanes
 
-FORMAT, VERSION = "deploylens-calibration", 4
+FORMAT, VERSION = "deploylens-calibration", 5
 CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy")
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
 COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul"})
