@@ -418,3 +418,36 @@ def test_launch_seconds_time_the_host_side_of_a_call_on_an_idle_device():
     assert seconds >= 0.002
     # two warm-ups, then five timed calls, each after a sync; a last sync leaves the device idle
     assert events == ["sync", "run"] * 7 + ["sync"]
+
+
+class ShuffledConvs(nn.Module):
+    """Two convs with a chunk-and-swap between them: ONNX Runtime's blocked-layout convs meet
+    a Split/Slice and a Concat, which have no blocked kernel."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+
+    def forward(self, x):
+        a, b = self.first(x).chunk(2, dim=1)
+        return self.second(torch.cat([b, a], 1))
+
+
+def test_onnxruntime_reorders_come_from_its_optimized_graph():
+    from deploylens.predict import onnxruntime_reorders
+
+    reorders = onnxruntime_reorders(ShuffledConvs().eval(), [(2, 3, 8, 8)], threads=1)
+    if not reorders:
+        pytest.skip("ONNX Runtime runs no channel-blocked (NCHWc) convs on this CPU")
+    # out of the first conv (to be sliced), into the second (the concat) and out of it (the
+    # graph's output is plain NCHW): 2x16x8x8 float32 elements each, read and written
+    assert sorted(k.name.split(":")[0] for k in reorders) == ["ReorderInput", "ReorderOutput", "ReorderOutput"]
+    assert all(k.bytes_read == k.bytes_written == 2 * 16 * 8 * 8 * 4 and k.complete for k in reorders)
+    # a prediction for ONNX Runtime on this machine costs them as copies; torch eager has none
+    profile = fake_profile()
+    prediction = predict(ShuffledConvs().eval(), "this", "onnxruntime", 2, input_shape=(1, 3, 8, 8),
+                         calibration={**profile, "backend": "onnxruntime"})
+    copies = [k for k in prediction.kernels if k.name.startswith("Reorder")]
+    assert len(copies) == 3 and all(k.kernel_class == "copy" and k.time_ms > 0 for k in copies)
+    eager = predict(ShuffledConvs().eval(), "this", "torch", 2, input_shape=(1, 3, 8, 8), calibration=profile)
+    assert not [k for k in eager.kernels if k.name.startswith("Reorder")]

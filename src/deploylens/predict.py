@@ -251,6 +251,51 @@ def runtime_copies(profile: Profile) -> list[KernelCost]:
     return copies
 
 
+_NCHWC_REORDERS = ("ReorderInput", "ReorderOutput")
+
+
+def onnxruntime_reorders(model: Any, input_shapes: list[tuple[int, ...]], threads: int,
+                         elem: int = 4) -> list[KernelCost]:
+    """The layout copies ONNX Runtime adds on this CPU: its optimizer runs convs in a
+    channel-blocked layout (NCHWc) and puts a ReorderInput / ReorderOutput wherever such
+    a tensor meets an op without a blocked kernel (a Slice, a Concat, an SE block's Mul);
+    measured: on GhostNet, 108 of them are 27% of the time. Read from the graph the
+    optimizer produces for ``model`` (an nn.Module, exported as `bench` does, or an ONNX
+    model); each reads and writes its tensor."""
+    import os
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from deploylens.bench.backends import export_onnx_for_bench
+    from deploylens.frontends.onnx_capture import tensor_shapes
+
+    with tempfile.TemporaryDirectory(prefix="deploylens-reorders-") as workdir:
+        path = os.path.join(workdir, "model.onnx")
+        if isinstance(model, torch.nn.Module):
+            export_onnx_for_bench(model, [torch.randn(shape) for shape in input_shapes], path)
+        else:
+            onnx.save(model, path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # the "hardware specific optimizations" warning of saving it
+        options.optimized_model_filepath = os.path.join(workdir, "optimized.onnx")
+        ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(options.optimized_model_filepath).graph
+        _, shapes = tensor_shapes(onnx.load(path), [(shape, "float") for shape in input_shapes], [])
+    copies = []
+    for node in optimized.node:
+        if node.op_type in _NCHWC_REORDERS:
+            plain = node.input[0] if node.op_type == "ReorderInput" else node.output[0]  # the NCHW side
+            numel = math.prod(shapes[plain][0]) if plain in shapes else 0
+            copies.append(KernelCost(f"{node.op_type}:{plain}", "data_movement", [], 0, 0, numel * elem, numel * elem,
+                                     0.0, bool(numel)))
+    return copies
+
+
 class _Timeline:
     """When each kernel finishes. Serial (a CPU): launch, then run. Overlapped (a GPU):
     the CPU launches op after op; the GPU starts a kernel once it is launched and the one
@@ -270,12 +315,13 @@ class _Timeline:
 
 
 def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, calibration: dict | None,
-                    backend: str, batch: int) -> Prediction:
+                    backend: str, batch: int, runtime_kernels: list[KernelCost] = ()) -> Prediction:
     """Predict from an analysis ``profile`` on ``spec`` (roofline) or ``calibration``.
 
     PyTorch eager runs its ops one by one (:func:`eager_kernels`); the runtimes and
     catalogued devices run the analyzer's fused kernels, ONNX Runtime with its slicing
-    copies (:func:`runtime_copies`).
+    copies (:func:`runtime_copies`) and ``runtime_kernels``, copies the runtime adds that
+    the model does not have (:func:`onnxruntime_reorders`).
     """
     dtype = _DTYPE_KEYS.get(profile.dtype, profile.dtype)
     anchors = {layer.name: layer for layer in profile.layers}
@@ -283,16 +329,17 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
     if backend == "torch" and calibration:
         run = eager_kernels(profile)
     elif backend == "onnxruntime" and calibration:
-        run = profile.kernels + runtime_copies(profile)
+        run = profile.kernels + runtime_copies(profile) + list(runtime_kernels)
     else:
         run = profile.kernels
     views = sum(1 for layer in profile.layers if layer.op == "view")
     view_ms = views * calibration["overhead_s"].get("view", 0.0) * 1e3 if calibration and backend == "torch" else 0.0
     timeline = _Timeline(view_ms, overlapped=bool(calibration) and calibration["device"] == "cuda")
     for kernel in run:
-        anchor = anchors[kernel.layers[0]]
-        klass = kernel_class(anchor)
-        compute, memory, overhead = (calibrated_time(kernel, klass, calibration, batch, conv_geometry_of(anchor))
+        anchor = anchors.get(kernel.layers[0]) if kernel.layers else None  # none: a runtime's own copy
+        klass = kernel_class(anchor) if anchor else "copy"
+        compute, memory, overhead = (calibrated_time(kernel, klass, calibration, batch,
+                                                     conv_geometry_of(anchor) if anchor else None)
                                      if calibration
                                      else roofline_time(kernel, klass, spec, dtype))
         body = max(compute, memory)
@@ -382,6 +429,13 @@ def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "tor
     if specs is None:
         # the model's own default shapes (zoo resolution, 1x3x224x224, or the ONNX file's)
         specs = [(tuple(shape), "float") for shape in analyze(model, None, dtype).input_shapes]
-    profile = analyze(model, [((batch, *shape[1:]), kind) for shape, kind in specs], dtype)
+    shapes = [((batch, *shape[1:]), kind) for shape, kind in specs]
+    profile = analyze(model, shapes, dtype)
+    reorders = []
+    if backend == "onnxruntime" and calibration:
+        from deploylens.analyze import resolve_model
+
+        reorders = onnxruntime_reorders(resolve_model(model)[0], [shape for shape, _ in shapes],
+                                        calibration["threads"], DTYPE_BYTES.get(profile.dtype, 4))
     name = target.name if isinstance(target, HardwareSpec) else target
-    return predict_profile(profile, name, spec, calibration, backend, batch)
+    return predict_profile(profile, name, spec, calibration, backend, batch, reorders)

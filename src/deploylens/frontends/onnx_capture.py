@@ -391,9 +391,10 @@ def _initializer_roles(graph: onnx.GraphProto) -> dict[str, str]:
     return roles
 
 
-def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...], str]] | None,
-                 dtype: str | None, name: str) -> Graph:
-    notes: list[str] = []
+def tensor_shapes(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...], str]] | None,
+                  notes: list[str]) -> tuple[onnx.ModelProto, dict[str, tuple[tuple[int, ...], str]]]:
+    """The model with its input shapes fixed and inferred, and (shape, dtype) of every
+    tensor by name: from shape inference, or else from one onnxruntime run."""
     model_copy = onnx.ModelProto()
     model_copy.CopyFrom(model)
     _fix_input_shapes(model_copy, input_specs, notes)
@@ -402,11 +403,18 @@ def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...]
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as error:
         raise UserError(f"the input shape does not fit the model: {first_line(error)}") from error
     shapes = _known_shapes(inferred)
-    graph = inferred.graph
-    missing = [o for n in graph.node if n.op_type != "Constant" for o in n.output if o and o not in shapes]
+    missing = [o for n in inferred.graph.node if n.op_type != "Constant" for o in n.output if o and o not in shapes]
     if missing:
         _shapes_by_running(inferred, missing, shapes)
         notes.append(f"{len(missing)} tensor shapes taken from one onnxruntime run")
+    return inferred, shapes
+
+
+def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...], str]] | None,
+                 dtype: str | None, name: str) -> Graph:
+    notes: list[str] = []
+    inferred, shapes = tensor_shapes(model, input_specs, notes)
+    graph = inferred.graph
 
     def retype(t_dtype: str) -> str:
         return dtype if dtype and t_dtype in FLOAT_DTYPES else t_dtype
