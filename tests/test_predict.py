@@ -298,6 +298,19 @@ def test_calibration_runs_and_predicts(tmp_path):
     assert prediction.totals["latency_ms"] > 0 and prediction.totals["complete"]
 
 
+def test_onnxruntime_calibration_runs_with_its_reorders():
+    profile = calibration.calibrate("onnxruntime", threads=1, max_flops=1e6, rounds=1)
+    assert profile["backend"] == "onnxruntime" and profile["overhead_s"]["view"] == 0.0
+    convs = [p for c in ("conv_dense", "conv_pointwise", "conv_depthwise") for p in profile["points"][c]]
+    assert convs and all(p["seconds"] > 0 for p in convs)
+    if profile["points"]["reorder"]:  # a CPU with ONNX Runtime's blocked layout
+        assert len(profile["points"]["reorder"]) == len(calibration.reorder_cases())
+        blocked = [p for p in convs if p.get("reorder_bytes")]
+        assert blocked and all(0 < p["boundary_s"] for p in blocked)
+    prediction = predict("mobilenet_v2_050", "this", "onnxruntime", input_shape=(1, 3, 64, 64), calibration=profile)
+    assert prediction.totals["latency_ms"] > 0 and prediction.totals["complete"]
+
+
 def test_calibration_keeps_each_case_quietest_round(monkeypatch):
     from deploylens.bench.runner import Timing
     from deploylens.bench.stats import summarize
@@ -448,6 +461,38 @@ def test_onnxruntime_reorders_come_from_its_optimized_graph():
     prediction = predict(ShuffledConvs().eval(), "this", "onnxruntime", 2, input_shape=(1, 3, 8, 8),
                          calibration={**profile, "backend": "onnxruntime"})
     copies = [k for k in prediction.kernels if k.name.startswith("Reorder")]
-    assert len(copies) == 3 and all(k.kernel_class == "copy" and k.time_ms > 0 for k in copies)
+    assert len(copies) == 3 and all(k.kernel_class == "reorder" and k.time_ms > 0 for k in copies)
+    no_reorder_points = {**profile, "backend": "onnxruntime", "points": {**profile["points"], "reorder": []}}
+    plain = predict(ShuffledConvs().eval(), "this", "onnxruntime", 2, input_shape=(1, 3, 8, 8),
+                    calibration=no_reorder_points)
+    assert [k.kernel_class for k in plain.kernels if k.name.startswith("Reorder")] == ["copy"] * 3
     eager = predict(ShuffledConvs().eval(), "this", "torch", 2, input_shape=(1, 3, 8, 8), calibration=profile)
     assert not [k for k in eager.kernels if k.name.startswith("Reorder")]
+
+
+def test_conv_cases_lose_the_reorders_onnxruntime_ran_around_them(tmp_path):
+    import onnxruntime as ort
+
+    if not calibration.reorder_cases():
+        pytest.skip("ONNX Runtime runs no channel-blocked (NCHWc) layout on this CPU")
+    geometry = calibration.conv_geometry(16, 16, 1, 1, 1, 8 * 8)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(calibration._conv_relu_onnx(geometry, 8), options, providers=["CPUExecutionProvider"])
+    # into the blocked layout and out of it: 16x8x8 float32 elements each, read and written
+    assert calibration.boundary_reorder_bytes(options.optimized_model_filepath,
+                                              {"input0": 1024, "output": 1024, "conv": 1024}) == 2 * (2 * 4 * 1024)
+    # a point's boundary time is taken out of its time: 1 ms with 0.5 ms of reorders is a 2x rate
+    profile = fake_profile()
+    model = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()).eval()
+    analysis = analyze(model, (1, 16, 32, 32))
+    (plain,) = predict_profile(analysis, "this", None, profile, "onnxruntime", 1).kernels
+    profile["points"]["conv_pointwise"][0]["boundary_s"] = 0.5e-3
+    (freed,) = predict_profile(analysis, "this", None, profile, "onnxruntime", 1).kernels
+    assert freed.compute_ms == pytest.approx(plain.compute_ms / 2)
+    # and the calibration derives it from the reorder points: 4096 bytes at the points' rate
+    profile["points"]["conv_pointwise"][0].update(reorder_bytes=4096, boundary_s=0.0)
+    profile["points"]["reorder"] = [{"label": "r", "flops": 0, "bytes": 4096, "seconds": 2e-6}]
+    profile["overhead_s"]["in_points"] = 0.0
+    calibration._boundary_times(profile)
+    assert profile["points"]["conv_pointwise"][0]["boundary_s"] == pytest.approx(2e-6)

@@ -421,6 +421,8 @@ def hw_calibrate(
                "call_overhead_us": profile["overhead_s"]["call"] * 1e6, "context_factor": profile["context_factor"],
                "classes": {}}
     for klass, points in profile["points"].items():
+        if not points:  # reorders: ONNX Runtime only
+            continue
         compute = klass in calibration.COMPUTE_CLASSES
         rates = [(p["flops"] if compute else p["bytes"]) / p["seconds"] for p in points]
         summary["classes"][klass] = {"points": len(points), "unit": "GFLOP/s" if compute else "GB/s",

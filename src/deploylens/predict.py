@@ -149,8 +149,10 @@ def _log_mean(weighted: list[tuple[float, float]]) -> float:
 def _rate(points: list[dict], distance: Callable[[dict], float], compute: bool, overhead: float) -> float:
     """Achieved rate (FLOP/s or bytes/s) of the calibration points nearest to a kernel,
     weighted in log space, with the fixed overhead taken out."""
-    return _log_mean([(w, (p["flops"] if compute else p["bytes"]) / max(p["seconds"] - overhead, p["seconds"] * 0.1))
-                      for w, p in _nearest(points, distance)])
+    def seconds(p: dict) -> float:  # a point's own kernel: without the overhead and boundary copies it holds
+        return max(p["seconds"] - overhead - p.get("boundary_s", 0.0), p["seconds"] * 0.1)
+
+    return _log_mean([(w, (p["flops"] if compute else p["bytes"]) / seconds(p)) for w, p in _nearest(points, distance)])
 
 
 def context_factor(calibration: dict, batch: int) -> float:
@@ -336,8 +338,10 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
     view_ms = views * calibration["overhead_s"].get("view", 0.0) * 1e3 if calibration and backend == "torch" else 0.0
     timeline = _Timeline(view_ms, overlapped=bool(calibration) and calibration["device"] == "cuda")
     for kernel in run:
-        anchor = anchors.get(kernel.layers[0]) if kernel.layers else None  # none: a runtime's own copy
-        klass = kernel_class(anchor) if anchor else "copy"
+        anchor = anchors.get(kernel.layers[0]) if kernel.layers else None
+        # a runtime's own copy: a reorder where calibrated, else a plain copy
+        klass = kernel_class(anchor) if anchor else \
+            "reorder" if calibration and calibration["points"].get("reorder") else "copy"
         compute, memory, overhead = (calibrated_time(kernel, klass, calibration, batch,
                                                      conv_geometry_of(anchor) if anchor else None)
                                      if calibration

@@ -37,7 +37,8 @@ from deploylens.errors import UserError
 from deploylens.hardware.local import this_cpu, vector_lanes
 
 FORMAT, VERSION = "deploylens-calibration", 5
-CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy")
+CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy",
+           "reorder")
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
 COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul"})
 # one round of one case: short, because the rounds, not the samples, beat a noisy neighbour
@@ -73,6 +74,8 @@ class Case:
     build: Callable[[], nn.Module]
     shapes: tuple[tuple[int, ...], ...]
     geometry: dict | None = None  # a conv's c_in, c_out, groups, kernel, stride, pixels (see conv_geometry)
+    onnx: Callable[[], bytes] | None = None  # the graph ONNX Runtime runs, when it is not the module's export
+    cost: tuple[int, int, int] | None = None  # FLOPs, bytes, ops, when the analyzer cannot see them
 
 
 class _Add(nn.Module):
@@ -180,6 +183,9 @@ def _case_cost(case: Case, dtype: str) -> tuple[int, int, int]:
     """FLOPs, bytes (fused view) and the number of ops an eager call of ``case`` runs."""
     from deploylens.analyze import analyze
 
+    if case.cost:
+        return case.cost
+
     profile = analyze(case.build().eval(), list(case.shapes), dtype)
     return profile.totals.flops, profile.totals.bytes_fused, sum(1 for layer in profile.layers if layer.op != "view")
 
@@ -234,11 +240,57 @@ def _cuda_graph(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], No
     return graph.replay
 
 
+_NCHWC = "com.microsoft.nchwc"
+
+
+def _reorders_onnx(channels: int, hw: int) -> bytes:
+    """A plain NCHW tensor into ONNX Runtime's channel-blocked layout and back: the two
+    copies it puts around blocked convs wherever they meet other ops."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("ReorderInput", ["input0"], ["blocked"], domain=_NCHWC, channels_last=0),
+             helper.make_node("ReorderOutput", ["blocked"], ["output"], domain=_NCHWC, channels=channels,
+                              channels_last=0)]
+    graph = helper.make_graph(nodes, "reorders",
+                              [helper.make_tensor_value_info("input0", TensorProto.FLOAT, [1, channels, hw, hw])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(_NCHWC, 1)]
+                             ).SerializeToString()
+
+
+def reorder_cases() -> list[Case]:
+    """ONNX Runtime's layout copies at the zoo's activation sizes; none where this CPU's
+    ONNX Runtime has no blocked layout (its SIMD is too narrow)."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(_reorders_onnx(16, 4), providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - the kernels are not registered: no blocked layout here
+        return []
+    return [Case("reorder", f"reorder {c}@{hw}", nn.Identity, ((1, c, hw, hw),),
+                 onnx=lambda c=c, hw=hw: _reorders_onnx(c, hw), cost=(0, 16 * c * hw * hw, 2))
+            for c, hw in ((16, 112), (32, 112), (64, 56), (128, 28), (256, 14), (512, 7), (960, 7), (64, 14))]
+
+
+def boundary_reorder_bytes(optimized: str, numels: dict[str, int]) -> int:
+    """Bytes of the reorders ONNX Runtime put at the boundary of a calibration case (its
+    optimized graph saved at ``optimized``), by the plain-side tensor's element count."""
+    import onnx
+
+    total = 0
+    for node in onnx.load(optimized).graph.node:
+        if node.domain == _NCHWC and node.op_type in ("ReorderInput", "ReorderOutput"):
+            plain = node.input[0] if node.op_type == "ReorderInput" else node.output[0]
+            total += 2 * 4 * numels.get(plain, 0)
+    return total
+
+
 def _runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads: int, workdir: str,
-            onnx_model: bytes | None = None, device: str = "cpu", dtype: str = "fp32", graph: bool = False):
+            onnx_model: bytes | None = None, device: str = "cpu", dtype: str = "fp32", graph: bool = False,
+            optimized: str | None = None):
     """A callable running ``model`` once on ``backend`` (ONNX Runtime: ``onnx_model`` when
-    given, else the model's export); on a CUDA device as eager ops or, with ``graph``, as
-    one CUDA graph replay."""
+    given, else the model's export, its optimized graph saved at ``optimized`` if given);
+    on a CUDA device as eager ops or, with ``graph``, as one CUDA graph replay."""
     if backend == "torch":
         model = model.to(device=device, dtype=_TORCH_DTYPES[dtype])
         inputs = [x.to(device=device, dtype=_TORCH_DTYPES[dtype]) for x in inputs]
@@ -259,6 +311,9 @@ def _runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if optimized:
+        options.optimized_model_filepath = optimized
+        options.log_severity_level = 3  # the warning that a saved optimized graph fits this CPU only
     session = ort.InferenceSession(onnx_model or path, options, providers=["CPUExecutionProvider"])
     feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
     return lambda: session.run(None, feeds)
@@ -394,10 +449,25 @@ def _context_factor(profile: dict, batch: int) -> float:
     return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
 
 
+def _boundary_times(profile: dict) -> None:
+    """The time of the reorders ONNX Runtime ran around each conv case, at the calibrated
+    reorder rate: a conv inside a network keeps the blocked layout and runs none of them."""
+    from deploylens.predict import _rate, _size_distance
+
+    reorders = profile["points"].get("reorder")
+    for points in profile["points"].values():
+        for p in points:
+            if p.get("reorder_bytes") and reorders:
+                nbytes = p["reorder_bytes"]
+                p["boundary_s"] = nbytes / _rate(reorders, _size_distance(0, nbytes, False), False,
+                                                 profile["overhead_s"]["in_points"])
+
+
 def _derive(profile: dict) -> None:
     """The overheads, then the whole-network factor per batch size (dispatch overhead and
     cache behaviour change with the batch), from the profile's timings."""
     profile["overhead_s"] = _overheads(profile["fixed_s"], profile["device"])
+    _boundary_times(profile)
     profile["context_factor"] = {}  # the factor is measured / predicted without any factor
     profile["context_factor"] = {str(b): _context_factor(profile, b) for b in CONTEXT_BATCHES}
 
@@ -474,16 +544,27 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     torch.set_num_threads(threads)
     allocator = malloc.tune()  # the same allocator state as `deploylens bench`
     started = time.perf_counter()
-    chosen = cases(setting, who["vector_lanes"])
+    chosen = cases(setting, who["vector_lanes"]) + (reorder_cases() if backend == "onnxruntime" else [])
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with tempfile.TemporaryDirectory(prefix="deploylens-calibrate-") as workdir:
+        boundary: dict[str, int] = {}  # ONNX Runtime: bytes of the reorders around a conv case
+
         def session(case: Case) -> Callable[[], Callable[[], object]]:
             def build():
                 torch.manual_seed(0)
-                onnx_model = _conv_relu_onnx(case.geometry, case.shapes[0][-1]) \
-                    if backend == "onnxruntime" and case.geometry else None
-                return _runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads,
-                               workdir, onnx_model, device, dtype, graph=device == "cuda")
+                onnx_model, optimized = None, None
+                if backend == "onnxruntime" and case.onnx:
+                    onnx_model = case.onnx()
+                elif backend == "onnxruntime" and case.geometry:
+                    onnx_model = _conv_relu_onnx(case.geometry, case.shapes[0][-1])
+                    optimized = os.path.join(workdir, "optimized.onnx")
+                run = _runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads,
+                              workdir, onnx_model, device, dtype, graph=device == "cuda", optimized=optimized)
+                if optimized:
+                    out = case.geometry["c_out"] * case.geometry["pixels"]
+                    boundary[case.label] = boundary_reorder_bytes(
+                        optimized, {"input0": math.prod(case.shapes[0]), "conv": out, "output": out})
+                return run
             return build
 
         def launch(case: Case) -> float:
@@ -536,6 +617,8 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                  "seconds": seconds[case.label]}
         if case.label in launch_s:
             point["launch_per_op_s"] = launch_s[case.label] / max(ops, 1)
+        if boundary.get(case.label):
+            point["reorder_bytes"] = boundary[case.label]
         points[case.kernel_class].append(point)
     info = cpu_info()
     profile = {
