@@ -253,9 +253,6 @@ def runtime_copies(profile: Profile) -> list[KernelCost]:
     return copies
 
 
-_NCHWC_REORDERS = ("ReorderInput", "ReorderOutput")
-
-
 def onnxruntime_reorders(model: Any, input_shapes: list[tuple[int, ...]], threads: int,
                          elem: int = 4) -> list[KernelCost]:
     """The layout copies ONNX Runtime adds on this CPU: its optimizer runs convs in a
@@ -268,33 +265,26 @@ def onnxruntime_reorders(model: Any, input_shapes: list[tuple[int, ...]], thread
     import tempfile
 
     import onnx
-    import onnxruntime as ort
     import torch
 
     from deploylens.bench.backends import export_onnx_for_bench
     from deploylens.frontends.onnx_capture import tensor_shapes
+    from deploylens.hardware.calibrate import case_runner, nchwc_reorders
 
+    inputs = [torch.randn(shape) for shape in input_shapes]
     with tempfile.TemporaryDirectory(prefix="deploylens-reorders-") as workdir:
-        path = os.path.join(workdir, "model.onnx")
         if isinstance(model, torch.nn.Module):
-            export_onnx_for_bench(model, [torch.randn(shape) for shape in input_shapes], path)
-        else:
-            onnx.save(model, path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3  # the "hardware specific optimizations" warning of saving it
-        options.optimized_model_filepath = os.path.join(workdir, "optimized.onnx")
-        ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        optimized = onnx.load(options.optimized_model_filepath).graph
-        _, shapes = tensor_shapes(onnx.load(path), [(shape, "float") for shape in input_shapes], [])
+            export_onnx_for_bench(model, inputs, os.path.join(workdir, "model.onnx"))
+            model = onnx.load(os.path.join(workdir, "model.onnx"))
+        optimized = os.path.join(workdir, "optimized.onnx")
+        case_runner("onnxruntime", None, inputs, threads, workdir, model.SerializeToString(), optimized=optimized)
+        reorders = nchwc_reorders(optimized)
+    _, shapes = tensor_shapes(model, [(shape, "float") for shape in input_shapes], [])
     copies = []
-    for node in optimized.node:
-        if node.op_type in _NCHWC_REORDERS:
-            plain = node.input[0] if node.op_type == "ReorderInput" else node.output[0]  # the NCHW side
-            numel = math.prod(shapes[plain][0]) if plain in shapes else 0
-            copies.append(KernelCost(f"{node.op_type}:{plain}", "data_movement", [], 0, 0, numel * elem, numel * elem,
-                                     0.0, bool(numel)))
+    for op_type, plain in reorders:
+        numel = math.prod(shapes[plain][0]) if plain in shapes else 0
+        copies.append(KernelCost(f"{op_type}:{plain}", "data_movement", [], 0, 0, numel * elem, numel * elem, 0.0,
+                                 bool(numel)))
     return copies
 
 

@@ -272,20 +272,23 @@ def reorder_cases() -> list[Case]:
             for c, hw in ((16, 112), (32, 112), (64, 56), (128, 28), (256, 14), (512, 7), (960, 7), (64, 14))]
 
 
-def boundary_reorder_bytes(optimized: str, numels: dict[str, int]) -> int:
-    """Bytes of the reorders ONNX Runtime put at the boundary of a calibration case (its
-    optimized graph saved at ``optimized``), by the plain-side tensor's element count."""
+def nchwc_reorders(optimized: str) -> list[tuple[str, str]]:
+    """(op type, the plain NCHW tensor's name) of every reorder in an optimized graph ONNX
+    Runtime saved at ``optimized``."""
     import onnx
 
-    total = 0
-    for node in onnx.load(optimized).graph.node:
-        if node.domain == _NCHWC and node.op_type in ("ReorderInput", "ReorderOutput"):
-            plain = node.input[0] if node.op_type == "ReorderInput" else node.output[0]
-            total += 2 * 4 * numels.get(plain, 0)
-    return total
+    return [(node.op_type, node.input[0] if node.op_type == "ReorderInput" else node.output[0])
+            for node in onnx.load(optimized).graph.node
+            if node.domain == _NCHWC and node.op_type in ("ReorderInput", "ReorderOutput")]
 
 
-def _runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads: int, workdir: str,
+def boundary_reorder_bytes(optimized: str, numels: dict[str, int]) -> int:
+    """Bytes of the reorders ONNX Runtime put at the boundary of a calibration case (its
+    optimized graph saved at ``optimized``): each reads and writes its float32 tensor."""
+    return sum(2 * 4 * numels.get(plain, 0) for _, plain in nchwc_reorders(optimized))
+
+
+def case_runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads: int, workdir: str,
             onnx_model: bytes | None = None, device: str = "cpu", dtype: str = "fp32", graph: bool = False,
             optimized: str | None = None):
     """A callable running ``model`` once on ``backend`` (ONNX Runtime: ``onnx_model`` when
@@ -558,7 +561,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                 elif backend == "onnxruntime" and case.geometry:
                     onnx_model = _conv_relu_onnx(case.geometry, case.shapes[0][-1])
                     optimized = os.path.join(workdir, "optimized.onnx")
-                run = _runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads,
+                run = case_runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads,
                               workdir, onnx_model, device, dtype, graph=device == "cuda", optimized=optimized)
                 if optimized:
                     out = case.geometry["c_out"] * case.geometry["pixels"]
@@ -569,12 +572,12 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
 
         def launch(case: Case) -> float:
             torch.manual_seed(0)
-            run = _runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads, workdir,
+            run = case_runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads, workdir,
                           device=device, dtype=dtype)
             return _launch_seconds(run, sync)
 
         def eager(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], Callable[[], object]]:
-            return lambda: _runner(backend, model, inputs, threads, workdir, device=device, dtype=dtype)
+            return lambda: case_runner(backend, model, inputs, threads, workdir, device=device, dtype=dtype)
 
         sessions = {case.label: session(case) for case in chosen}
         # costs that do not depend on size: a call of one op and of a chain of ops on a
