@@ -288,9 +288,9 @@ def boundary_reorder_bytes(optimized: str, numels: dict[str, int]) -> int:
     return sum(2 * 4 * numels.get(plain, 0) for _, plain in nchwc_reorders(optimized))
 
 
-def case_runner(backend: str, model: nn.Module, inputs: list[torch.Tensor], threads: int, workdir: str,
-            onnx_model: bytes | None = None, device: str = "cpu", dtype: str = "fp32", graph: bool = False,
-            optimized: str | None = None):
+def case_runner(backend: str, model: nn.Module | None, inputs: list[torch.Tensor], threads: int, workdir: str,
+                onnx_model: bytes | None = None, device: str = "cpu", dtype: str = "fp32", graph: bool = False,
+                optimized: str | None = None):
     """A callable running ``model`` once on ``backend`` (ONNX Runtime: ``onnx_model`` when
     given, else the model's export, its optimized graph saved at ``optimized`` if given);
     on a CUDA device as eager ops or, with ``graph``, as one CUDA graph replay."""
@@ -562,7 +562,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                     onnx_model = _conv_relu_onnx(case.geometry, case.shapes[0][-1])
                     optimized = os.path.join(workdir, "optimized.onnx")
                 run = case_runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads,
-                              workdir, onnx_model, device, dtype, graph=device == "cuda", optimized=optimized)
+                                  workdir, onnx_model, device, dtype, graph=device == "cuda", optimized=optimized)
                 if optimized:
                     out = case.geometry["c_out"] * case.geometry["pixels"]
                     boundary[case.label] = boundary_reorder_bytes(
@@ -573,7 +573,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         def launch(case: Case) -> float:
             torch.manual_seed(0)
             run = case_runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads, workdir,
-                          device=device, dtype=dtype)
+                              device=device, dtype=dtype)
             return _launch_seconds(run, sync)
 
         def eager(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], Callable[[], object]]:
