@@ -496,3 +496,27 @@ def test_conv_cases_lose_the_reorders_onnxruntime_ran_around_them(tmp_path):
     profile["overhead_s"]["in_points"] = 0.0
     calibration._boundary_times(profile)
     assert profile["points"]["conv_pointwise"][0]["boundary_s"] == pytest.approx(2e-6)
+
+
+def test_whole_network_fit_by_hand():
+    from deploylens.predict import context_kernel_seconds
+
+    # measured = 2 x predicted + 10 us per kernel, exactly: both recovered
+    networks = [(2 * p + 10e-6 * n, p, n) for p, n in ((5e-3, 30), (3e-3, 50), (8e-3, 15), (4e-3, 40))]
+    factor, per_kernel = calibration.fit_context(networks)
+    assert factor == pytest.approx(2.0) and per_kernel == pytest.approx(10e-6)
+    # the factor alone: when asked, or when the per-kernel term would be negative
+    assert calibration.fit_context(networks, per_kernel=False)[1] == 0.0
+    shrinking = [(2 * p - 1e-6 * n, p, n) for p, n in ((5e-3, 30), (3e-3, 50), (8e-3, 15))]
+    assert calibration.fit_context(shrinking)[1] == 0.0
+    assert calibration.fit_context([(2 * p, p, n) for p, n in ((5e-3, 30), (3e-3, 50))]) == pytest.approx((2.0, 0.0))
+    # the per-kernel cost fades linearly in log batch: a third of the way from 1 to 8 at batch 2
+    profile = {"context_kernel_s": {"1": 30e-6, "8": 0.0}}
+    assert context_kernel_seconds(profile, 1) == 30e-6 and context_kernel_seconds(profile, 8) == 0.0
+    assert context_kernel_seconds(profile, 2) == pytest.approx(20e-6)
+    # and is paid by every kernel of a prediction
+    model = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()).eval()
+    analysis = analyze(model, (1, 16, 32, 32))
+    (bare,) = predict_profile(analysis, "this", None, fake_profile(), "torch", 1).kernels
+    (paid,) = predict_profile(analysis, "this", None, {**fake_profile(), **profile}, "torch", 1).kernels
+    assert paid.overhead_ms == pytest.approx(bare.overhead_ms + 0.03)

@@ -155,19 +155,30 @@ def _rate(points: list[dict], distance: Callable[[dict], float], compute: bool, 
     return _log_mean([(w, (p["flops"] if compute else p["bytes"]) / seconds(p)) for w, p in _nearest(points, distance)])
 
 
-def context_factor(calibration: dict, batch: int) -> float:
-    """The calibrated whole-network factor for ``batch``, interpolated in log batch
-    between the batch sizes calibrated (1.0 before any is measured)."""
-    factors = sorted((int(b), f) for b, f in (calibration.get("context_factor") or {}).items())
-    if not factors:
-        return 1.0
-    if batch <= factors[0][0]:
-        return factors[0][1]
-    for (b0, f0), (b1, f1) in zip(factors, factors[1:]):
+def _by_batch(table: dict | None, batch: int, default: float, log_values: bool) -> float:
+    """A calibrated per-batch figure at ``batch``, interpolated in log batch between the
+    batch sizes calibrated (in log value too with ``log_values``)."""
+    points = sorted((int(b), v) for b, v in (table or {}).items())
+    if not points:
+        return default
+    if batch <= points[0][0]:
+        return points[0][1]
+    scale, unscale = (math.log, math.exp) if log_values else (float, float)
+    for (b0, v0), (b1, v1) in zip(points, points[1:]):
         if batch <= b1:
             t = math.log(batch / b0) / math.log(b1 / b0)
-            return math.exp(math.log(f0) + t * (math.log(f1) - math.log(f0)))
-    return factors[-1][1]
+            return unscale(scale(v0) + t * (scale(v1) - scale(v0)))
+    return points[-1][1]
+
+
+def context_factor(calibration: dict, batch: int) -> float:
+    """The calibrated whole-network factor for ``batch`` (1.0 before any is measured)."""
+    return _by_batch(calibration.get("context_factor"), batch, 1.0, log_values=True)
+
+
+def context_kernel_seconds(calibration: dict, batch: int) -> float:
+    """The calibrated cost per kernel inside a network for ``batch`` (0 before any is measured)."""
+    return _by_batch(calibration.get("context_kernel_s"), batch, 0.0, log_values=False)
 
 
 def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: int = 1,
@@ -182,13 +193,14 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
     compute = klass in COMPUTE_CLASSES
     distance = (_geometry_distance(geometry, calibration["vector_lanes"]) if geometry
                 else _size_distance(kernel.flops, kernel.bytes, compute))
-    # kernels inside a network run slower than alone in a loop (measured at calibration)
+    # kernels inside a network run slower than alone in a loop, and each costs more (both
+    # measured at calibration on synthetic networks)
     factor = context_factor(calibration, batch)
     if calibration["device"] == "cuda":  # launching an eager op costs the CPU what the nearest points' ops did
         overhead = _log_mean([(w, p["launch_per_op_s"]) for w, p in _nearest(points, distance)]) * len(kernel.layers)
     else:  # a CPU point's time holds its own launch
         overhead = calibration["overhead_s"]["kernel"]
-    overhead *= factor
+    overhead = overhead * factor + context_kernel_seconds(calibration, batch)
     rate = _rate(points, distance, compute, fixed) / factor
     if compute and calibration.get("peak_flops"):  # and never faster than the machine's peak
         rate = min(rate, calibration["peak_flops"])

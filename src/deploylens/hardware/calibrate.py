@@ -438,18 +438,38 @@ def analysis_dtype(dtype: str) -> str:
     return str(_TORCH_DTYPES[dtype]).removeprefix("torch.")
 
 
-def _context_factor(profile: dict, batch: int) -> float:
-    """Measured / predicted time of the synthetic networks at ``batch`` (geometric mean),
-    predicted from the profile's points."""
+def fit_context(networks: list[tuple[float, float, int]], per_kernel: bool = True) -> tuple[float, float]:
+    """(factor, seconds per kernel) with measured = factor x predicted + kernels x seconds,
+    fitted to (measured s, predicted s, kernels) of whole networks in relative least
+    squares; the factor alone without ``per_kernel`` or when that term comes out negative."""
+    a = [predicted / measured for measured, predicted, _ in networks]
+    b = [kernels / measured for measured, _, kernels in networks]
+    aa, ab, bb = sum(x * x for x in a), sum(x * y for x, y in zip(a, b)), sum(y * y for y in b)
+    determinant = aa * bb - ab * ab
+    if per_kernel and determinant > 0:
+        factor, per_kernel = (bb * sum(a) - ab * sum(b)) / determinant, (aa * sum(b) - ab * sum(a)) / determinant
+        if per_kernel >= 0 and factor > 0:
+            return factor, per_kernel
+    return sum(a) / aa, 0.0
+
+
+def _context_fit(profile: dict, batch: int) -> tuple[float, float]:
+    """How the synthetic networks at ``batch`` run against their prediction from the
+    profile's points: a factor on every kernel and, at the smallest batch, a cost per
+    kernel (see :func:`fit_context`). Measured here: at batch 1 an op inside a network costs
+    ~30 us (torch) more than alone; at batch 8 a per-kernel term fitted the same way grows
+    to ~100 us and overshoots small networks by up to 2x, so larger batches take the factor
+    alone (and the per-kernel cost fades to zero in log batch)."""
     from deploylens.predict import predict
 
-    ratios = []
+    networks = []
     for style in _ContextNet.STYLES:
-        predicted = predict(_ContextNet(style).eval(), "this", profile["backend"], batch,
-                            dtype=analysis_dtype(profile["dtype"]), input_shape=(1, 3, 224, 224),
-                            threads=profile["threads"], calibration=profile).totals["latency_ms"] / 1e3
-        ratios.append(profile["fixed_s"][f"{style} batch {batch}"] / predicted)
-    return math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        prediction = predict(_ContextNet(style).eval(), "this", profile["backend"], batch,
+                             dtype=analysis_dtype(profile["dtype"]), input_shape=(1, 3, 224, 224),
+                             threads=profile["threads"], calibration=profile)
+        networks.append((profile["fixed_s"][f"{style} batch {batch}"], prediction.totals["latency_ms"] / 1e3,
+                         prediction.totals["kernels"]))
+    return fit_context(networks, per_kernel=batch == min(CONTEXT_BATCHES))
 
 
 def _boundary_times(profile: dict) -> None:
@@ -467,12 +487,14 @@ def _boundary_times(profile: dict) -> None:
 
 
 def _derive(profile: dict) -> None:
-    """The overheads, then the whole-network factor per batch size (dispatch overhead and
-    cache behaviour change with the batch), from the profile's timings."""
+    """The overheads, then per batch size the whole-network factor and per-kernel cost
+    (dispatch, cache behaviour and layout change with the batch), from the profile's timings."""
     profile["overhead_s"] = _overheads(profile["fixed_s"], profile["device"])
     _boundary_times(profile)
-    profile["context_factor"] = {}  # the factor is measured / predicted without any factor
-    profile["context_factor"] = {str(b): _context_factor(profile, b) for b in CONTEXT_BATCHES}
+    profile["context_factor"], profile["context_kernel_s"] = {}, {}  # fitted against the bare prediction
+    fits = {str(b): _context_fit(profile, b) for b in CONTEXT_BATCHES}
+    profile["context_factor"] = {b: factor for b, (factor, _) in fits.items()}
+    profile["context_kernel_s"] = {b: per_kernel for b, (_, per_kernel) in fits.items()}
 
 
 def identity(device: str, backend: str, threads: int, dtype: str) -> dict:
