@@ -107,7 +107,7 @@ def _log(value: float) -> float:
     return math.log10(max(value, 1.0))
 
 
-def _size_distance(flops: int, nbytes: int, compute: bool) -> Callable[[dict], float]:
+def size_distance(flops: int, nbytes: int, compute: bool) -> Callable[[dict], float]:
     """Distance in (log FLOPs, log bytes); bytes only for a memory-bound class."""
     def distance(p: dict) -> float:
         if not compute:
@@ -146,7 +146,7 @@ def _log_mean(weighted: list[tuple[float, float]]) -> float:
     return math.exp(sum(w * math.log(v) for w, v in weighted) / sum(w for w, _ in weighted))
 
 
-def _rate(points: list[dict], distance: Callable[[dict], float], compute: bool, overhead: float) -> float:
+def nearest_rate(points: list[dict], distance: Callable[[dict], float], compute: bool, overhead: float) -> float:
     """Achieved rate (FLOP/s or bytes/s) of the calibration points nearest to a kernel,
     weighted in log space, with the fixed overhead taken out."""
     def seconds(p: dict) -> float:  # a point's own kernel: without the overhead and boundary copies it holds
@@ -192,7 +192,7 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
     fixed = calibration["overhead_s"]["in_points"]
     compute = klass in COMPUTE_CLASSES
     distance = (_geometry_distance(geometry, calibration["vector_lanes"]) if geometry
-                else _size_distance(kernel.flops, kernel.bytes, compute))
+                else size_distance(kernel.flops, kernel.bytes, compute))
     # kernels inside a network run slower than alone in a loop, and each costs more (both
     # measured at calibration on synthetic networks)
     factor = context_factor(calibration, batch)
@@ -201,11 +201,12 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
     else:  # a CPU point's time holds its own launch
         overhead = calibration["overhead_s"]["kernel"]
     overhead = overhead * factor + context_kernel_seconds(calibration, batch)
-    rate = _rate(points, distance, compute, fixed) / factor
+    rate = nearest_rate(points, distance, compute, fixed) / factor
     if compute and calibration.get("peak_flops"):  # and never faster than the machine's peak
         rate = min(rate, calibration["peak_flops"])
     if compute:
-        bandwidth = _rate(calibration["points"]["copy"], _size_distance(0, kernel.bytes, False), False, fixed) / factor
+        copies = calibration["points"]["copy"]
+        bandwidth = nearest_rate(copies, size_distance(0, kernel.bytes, False), False, fixed) / factor
         return kernel.flops / rate, kernel.bytes / bandwidth, overhead
     return 0.0, kernel.bytes / rate, overhead
 

@@ -20,6 +20,8 @@ from deploylens.bench.backends import Prepared, export_onnx_for_bench, resolve_b
 from deploylens.bench.gpu import NvmlSampler, load_nvml
 from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.errors import UserError, first_line
+from deploylens.hardware.local import this_gpu
+from deploylens.hardware.spec import HardwareSpec, load_catalog
 
 TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 5e-2}  # max |diff| relative to max |reference|
 
@@ -191,6 +193,9 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
         results = []
         status = "interrupted"
         try:
+            # looked up once: NVML for sampling beside each round, the GPU's catalog peaks
+            nvml = load_nvml() if device == "cuda" else None
+            gpu_spec = this_gpu(load_catalog()) if device == "cuda" else None
             # rounds run back to back over every (backend, batch), so that a noisy spell
             # of the machine hits one round of each rather than all rounds of one
             rounds_of: list[list] = [[] for _ in prepared]
@@ -198,14 +203,14 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
                 for (backend, batch, session, error, inputs), timings in zip(prepared, rounds_of):
                     progress(f"timing {backend.name} batch {batch}" +
                              (f" (round {round_index + 1}/{rounds})" if rounds > 1 else ""))
-                    timings.append(_timed_round(session, rule, device))
+                    timings.append(_timed_round(session, rule, nvml))
                     if round_index < rounds - 1:
                         continue
                     # its last round: report and store it now, so that an interrupt keeps it
                     quiet = quietest([t for t, _ in timings])
                     timing, util = next(pair for pair in timings if pair[0] is quiet)
                     result = _measurement(name, backend.name, device, dtype, batch, threads, timing, session, error,
-                                          profiles.get(batch), util)
+                                          profiles.get(batch), util, gpu_spec)
                     result.rounds_p50_ms = [t.summary.p50 * 1e3 for t, _ in timings]
                     if layers:
                         result.layers = _layer_times(backend.name, built, inputs, onnx_path, threads,
@@ -222,9 +227,8 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
     return results
 
 
-def _timed_round(session: Prepared, rule: StopRule, device: str) -> tuple[Any, dict | None]:
-    """One timed round, with NVML sampling beside it on a CUDA device."""
-    nvml = load_nvml() if device == "cuda" else None
+def _timed_round(session: Prepared, rule: StopRule, nvml: Any) -> tuple[Any, dict | None]:
+    """One timed round, with NVML sampling beside it when ``nvml`` (the pynvml module) is given."""
     if not nvml:
         return measure(session.run, rule, sync=session.sync, device_timer=session.device_timer), None
     with NvmlSampler(nvml) as sampler:
@@ -237,22 +241,20 @@ def _as_list(outputs: Any) -> list:
 
 
 def _measurement(model: str, backend: str, device: str, dtype: str, batch: int, threads: int, timing, session,
-                 error, profile, util) -> Measurement:
+                 error, profile, util, gpu_spec: HardwareSpec | None) -> Measurement:
     s = timing.summary
     flops = profile.totals.flops if profile else None
     nbytes = profile.totals.bytes_fused if profile else None
     gpu = None
     if device == "cuda":
         from deploylens.bench.gpu import utilization_context
-        from deploylens.hardware.local import this_gpu
-        from deploylens.hardware.spec import load_catalog
 
-        spec = this_gpu(load_catalog())  # the catalog's peaks of this GPU, when it is catalogued
-        peak = spec.peak_flops(dtype) if spec else None
+        # fractions of the catalog's peaks of this GPU, when it is catalogued
+        peak = gpu_spec.peak_flops(dtype) if gpu_spec else None
         gpu = utilization_context(util, flops / s.p50 / 1e12 if flops else None,
                                   nbytes / s.p50 / 1e9 if nbytes else None, peak / 1e12 if peak else None,
-                                  spec.bandwidth.value / 1e9 if spec and spec.bandwidth else None)
-        gpu["catalog_entry"] = spec.name if spec else None
+                                  gpu_spec.bandwidth.value / 1e9 if gpu_spec and gpu_spec.bandwidth else None)
+        gpu["catalog_entry"] = gpu_spec.name if gpu_spec else None
     return Measurement(
         model=model, backend=backend, device=device, dtype=dtype, batch=batch, threads=threads,
         scenario="latency" if batch == 1 else "throughput",

@@ -90,8 +90,7 @@ class _Cat(nn.Module):
 
 def _conv_bn_relu(c_in: int, c_out: int, k: int, stride: int, groups: int) -> Callable[[], nn.Module]:
     # conv + BN + ReLU: one kernel after fusion (ONNX Runtime), three ops in torch eager
-    return lambda: nn.Sequential(nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=False),
-                                 nn.BatchNorm2d(c_out), nn.ReLU())
+    return lambda: _cbr(c_in, c_out, k, stride, groups)
 
 
 def _conv_flops(c_in: int, c_out: int, k: int, hw: int, stride: int, groups: int) -> int:
@@ -475,15 +474,15 @@ def _context_fit(profile: dict, batch: int) -> tuple[float, float]:
 def _boundary_times(profile: dict) -> None:
     """The time of the reorders ONNX Runtime ran around each conv case, at the calibrated
     reorder rate: a conv inside a network keeps the blocked layout and runs none of them."""
-    from deploylens.predict import _rate, _size_distance
+    from deploylens.predict import nearest_rate, size_distance
 
     reorders = profile["points"].get("reorder")
     for points in profile["points"].values():
         for p in points:
             if p.get("reorder_bytes") and reorders:
                 nbytes = p["reorder_bytes"]
-                p["boundary_s"] = nbytes / _rate(reorders, _size_distance(0, nbytes, False), False,
-                                                 profile["overhead_s"]["in_points"])
+                p["boundary_s"] = nbytes / nearest_rate(reorders, size_distance(0, nbytes, False), False,
+                                                        profile["overhead_s"]["in_points"])
 
 
 def _derive(profile: dict) -> None:
@@ -573,30 +572,29 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with tempfile.TemporaryDirectory(prefix="deploylens-calibrate-") as workdir:
         boundary: dict[str, int] = {}  # ONNX Runtime: bytes of the reorders around a conv case
+        launch_s: dict[str, float] = {}  # CUDA: the CPU's time to launch a case's eager ops
 
         def session(case: Case) -> Callable[[], Callable[[], object]]:
             def build():
                 torch.manual_seed(0)
+                model, inputs = case.build().eval(), [torch.randn(s) for s in case.shapes]
                 onnx_model, optimized = None, None
                 if backend == "onnxruntime" and case.onnx:
                     onnx_model = case.onnx()
                 elif backend == "onnxruntime" and case.geometry:
                     onnx_model = _conv_relu_onnx(case.geometry, case.shapes[0][-1])
                     optimized = os.path.join(workdir, "optimized.onnx")
-                run = case_runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads,
-                                  workdir, onnx_model, device, dtype, graph=device == "cuda", optimized=optimized)
+                if device == "cuda":  # eager on an idle GPU first, then the same module as a graph
+                    eager_run = case_runner(backend, model, inputs, threads, workdir, device=device, dtype=dtype)
+                    launch_s[case.label] = _launch_seconds(eager_run, sync)
+                run = case_runner(backend, model, inputs, threads, workdir, onnx_model, device, dtype,
+                                  graph=device == "cuda", optimized=optimized)
                 if optimized:
                     out = case.geometry["c_out"] * case.geometry["pixels"]
                     boundary[case.label] = boundary_reorder_bytes(
                         optimized, {"input0": math.prod(case.shapes[0]), "conv": out, "output": out})
                 return run
             return build
-
-        def launch(case: Case) -> float:
-            torch.manual_seed(0)
-            run = case_runner(backend, case.build().eval(), [torch.randn(s) for s in case.shapes], threads, workdir,
-                              device=device, dtype=dtype)
-            return _launch_seconds(run, sync)
 
         def eager(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], Callable[[], object]]:
             return lambda: case_runner(backend, model, inputs, threads, workdir, device=device, dtype=dtype)
@@ -612,8 +610,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         for batch in CONTEXT_BATCHES:
             for style in _ContextNet.STYLES:
                 sessions[f"{style} batch {batch}"] = eager(_ContextNet(style).eval(), [torch.randn(batch, 3, 224, 224)])
-        launches = chosen if device == "cuda" else []  # a CPU point's time holds its launch
-        total = len(chosen) + (len(sessions) if rounds > 1 else 0) + rounds * len(sessions) + len(launches)
+        total = len(chosen) + (len(sessions) if rounds > 1 else 0) + rounds * len(sessions)
         steps = iter(range(total))
         costs = {}
         for case in chosen:
@@ -630,10 +627,6 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
             for label, build in sessions.items():
                 progress(next(steps), total, f"round {round_index + 1}/{rounds}: {label}")
                 rounds_of[label].append(measure(built.get(label) or build(), QUICK, sync=sync))
-        launch_s = {}
-        for case in launches:
-            progress(next(steps), total, f"launch cost: {case.label}")
-            launch_s[case.label] = launch(case)
     seconds = {label: quietest(timings).summary.p50 for label, timings in rounds_of.items()}
     points: dict[str, list[dict]] = {c: [] for c in CLASSES}
     for case in chosen:
