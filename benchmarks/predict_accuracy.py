@@ -7,12 +7,17 @@
 
 Calibrates this machine (or reuses its profile), then for each model, batch and backend
 measures the real latency with the benchmark harness (fixed threads) and prints
-predicted vs measured. The whole sweep runs ``--passes`` times and each measurement keeps
-its quietest pass: on this shared VM a neighbour slows everything down by up to ~1.7x for
-seconds at a time, and passes minutes apart let every model meet a quiet spell. It prints
-the share within +/-10% and +/-20%, RMSPE and the Spearman rank correlation. nn-Meter's
-published bar: 99% within 10% on a phone CPU, 83% on a VPU. ``--device cuda`` does the
-same for this machine's GPU (torch backend, calibrated with CUDA graphs).
+predicted vs measured. On this shared VM a neighbour slows everything down by up to ~1.7x
+for seconds at a time, so the whole sweep runs ``--passes`` times, minutes apart, with one
+interference probe read between samples throughout (see
+:mod:`deploylens.bench.interference`); at the end, against the probe's quiet level over
+the whole sweep, a measurement is the median of its quiet samples over all passes (the
+quietest pass's median when fewer than 3 are quiet, marked ``*``). It prints the share
+within +/-10% and +/-20%, RMSPE and the Spearman rank correlation, and how well the
+reference repeats: the share of rows whose two lowest per-pass medians (of quiet samples
+where a pass has 3) agree within 10%. nn-Meter's published bar: 99% within 10% on a phone
+CPU, 83% on a VPU. ``--device cuda`` does the same for this machine's GPU (torch backend,
+calibrated with CUDA graphs, no probe).
 
 """
 
@@ -26,7 +31,9 @@ import torch
 
 from deploylens import zoo
 from deploylens.bench.harness import bench
+from deploylens.bench.interference import InterferenceProbe, quiet_samples
 from deploylens.bench.runner import StopRule
+from deploylens.bench.stats import percentile
 from deploylens.hardware import calibrate as calibration
 from deploylens.predict import predict
 
@@ -91,34 +98,56 @@ def main() -> None:
     names = args.models.split(",")
     models = {name: zoo.create(name) for name in names}
     shapes = {name: [(1, 3, zoo.variant(name).resolution, zoo.variant(name).resolution)] for name in names}
-    measured: dict[tuple[str, str, int], list[float]] = {}
+    # per (model, backend, batch), every pass's samples and probe readings (ms)
+    passes: dict[tuple[str, str, int], list[dict]] = {}
     if args.measured:
         with open(args.measured) as handle:
-            measured = {(r["model"], r["backend"], r["batch"]): r["pass_medians_ms"] for r in json.load(handle)
-                        if r["backend"] in backends and r["batch"] in batches and r["model"] in names}
+            saved_rows = json.load(handle)
+        passes = {(r["model"], r["backend"], r["batch"]): r["passes"] for r in saved_rows
+                  if r["backend"] in backends and r["batch"] in batches and r["model"] in names}
+        probe_readings = [x for r in saved_rows for p in r["passes"] for x in p["probe_ms"]]
         calibrate(0)
+    probe = InterferenceProbe() if args.device == "cpu" else None
     for index in range(0 if args.measured else args.passes):
         calibrate(index)
         print(f"pass {index + 1}/{args.passes}", flush=True)
         for name in names:
             for result in bench(models[name], backends, batches, args.threads, args.device, args.dtype,
-                                input_shape=shapes[name], rule=rule):
-                measured.setdefault((name, result.backend, result.batch), []).append(result.p50_ms)
+                                input_shape=shapes[name], rule=rule, probe=probe):
+                passes.setdefault((name, result.backend, result.batch), []).append(
+                    {"p50_ms": result.p50_ms, "samples_ms": result.samples_ms, "probe_ms": result.probe_ms})
+    if probe and args.measured:
+        probe.readings = [x / 1e3 for x in probe_readings]
+    level_ms = probe.level() * 1e3 if probe and probe.readings else None
+
+    def quiet_median(runs: list[dict]) -> float | None:
+        """The median of the quiet samples of ``runs`` against the whole sweep's probe level."""
+        if level_ms is None:
+            return None
+        quiet = [s for run in runs for s in quiet_samples(run["samples_ms"], run["probe_ms"], probe, level_ms)]
+        return percentile(sorted(quiet), 50) if len(quiet) >= 3 else None
     saved = calibration.load(args.profile) if args.profile else None
     rows = []
     print(f"{'model':24s} {'backend':12s} {'batch':>5s} {'predicted':>10s} {'measured':>10s} {'error':>8s}  passes")
-    for (name, backend, batch), medians in measured.items():
+    for (name, backend, batch), runs in passes.items():
         predicted = predict(models[name], "this", backend, batch, calibration.analysis_dtype(args.dtype),
                             threads=args.threads, input_shape=shapes[name], device=args.device,
                             calibration=saved if saved and saved["backend"] == backend else None
                             ).totals["latency_ms"]
-        quiet = min(medians)
-        error = predicted / quiet - 1
+        # each pass's median of its quiet samples where it has 3, else its plain median
+        medians = [quiet_median([run]) or run["p50_ms"] for run in runs]
+        quiet = quiet_median(runs)
+        reference = quiet or min(run["p50_ms"] for run in runs)
+        error = predicted / reference - 1
         rows.append({"model": name, "backend": backend, "batch": batch, "predicted_ms": predicted,
-                     "measured_ms": quiet, "pass_medians_ms": medians, "error": error})
-        print(f"{name:24s} {backend:12s} {batch:5d} {predicted:10.2f} {quiet:10.2f} {error * 100:+7.1f}%  "
-              + " ".join(f"{m:.2f}" for m in medians), flush=True)
+                     "measured_ms": reference, "quiet": quiet is not None, "pass_medians_ms": medians,
+                     "error": error, "passes": runs})
+        print(f"{name:24s} {backend:12s} {batch:5d} {predicted:10.2f} {reference:10.2f}{' ' if quiet else '*'}"
+              f"{error * 100:+7.1f}%  " + " ".join(f"{m:.2f}" for m in medians), flush=True)
     print()
+    if level_ms:
+        print(f"probe quiet level {level_ms:.3f} ms over {len(probe.readings)} readings; rows measured on quiet "
+              f"samples: {sum(r['quiet'] for r in rows)} of {len(rows)} (* : the quietest pass's median instead)")
     for backend in backends:
         for batch in batches + [None]:
             subset = [r for r in rows if r["backend"] == backend and (batch is None or r["batch"] == batch)]

@@ -15,6 +15,7 @@ from deploylens import UserError
 from deploylens.bench.environment import cpu_info
 from deploylens.bench.gpu import NvmlSampler, utilization_context
 from deploylens.bench.harness import bench
+from deploylens.bench.interference import InterferenceProbe, quiet_samples
 from deploylens.bench.runner import BLOCK_TARGET_S, StopRule, measure, quietest
 from deploylens.bench.stats import median_ci, percentile, summarize
 from deploylens.bench.store import Store
@@ -278,3 +279,61 @@ def test_bench_cli_json(monkeypatch, capsys, tmp_path):
     records = json.loads(capsys.readouterr().out)
     assert {"backend", "device", "batch", "threads", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
             "throughput", "iterations", "cold_ms", "stop_reason"} <= set(records[0])
+
+
+def test_probe_reading_is_the_fastest_of_three_calls_and_its_level_a_low_percentile():
+    clock = FakeClock()
+    probe = InterferenceProbe(workload(clock, [0.5, 0.3, 0.4] + [0.2] * 3 + [0.6, 0.7, 0.8]), clock=clock)
+    assert [probe(), probe(), probe()] == pytest.approx([0.3, 0.2, 0.6])
+    probe.readings = [1.0] * 98 + [2.0, 0.5]
+    # the 2nd percentile of 100 sorted readings: position 1.98, between 1.0 and 1.0
+    assert probe.level() == 1.0
+    assert probe.is_quiet(1.1) and not probe.is_quiet(1.11)
+    assert quiet_samples([5.0, 6.0, 9.0], [1.0, 1.05, 1.5], probe) == [5.0, 6.0]
+    with pytest.raises(ValueError):
+        InterferenceProbe(lambda: None).level()
+
+
+def test_each_sample_keeps_the_slower_probe_reading_around_it():
+    clock = FakeClock()
+    readings = iter([1.0, 1.0, 2.0, 1.0, 1.0, 1.0])
+
+    class Probe(InterferenceProbe):
+        def __call__(self):
+            clock.now += 0.001
+            self.readings.append(next(readings))
+            return self.readings[-1]
+
+    # samples of 30 ms and a probe interval of 50 ms: a reading after every second sample
+    rule = StopRule(warmup_iters=1, warmup_time=0.0, min_iters=1, min_time=0.0, max_time=0.15, ci_target=0.0)
+    timing = measure(workload(clock, [0.03] * 100), rule, clock=clock, probe=Probe(lambda: None), probe_interval=0.05)
+    assert len(timing.probe_readings) == len(timing.samples) == 5
+    # readings 1 (start), 1 (after 2 samples), 2 (after 4), 1 (at the end, after 5)
+    assert timing.probe_readings == [1.0, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_a_busy_host_keeps_the_run_going_until_quiet_samples_are_stable():
+    clock = FakeClock()
+    busy = iter([2.0] * 20 + [1.0] * 1000)  # the neighbour leaves after ~20 readings
+
+    class Probe(InterferenceProbe):
+        def __call__(self):
+            self.readings.append(next(busy))
+            return self.readings[-1]
+
+    probe = Probe(lambda: None)
+    probe.readings = [1.0] * 50  # its quiet level, known from earlier readings
+    timing = measure(workload(clock, [0.01] * 100_000), QUICK, clock=clock, probe=probe, probe_interval=0.005)
+    quiet = quiet_samples(timing.samples, timing.probe_readings, probe)
+    assert timing.stop_reason == "stable" and len(quiet) >= QUICK.min_iters
+    assert len(timing.samples) > len(quiet)  # the busy samples were timed, and left out
+
+
+def test_bench_with_a_probe_reports_the_quiet_samples():
+    probe = InterferenceProbe()
+    [result] = bench(small_net(), ["torch"], [1], input_shape=(1, 3, 8, 8), rule=QUICK, probe=probe)
+    assert len(result.probe_ms) == len(result.samples_ms) and probe.readings
+    quiet = result.quiet
+    assert quiet["probe_level_ms"] == pytest.approx(probe.level() * 1e3) and quiet["tolerance"] == 0.1
+    assert quiet["samples"] == round(quiet["share"] * len(result.samples_ms))
+    assert quiet["p50_ms"] is None or quiet["p50_ms"] > 0

@@ -317,8 +317,8 @@ def test_calibration_keeps_each_case_quietest_round(monkeypatch):
 
     seen: list = []
 
-    def fake_measure(run, rule, sync):
-        # the second of three rounds is the quiet one for every case
+    def fake_measure(run, rule, sync, probe):
+        # the second of three rounds is the quiet one for every case (no probe readings)
         seconds = (2e-3, 1e-3, 3e-3)[sum(1 for r in seen if r is run)]
         seen.append(run)
         return Timing([seconds] * 5, 1, 5, 2, "stable", summarize([seconds] * 5), [])
@@ -335,6 +335,23 @@ def test_calibration_keeps_each_case_quietest_round(monkeypatch):
     assert len(set(map(id, seen[: len(seen) // 3]))) == len(seen) // 3
     with pytest.raises(UserError, match="at least one round"):
         calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=0)
+
+
+def test_calibration_takes_the_median_of_quiet_samples_over_rounds(monkeypatch):
+    from deploylens.bench.runner import Timing
+    from deploylens.bench.stats import summarize
+
+    def fake_measure(run, rule, sync, probe):
+        # every round: three samples of 1 ms while the probe read 0.26 ms (quiet) and three
+        # of 5 ms while it read 0.40 ms (a neighbour busy); each round's median is 3 ms
+        samples, readings = [1e-3] * 3 + [5e-3] * 3, [0.26e-3] * 3 + [0.40e-3] * 3
+        probe.readings.extend(readings)
+        return Timing(samples, 1, 6, 2, "max_time", summarize(samples), [], readings)
+
+    monkeypatch.setattr(calibration, "measure", fake_measure)
+    profile = calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=2)
+    assert {p["seconds"] for points in profile["points"].values() for p in points} == {1e-3}
+    assert profile["probe"]["level_s"] == pytest.approx(0.26e-3) and profile["probe"]["quiet_share"] == 1.0
 
 
 def test_bad_targets():

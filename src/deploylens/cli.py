@@ -188,6 +188,9 @@ def bench(
     rounds: int = typer.Option(1, min=1, help="Time every backend and batch this many times, round-robin, and "
                                               "report the quietest round (on a shared, noisy machine)."),
     layers: bool = typer.Option(False, "--layers", help="Also measure per-layer times (profilers)."),
+    probe: bool = typer.Option(False, "--probe", help="Time a small fixed conv between samples (every 50 ms) and "
+                               "also report the median of the samples taken while it ran at its quiet speed: "
+                               "a shared host's interference filtered out."),
     store: Optional[str] = typer.Option(None, help="SQLite results store (default: $DEPLOYLENS_STORE or "
                                                     "~/.local/share/deploylens/runs.sqlite)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not save this run."),
@@ -200,6 +203,7 @@ def bench(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from deploylens.bench.harness import bench as run_bench
+    from deploylens.bench.interference import InterferenceProbe
     from deploylens.bench.runner import StopRule
     from deploylens.bench.store import Store
     from deploylens.report import to_csv
@@ -214,22 +218,28 @@ def bench(
         results = run_bench(model, _csv_list(backend), _csv_list(batch, int), threads, device, dtype,
                             _joined_shapes(input_shape), rule, layers, results_store,
                             progress=lambda message: progress.update(task, description=message),
-                            malloc_tuning=not default_malloc, rounds=rounds)
+                            malloc_tuning=not default_malloc, rounds=rounds,
+                            probe=InterferenceProbe() if probe else None)
     for r in results:
         if r.noisy:
             stderr.print(f"warning: {r.backend} batch {r.batch} is noisy: IQR {r.iqr_ms:.3f} ms is over 10% of the "
                          f"median {r.p50_ms:.3f} ms", markup=False, highlight=False)
-    records = [{k: v for k, v in r.to_dict().items() if k != "samples_ms"} for r in results]
+    records = [{k: v for k, v in r.to_dict().items() if k not in ("samples_ms", "probe_ms")} for r in results]
     if fmt is Format.json:
         _emit(json.dumps(records, indent=2), output)
         return
     if fmt is Format.csv:
-        _emit(to_csv([{k: r[k] for k in _BENCH_COLUMNS} for r in records]), output)
+        _emit(to_csv([{**{k: r[k] for k in _BENCH_COLUMNS},
+                       **({"quiet_p50_ms": r["quiet"]["p50_ms"], "quiet_share": r["quiet"]["share"]}
+                          if probe else {})} for r in records]), output)
         return
-    table = _table(("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "mean +/- std", "samples/s", "iters", "stop",
+    table = _table(("backend", "batch", "p50 ms") + (("quiet p50 ms", "quiet %") if probe else ()) +
+                   ("p90 ms", "p99 ms", "mean +/- std", "samples/s", "iters", "stop",
                     "load ms", "1st ms", "GFLOP/s", "GB/s", "rel err"), left=("backend", "stop"))
     for r in results:
-        table.add_row(r.backend, str(r.batch), f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}",
+        quiet = (("-" if r.quiet["p50_ms"] is None else f"{r.quiet['p50_ms']:.3f}", f"{r.quiet['share'] * 100:.0f}")
+                 if probe else ())
+        table.add_row(r.backend, str(r.batch), f"{r.p50_ms:.3f}", *quiet, f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}",
                       f"{r.mean_ms:.3f} +/- {r.std_ms:.3f}", f"{r.throughput:.1f}", str(r.iterations), r.stop_reason,
                       f"{r.cold_ms['load']:.1f}", f"{r.cold_ms['first_inference']:.1f}",
                       f"{r.achieved_gflops or 0:.1f}", f"{r.achieved_gbs or 0:.2f}",
@@ -243,6 +253,10 @@ def bench(
             medians = ", ".join(f"{m:.3f}" for m in r.rounds_p50_ms)
             stdout.print(f"  {r.backend} batch {r.batch}: round medians {medians} ms; the table shows the quietest",
                          markup=False, highlight=False)
+    if probe:
+        stdout.print(f"quiet: samples taken while the probe conv ran within {results[0].quiet['tolerance']:.0%} of "
+                     f"its quiet time ({results[-1].quiet['probe_level_ms']:.3f} ms); '-': fewer than 3 of them",
+                     markup=False, highlight=False)
     for r in results:
         if r.layers:
             stdout.print(f"slowest layers, {r.backend} batch {r.batch}:", markup=False)

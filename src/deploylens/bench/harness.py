@@ -18,7 +18,9 @@ import torch
 from deploylens.bench import environment, malloc
 from deploylens.bench.backends import Prepared, export_onnx_for_bench, resolve_backends, temporary_onnx_dir
 from deploylens.bench.gpu import NvmlSampler, load_nvml
-from deploylens.bench.runner import StopRule, measure, quietest
+from deploylens.bench.interference import InterferenceProbe, pooled_quiet_samples
+from deploylens.bench.runner import StopRule, Timing, measure, quietest
+from deploylens.bench.stats import percentile
 from deploylens.errors import UserError, first_line
 from deploylens.hardware.local import this_gpu
 from deploylens.hardware.spec import HardwareSpec, load_catalog
@@ -60,6 +62,9 @@ class Measurement:
     device_p50_ms: float | None = None  # CUDA events
     gpu: dict | None = None  # NVML: GPU-Util beside achieved fractions of peak
     samples_ms: list[float] = field(default_factory=list)
+    # with an interference probe: its reading around each sample, and the quiet samples' figures
+    probe_ms: list[float] = field(default_factory=list)
+    quiet: dict | None = None
     layers: list[dict] | None = None
     rounds_p50_ms: list[float] = field(default_factory=list)  # every round's median; the fields above: the lowest
     info: dict = field(default_factory=dict)
@@ -92,12 +97,17 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
           threads: int | None = None, device: str = "cpu", dtype: str = "fp32", input_shape: Any = None,
           rule: StopRule = StopRule(), layers: bool = False, store: Any = None,
           progress: Callable[[str], None] = lambda message: None, malloc_tuning: bool = True,
-          rounds: int = 1) -> list[Measurement]:
+          rounds: int = 1, probe: InterferenceProbe | None = None) -> list[Measurement]:
     """Measure ``model`` (any form ``analyze`` takes) on each backend and batch size.
 
     ``rounds`` > 1 times every (backend, batch) that many times, round-robin, and reports
     the round with the lowest median (:func:`deploylens.bench.runner.quietest`): the
     machine's own speed on a shared host; every round's median is kept.
+
+    ``probe`` (:class:`deploylens.bench.interference.InterferenceProbe`, shared by every
+    measurement of the run, or of several runs) is read between samples; each
+    measurement then also reports ``quiet``: the median of its samples, over all rounds,
+    taken while the probe ran at its quiet speed, and their share.
 
     ``malloc_tuning`` raises glibc's mmap/trim thresholds for this process first (see
     :mod:`deploylens.bench.malloc`); the environment records the allocator state.
@@ -203,7 +213,7 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
                 for (backend, batch, session, error, inputs), timings in zip(prepared, rounds_of):
                     progress(f"timing {backend.name} batch {batch}" +
                              (f" (round {round_index + 1}/{rounds})" if rounds > 1 else ""))
-                    timings.append(_timed_round(session, rule, nvml))
+                    timings.append(_timed_round(session, rule, nvml, probe))
                     if round_index < rounds - 1:
                         continue
                     # its last round: report and store it now, so that an interrupt keeps it
@@ -212,6 +222,8 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
                     result = _measurement(name, backend.name, device, dtype, batch, threads, timing, session, error,
                                           profiles.get(batch), util, gpu_spec)
                     result.rounds_p50_ms = [t.summary.p50 * 1e3 for t, _ in timings]
+                    if probe:
+                        result.quiet = quiet_figures([t for t, _ in timings], probe)
                     if layers:
                         result.layers = _layer_times(backend.name, built, inputs, onnx_path, threads,
                                                      profiles.get(batch))
@@ -227,13 +239,26 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
     return results
 
 
-def _timed_round(session: Prepared, rule: StopRule, nvml: Any) -> tuple[Any, dict | None]:
+def _timed_round(session: Prepared, rule: StopRule, nvml: Any, probe: InterferenceProbe | None
+                 ) -> tuple[Any, dict | None]:
     """One timed round, with NVML sampling beside it when ``nvml`` (the pynvml module) is given."""
+    def timed():
+        return measure(session.run, rule, sync=session.sync, device_timer=session.device_timer, probe=probe)
+
     if not nvml:
-        return measure(session.run, rule, sync=session.sync, device_timer=session.device_timer), None
+        return timed(), None
     with NvmlSampler(nvml) as sampler:
-        timing = measure(session.run, rule, sync=session.sync, device_timer=session.device_timer)
+        timing = timed()
     return timing, sampler.report()
+
+
+def quiet_figures(timings: list[Timing], probe: InterferenceProbe) -> dict:
+    """The quiet samples of ``timings`` (every round of one measurement) against the
+    probe's level now: their median (None with fewer than 3), count and share."""
+    quiet, total = pooled_quiet_samples(timings, probe)
+    return {"p50_ms": percentile(sorted(quiet), 50) * 1e3 if len(quiet) >= 3 else None, "samples": len(quiet),
+            "share": len(quiet) / total, "probe_level_ms": probe.level() * 1e3,
+            "tolerance": probe.tolerance}
 
 
 def _as_list(outputs: Any) -> list:
@@ -268,7 +293,8 @@ def _measurement(model: str, backend: str, device: str, dtype: str, batch: int, 
         achieved_gbs=nbytes / s.p50 / 1e9 if nbytes else None,
         device_p50_ms=(sorted(timing.device_samples)[len(timing.device_samples) // 2] * 1e3
                        if timing.device_samples else None),
-        gpu=gpu, samples_ms=[x * 1e3 for x in timing.samples], info=session.info)
+        gpu=gpu, samples_ms=[x * 1e3 for x in timing.samples], probe_ms=[x * 1e3 for x in timing.probe_readings],
+        info=session.info)
 
 
 def _layer_times(backend: str, model, inputs, onnx_path: str, threads: int, profile) -> list[dict] | None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
+from deploylens.bench.interference import INTERVAL_S, InterferenceProbe, quiet_samples
 from deploylens.bench.stats import Summary, summarize
 
 # a timed sample spans at least this long, so the timer's own cost stays negligible
@@ -39,6 +40,8 @@ class Timing:
     stop_reason: str  # "stable", "max_time" or "max_iters"
     summary: Summary
     device_samples: list[float]  # CUDA event time per iteration, one per block (empty on CPU)
+    # per sample, the slower of the interference probe's readings before and after it (empty without a probe)
+    probe_readings: list[float] = field(default_factory=list)
 
     @property
     def noisy(self) -> bool:
@@ -56,11 +59,17 @@ def quietest(rounds: list[Timing]) -> Timing:
 
 def measure(run: Callable[[], object], rule: StopRule = StopRule(), clock: Callable[[], float] = time.perf_counter,
             sync: Callable[[], None] = lambda: None,
-            device_timer: Callable[[Callable[[], None]], float] | None = None) -> Timing:
+            device_timer: Callable[[Callable[[], None]], float] | None = None,
+            probe: InterferenceProbe | None = None, probe_interval: float = INTERVAL_S) -> Timing:
     """Time ``run`` until the median is stable or a bound is hit.
 
     ``sync`` waits for asynchronous work (CUDA) before the clock is read; ``device_timer``
-    runs a block between device events and returns its device seconds.
+    runs a block between device events and returns its device seconds. ``probe`` (see
+    :class:`deploylens.bench.interference.InterferenceProbe`) is read before the first
+    sample and then between samples every ``probe_interval`` seconds; each sample keeps
+    the slower of the readings around it, and the median that must be stable is that of
+    the quiet samples: on a busy host the run goes on, up to ``rule.max_time``, until
+    enough of them are.
     """
     start = clock()
     warmup = 0
@@ -79,6 +88,16 @@ def measure(run: Callable[[], object], rule: StopRule = StopRule(), clock: Calla
 
     samples: list[float] = []
     device_samples: list[float] = []
+    readings: list[float] = []
+    last_reading = probe() if probe else 0.0
+    last_probe = clock()
+
+    def read_probe() -> None:
+        nonlocal last_reading, last_probe
+        reading = probe()
+        readings.extend([max(last_reading, reading)] * (len(samples) - len(readings)))
+        last_reading, last_probe = reading, clock()
+
     timed_start = clock()
     reason = "max_iters"
     while len(samples) * block < rule.max_iters:
@@ -89,12 +108,18 @@ def measure(run: Callable[[], object], rule: StopRule = StopRule(), clock: Calla
             run_block()
             sync()
         samples.append((clock() - t0) / block)
+        if probe and clock() - last_probe >= probe_interval:
+            read_probe()
         elapsed = clock() - timed_start
-        if len(samples) >= max(rule.min_iters, 3) and elapsed >= rule.min_time:
-            if summarize(samples).ci_relative_half_width <= rule.ci_target:
+        pool = quiet_samples(samples, readings, probe) if probe else samples
+        if len(pool) >= max(rule.min_iters, 3) and elapsed >= rule.min_time:
+            if summarize(pool).ci_relative_half_width <= rule.ci_target:
                 reason = "stable"
                 break
         if elapsed >= rule.max_time and len(samples) >= 3:
             reason = "max_time"
             break
-    return Timing(samples, block, len(samples) * block, warmup, reason, summarize(samples), device_samples)
+    if probe and len(readings) < len(samples):
+        read_probe()
+    return Timing(samples, block, len(samples) * block, warmup, reason, summarize(samples), device_samples,
+                  readings)

@@ -32,11 +32,13 @@ import torch.nn as nn
 
 from deploylens.bench import malloc
 from deploylens.bench.environment import cpu_info
+from deploylens.bench.interference import InterferenceProbe, pooled_quiet_samples
 from deploylens.bench.runner import StopRule, measure, quietest
+from deploylens.bench.stats import percentile
 from deploylens.errors import UserError
 from deploylens.hardware.local import this_cpu, vector_lanes
 
-FORMAT, VERSION = "deploylens-calibration", 5
+FORMAT, VERSION = "deploylens-calibration", 6
 CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy",
            "reorder")
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
@@ -554,9 +556,11 @@ def keep_quietest(earlier: dict, later: dict) -> dict:
 def calibrate(backend: str = "torch", threads: int | None = None, max_flops: float | None = None,
               rounds: int | None = None, device: str = "cpu", dtype: str = "fp32",
               progress: Callable[[int, int, str], None] = lambda done, total, label: None) -> dict:
-    """Run the calibration set ``rounds`` times (default: the device's), round-robin, and
-    keep each case's quietest round (see :func:`deploylens.bench.runner.quietest`);
-    returns the profile (see :func:`save`)."""
+    """Run the calibration set ``rounds`` times (default: the device's), round-robin; on a
+    CPU with an interference probe between samples (see
+    :mod:`deploylens.bench.interference`): a case's time is the median of its quiet
+    samples over all rounds, or, with fewer than 3 of them, its quietest round's median
+    (see :func:`deploylens.bench.runner.quietest`). Returns the profile (see :func:`save`)."""
     threads = threads or torch.get_num_threads()
     who = identity(device, backend, threads, dtype)
     setting = SETTINGS[device]
@@ -570,6 +574,8 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     started = time.perf_counter()
     chosen = cases(setting, who["vector_lanes"]) + (reorder_cases() if backend == "onnxruntime" else [])
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    # a GPU case is timed as a CUDA graph on a device nobody shares: no probe there
+    probe = InterferenceProbe() if device == "cpu" else None
     with tempfile.TemporaryDirectory(prefix="deploylens-calibrate-") as workdir:
         boundary: dict[str, int] = {}  # ONNX Runtime: bytes of the reorders around a conv case
         launch_s: dict[str, float] = {}  # CUDA: the CPU's time to launch a case's eager ops
@@ -626,8 +632,11 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         for round_index in range(rounds):
             for label, build in sessions.items():
                 progress(next(steps), total, f"round {round_index + 1}/{rounds}: {label}")
-                rounds_of[label].append(measure(built.get(label) or build(), QUICK, sync=sync))
-    seconds = {label: quietest(timings).summary.p50 for label, timings in rounds_of.items()}
+                rounds_of[label].append(measure(built.get(label) or build(), QUICK, sync=sync, probe=probe))
+    read = probe if probe and probe.readings else None
+    quiet = {label: pooled_quiet_samples(timings, read)[0] if read else [] for label, timings in rounds_of.items()}
+    seconds = {label: percentile(sorted(quiet[label]), 50) if len(quiet[label]) >= 3 else quietest(timings).summary.p50
+               for label, timings in rounds_of.items()}
     points: dict[str, list[dict]] = {c: [] for c in CLASSES}
     for case in chosen:
         flops, nbytes, ops = costs[case.label]
@@ -652,6 +661,8 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         # no kernel can beat the ISA's peak: CPU predictions are capped there. None on a GPU,
         # whose fp32 convs run on TF32 tensor cores by default, above its fp32 peak.
         "peak_flops": this_cpu(threads).peak_flops("fp32") if device == "cpu" else None,
+        "probe": {"level_s": read.level(), "tolerance": read.tolerance,
+                  "quiet_share": sum(len(q) >= 3 for q in quiet.values()) / len(quiet)} if read else None,
     }
     _derive(profile)
     progress(total, total, "done")
