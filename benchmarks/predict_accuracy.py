@@ -14,8 +14,8 @@ interference probe read between samples throughout (see
 the whole sweep, a measurement is the median of its quiet samples over all passes (the
 quietest pass's median when fewer than 3 are quiet, marked ``*``). It prints the share
 within +/-10% and +/-20%, RMSPE and the Spearman rank correlation, and how well the
-reference repeats: the share of rows whose two lowest per-pass medians (of quiet samples
-where a pass has 3) agree within 10%. nn-Meter's published bar: 99% within 10% on a phone
+reference repeats: of the rows with quiet medians (3 quiet samples) in two passes or more,
+the share whose two lowest agree within 10% (without a probe: the passes' plain medians). nn-Meter's published bar: 99% within 10% on a phone
 CPU, 83% on a VPU. ``--device cuda`` does the same for this machine's GPU (torch backend,
 calibrated with CUDA graphs, no probe).
 
@@ -134,8 +134,8 @@ def main() -> None:
                             threads=args.threads, input_shape=shapes[name], device=args.device,
                             calibration=saved if saved and saved["backend"] == backend else None
                             ).totals["latency_ms"]
-        # each pass's median of its quiet samples where it has 3, else its plain median
-        medians = [quiet_median([run]) or run["p50_ms"] for run in runs]
+        # each pass's median of its quiet samples (None with fewer than 3), or without a probe its median
+        medians = [quiet_median([run]) if level_ms else run["p50_ms"] for run in runs]
         quiet = quiet_median(runs)
         reference = quiet or min(run["p50_ms"] for run in runs)
         error = predicted / reference - 1
@@ -143,7 +143,7 @@ def main() -> None:
                      "measured_ms": reference, "quiet": quiet is not None, "pass_medians_ms": medians,
                      "error": error, "passes": runs})
         print(f"{name:24s} {backend:12s} {batch:5d} {predicted:10.2f} {reference:10.2f}{' ' if quiet else '*'}"
-              f"{error * 100:+7.1f}%  " + " ".join(f"{m:.2f}" for m in medians), flush=True)
+              f"{error * 100:+7.1f}%  " + " ".join("-" if m is None else f"{m:.2f}" for m in medians), flush=True)
     print()
     if level_ms:
         print(f"probe quiet level {level_ms:.3f} ms over {len(probe.readings)} readings; rows measured on quiet "
@@ -159,12 +159,13 @@ def main() -> None:
             within20 = sum(abs(r["error"]) <= 0.20 for r in subset) / len(subset)
             rmspe = math.sqrt(sum(r["error"] ** 2 for r in subset) / len(subset))
             # the measurement's own repeatability bounds any predictor's score against it
-            repeatable = [r for r in subset if len(r["pass_medians_ms"]) > 1]
-            agree = sum(sorted(r["pass_medians_ms"])[1] <= 1.1 * min(r["pass_medians_ms"]) for r in repeatable)
+            repeatable = [sorted(m for m in r["pass_medians_ms"] if m is not None) for r in subset]
+            repeatable = [m for m in repeatable if len(m) > 1]
+            agree = sum(m[1] <= 1.1 * m[0] for m in repeatable)
             print(f"{backend:12s} {label:12s} n={len(subset):3d}  within 10%: {within10 * 100:5.1f}%  "
                   f"within 20%: {within20 * 100:5.1f}%  RMSPE {rmspe * 100:5.1f}%  Spearman {rho:.3f}  "
                   f"median error {sorted(r['error'] for r in subset)[len(subset) // 2] * 100:+.1f}%  "
-                  f"two quietest passes within 10%: {agree / len(repeatable) * 100 if repeatable else 0:.0f}%")
+                  f"two lowest pass medians within 10%: {agree} of {len(repeatable)}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -279,6 +280,26 @@ def test_bench_cli_json(monkeypatch, capsys, tmp_path):
     records = json.loads(capsys.readouterr().out)
     assert {"backend", "device", "batch", "threads", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms",
             "throughput", "iterations", "cold_ms", "stop_reason"} <= set(records[0])
+    assert records[0]["quiet"] is None and "samples_ms" not in records[0]
+
+
+def test_bench_cli_probe_table_and_json(monkeypatch, capsys, tmp_path):
+    from deploylens.cli import main
+
+    common = ["deploylens", "bench", "resnet18", "-i", "1,3,32,32", "--min-time", "0.05", "--max-time", "0.2",
+              "--no-store", "--probe"]
+    for fmt in ("table", "json"):
+        monkeypatch.setattr(sys, "argv", common + ["--format", fmt])
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code in (0, None)
+        out = capsys.readouterr().out
+        if fmt == "table":
+            assert "quiet p50 ms" in out and "within 10% of its quiet time" in out
+        else:
+            [record] = json.loads(out)
+            assert set(record["quiet"]) == {"p50_ms", "samples", "share", "probe_level_ms", "tolerance"}
+            assert "probe_ms" not in record
 
 
 def test_probe_reading_is_the_fastest_of_three_calls_and_its_level_a_low_percentile():
@@ -327,6 +348,12 @@ def test_a_busy_host_keeps_the_run_going_until_quiet_samples_are_stable():
     quiet = quiet_samples(timing.samples, timing.probe_readings, probe)
     assert timing.stop_reason == "stable" and len(quiet) >= QUICK.min_iters
     assert len(timing.samples) > len(quiet)  # the busy samples were timed, and left out
+    # without until_quiet the run stops as soon as all its samples are stable: busy ones here
+    busy = iter([2.0] * 20 + [1.0] * 1000)
+    probe.readings = [1.0] * 50
+    timing = measure(workload(clock, [0.01] * 100_000), replace(QUICK, until_quiet=False), clock=clock, probe=probe,
+                     probe_interval=0.005)
+    assert timing.stop_reason == "stable" and not quiet_samples(timing.samples, timing.probe_readings, probe)
 
 
 def test_bench_with_a_probe_reports_the_quiet_samples():

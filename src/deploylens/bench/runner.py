@@ -29,6 +29,7 @@ class StopRule:
     max_time: float = 10.0
     max_iters: int = 100_000
     ci_target: float = 0.01  # stop when the median's 95% CI is within +/- this fraction
+    until_quiet: bool = True  # with a probe: that median is the quiet samples' (see :func:`measure`)
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,9 @@ def measure(run: Callable[[], object], rule: StopRule = StopRule(), clock: Calla
     runs a block between device events and returns its device seconds. ``probe`` (see
     :class:`deploylens.bench.interference.InterferenceProbe`) is read before the first
     sample and then between samples every ``probe_interval`` seconds; each sample keeps
-    the slower of the readings around it, and the median that must be stable is that of
-    the quiet samples: on a busy host the run goes on, up to ``rule.max_time``, until
-    enough of them are.
+    the slower of the readings around it; with ``rule.until_quiet`` the median that must
+    be stable is that of the quiet samples: on a busy host the run goes on, up to
+    ``rule.max_time``, until enough of them are.
     """
     start = clock()
     warmup = 0
@@ -111,7 +112,7 @@ def measure(run: Callable[[], object], rule: StopRule = StopRule(), clock: Calla
         if probe and clock() - last_probe >= probe_interval:
             read_probe()
         elapsed = clock() - timed_start
-        pool = quiet_samples(samples, readings, probe) if probe else samples
+        pool = quiet_samples(samples, readings, probe) if probe and rule.until_quiet else samples
         if len(pool) >= max(rule.min_iters, 3) and elapsed >= rule.min_time:
             if summarize(pool).ci_relative_half_width <= rule.ci_target:
                 reason = "stable"
