@@ -15,9 +15,9 @@ the whole sweep, a measurement is the median of its quiet samples over all passe
 quietest pass's median when fewer than 3 are quiet, marked ``*``). It prints the share
 within +/-10% and +/-20%, RMSPE and the Spearman rank correlation, and how well the
 reference repeats: of the rows with quiet medians (3 quiet samples) in two passes or more,
-the share whose two lowest agree within 10% (without a probe: the passes' plain medians). nn-Meter's published bar: 99% within 10% on a phone
-CPU, 83% on a VPU. ``--device cuda`` does the same for this machine's GPU (torch backend,
-calibrated with CUDA graphs, no probe).
+the share whose two lowest agree within 10% (without a probe: the passes' plain medians).
+nn-Meter's published bar: 99% within 10% on a phone CPU, 83% on a VPU. ``--device cuda``
+does the same for this machine's GPU (torch backend, calibrated with CUDA graphs, no probe).
 
 """
 

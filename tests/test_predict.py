@@ -537,3 +537,12 @@ def test_whole_network_fit_by_hand():
     (bare,) = predict_profile(analysis, "this", None, fake_profile(), "torch", 1).kernels
     (paid,) = predict_profile(analysis, "this", None, {**fake_profile(), **profile}, "torch", 1).kernels
     assert paid.overhead_ms == pytest.approx(bare.overhead_ms + 0.03)
+
+
+def test_budgeted_rounds_share_the_seconds_left():
+    rule = calibration.QUICK  # 20 ms to 100 ms per case
+    assert calibration.budgeted(rule, 100.0, 500) is rule  # 200 ms each: the usual cap
+    tight = calibration.budgeted(rule, 20.0, 500)  # 40 ms each
+    assert (tight.min_time, tight.max_time) == (pytest.approx(0.02), pytest.approx(0.04))
+    late = calibration.budgeted(rule, -3.0, 10)  # past the deadline: the 10 ms floor
+    assert (late.min_time, late.max_time) == (0.01, 0.01) and late.ci_target == rule.ci_target

@@ -22,7 +22,7 @@ import platform
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -57,17 +57,23 @@ _TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfl
 @dataclass(frozen=True)
 class DeviceSetting:
     """How a device is calibrated: case sizes up to ``max_flops`` and ``max_elements`` of
-    activations, at ``batches``, in ``rounds`` passes."""
+    activations, at ``batches``, in ``rounds`` passes, within ``budget_s`` seconds in all
+    (None: no bound)."""
     max_flops: float
     batches: tuple[int, ...]
     max_elements: int
     rounds: int
+    budget_s: float | None = None
 
 
 # activations beyond 2**23 elements are larger than any zoo layer's at batch 1 and would
 # only spend a CPU calibration's time. A GPU approaches its peak only on batched work, and
-# is not shared the way this VM's cores are: one round.
-SETTINGS = {"cpu": DeviceSetting(1.2e9, (1,), 2**23, ROUNDS),
+# is not shared the way this VM's cores are: one round. A CPU calibration ends within two
+# minutes however busy the host is: a busy spell makes every case run to its time cap,
+# and the cap shrinks to fit what is left of the budget. The floor of each measurement
+# (warm-up, 3 samples of the largest cases and networks) comes on top: ~15 s for ONNX
+# Runtime here, then ~4 s of derived figures.
+SETTINGS = {"cpu": DeviceSetting(1.2e9, (1,), 2**23, ROUNDS, budget_s=85.0),
             "cuda": DeviceSetting(4e10, (1, 16), 64_000_000, 1)}
 
 
@@ -180,6 +186,14 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
         add("pool", f"global avgpool {c}@{hw}", lambda: nn.AdaptiveAvgPool2d(1), ((1, c, hw, hw),),
             activations=c * hw * hw)
     return made
+
+
+def budgeted(rule: StopRule, seconds_left: float, measurements_left: int) -> StopRule:
+    """``rule`` with its time cap cut to an equal share of the seconds left (never under
+    10 ms: a case still gets its minimum samples)."""
+    share = seconds_left / max(measurements_left, 1)
+    return rule if share >= rule.max_time else replace(rule, min_time=min(rule.min_time, max(share, 0.01)),
+                                                       max_time=max(share, 0.01))
 
 
 def _case_cost(case: Case, dtype: str) -> tuple[int, int, int]:
@@ -567,7 +581,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     who = identity(device, backend, threads, dtype)
     setting = SETTINGS[device]
     if max_flops is not None:
-        setting = DeviceSetting(max_flops, setting.batches, setting.max_elements, setting.rounds)
+        setting = replace(setting, max_flops=max_flops)
     rounds = setting.rounds if rounds is None else rounds
     if rounds < 1:
         raise UserError("calibration needs at least one round")
@@ -631,10 +645,14 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
             progress(next(steps), total, f"preparing {label}")
             built[label] = build()
         rounds_of: dict[str, list] = {label: [] for label in sessions}
+        deadline = started + setting.budget_s if setting.budget_s else math.inf
+        left = rounds * len(sessions)
         for round_index in range(rounds):
             for label, build in sessions.items():
                 progress(next(steps), total, f"round {round_index + 1}/{rounds}: {label}")
-                rounds_of[label].append(measure(built.get(label) or build(), QUICK, sync=sync, probe=probe))
+                rule = budgeted(QUICK, deadline - time.perf_counter(), left)
+                rounds_of[label].append(measure(built.get(label) or build(), rule, sync=sync, probe=probe))
+                left -= 1
     read = probe if probe and probe.readings else None
     quiet = {label: pooled_quiet_samples(timings, read)[0] if read else [] for label, timings in rounds_of.items()}
     seconds = {label: percentile(sorted(quiet[label]), 50) if len(quiet[label]) >= 3 else quietest(timings).summary.p50
