@@ -105,7 +105,6 @@ def main() -> None:
             saved_rows = json.load(handle)
         passes = {(r["model"], r["backend"], r["batch"]): r["passes"] for r in saved_rows
                   if r["backend"] in backends and r["batch"] in batches and r["model"] in names}
-        probe_readings = [x for r in saved_rows for p in r["passes"] for x in p["probe_ms"]]
         calibrate(0)
     probe = InterferenceProbe() if args.device == "cpu" else None
     for index in range(0 if args.measured else args.passes):
@@ -116,9 +115,9 @@ def main() -> None:
                                 input_shape=shapes[name], rule=rule, probe=probe):
                 passes.setdefault((name, result.backend, result.batch), []).append(
                     {"p50_ms": result.p50_ms, "samples_ms": result.samples_ms, "probe_ms": result.probe_ms})
-    if probe and args.measured:
-        probe.readings = [x / 1e3 for x in probe_readings]
-    level_ms = probe.level() * 1e3 if probe and probe.readings else None
+    # the probe's quiet level over the whole sweep (saved with the rows for --measured)
+    level_ms = (saved_rows[0].get("probe_level_ms") if args.measured and saved_rows
+                else probe.level() * 1e3 if probe and probe.readings else None)
 
     def quiet_median(runs: list[dict]) -> float | None:
         """The median of the quiet samples of ``runs`` against the whole sweep's probe level."""
@@ -141,12 +140,12 @@ def main() -> None:
         error = predicted / reference - 1
         rows.append({"model": name, "backend": backend, "batch": batch, "predicted_ms": predicted,
                      "measured_ms": reference, "quiet": quiet is not None, "pass_medians_ms": medians,
-                     "error": error, "passes": runs})
+                     "error": error, "probe_level_ms": level_ms, "passes": runs})
         print(f"{name:24s} {backend:12s} {batch:5d} {predicted:10.2f} {reference:10.2f}{' ' if quiet else '*'}"
               f"{error * 100:+7.1f}%  " + " ".join("-" if m is None else f"{m:.2f}" for m in medians), flush=True)
     print()
     if level_ms:
-        print(f"probe quiet level {level_ms:.3f} ms over {len(probe.readings)} readings; rows measured on quiet "
+        print(f"probe quiet level {level_ms:.3f} ms; rows measured on quiet "
               f"samples: {sum(r['quiet'] for r in rows)} of {len(rows)} (* : the quietest pass's median instead)")
     for backend in backends:
         for batch in batches + [None]:

@@ -167,6 +167,9 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
         for c, g in ((60, 3), (120, 3), (240, 3), (128, 2), (256, 4), (512, 4)):
             conv("conv_grouped", c, c, 1, hw, groups=g)
             conv("conv_grouped", c, c, 3, hw, groups=g)
+        for c in (60, 120, 240):  # a grouped bottleneck's expand and reduce (ShuffleNet's 1x1s)
+            conv("conv_grouped", c, 4 * c, 1, hw, groups=3)
+            conv("conv_grouped", 4 * c, c, 1, hw, groups=3)
     for c_out, k in ((32, 3), (64, 7), (24, 3), (16, 3), (48, 3)):  # stems on 3 channels, every batch size
         add("conv_dense", f"stem conv{k}x{k} 3->{c_out} s2 @224", _conv_bn_relu(3, c_out, k, 2, 1),
             ((1, 3, 224, 224),), 0, lambda batch, c=c_out, k=k: conv_geometry(3, c, 1, k, 2, batch * 112 * 112),
