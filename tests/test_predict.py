@@ -186,7 +186,7 @@ def test_built_conv_case_graph_is_what_the_exporter_makes(tmp_path):
     from deploylens.bench.backends import export_onnx_for_bench
 
     geometry = calibration.conv_geometry(8, 16, 2, 3, 2, 5 * 5)
-    built = onnx.load_from_string(calibration._conv_relu_onnx(geometry, 10))
+    built = onnx.load_from_string(calibration._conv_relu_onnx(geometry, (2, 8, 10, 10)))  # batch 2
     model = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1, groups=2, bias=False), nn.BatchNorm2d(16), nn.ReLU()).eval()
     export_onnx_for_bench(model, [torch.randn(1, 8, 10, 10)], str(tmp_path / "case.onnx"))
     exported = onnx.load(str(tmp_path / "case.onnx"))
@@ -197,8 +197,8 @@ def test_built_conv_case_graph_is_what_the_exporter_makes(tmp_path):
 
     assert attributes(built.graph.node[0]) == attributes(exported.graph.node[0]) == {
         "group": 2, "kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}
-    (out,) = ort.InferenceSession(built.SerializeToString()).run(None, {"input0": np.ones((1, 8, 10, 10), np.float32)})
-    assert out.shape == (1, 16, 5, 5) and out.min() >= 0
+    (out,) = ort.InferenceSession(built.SerializeToString()).run(None, {"input0": np.ones((2, 8, 10, 10), np.float32)})
+    assert out.shape == (2, 16, 5, 5) and out.min() >= 0
 
 
 def test_keep_quietest_takes_every_lower_timing_and_derives_again():
@@ -495,7 +495,8 @@ def test_conv_cases_lose_the_reorders_onnxruntime_ran_around_them(tmp_path):
     geometry = calibration.conv_geometry(16, 16, 1, 1, 1, 8 * 8)
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(calibration._conv_relu_onnx(geometry, 8), options, providers=["CPUExecutionProvider"])
+    ort.InferenceSession(calibration._conv_relu_onnx(geometry, (1, 16, 8, 8)), options,
+                         providers=["CPUExecutionProvider"])
     # into the blocked layout and out of it: 16x8x8 float32 elements each, read and written
     assert calibration.boundary_reorder_bytes(options.optimized_model_filepath,
                                               {"input0": 1024, "output": 1024, "conv": 1024}) == 2 * (2 * 4 * 1024)

@@ -224,7 +224,7 @@ def _launch_seconds(run: Callable[[], object], sync: Callable[[], None], calls: 
     return sorted(samples)[len(samples) // 2]
 
 
-def _conv_relu_onnx(geometry: dict, hw: int) -> bytes:
+def _conv_relu_onnx(geometry: dict, input_shape: tuple[int, ...]) -> bytes:
     """The graph the exporter makes of an eval-mode conv-BN-ReLU (Conv with the BN folded
     into its weights and bias, then Relu), built directly: exporting ~350 conv cases one by
     one would take most of a minute of the calibration's time."""
@@ -239,7 +239,7 @@ def _conv_relu_onnx(geometry: dict, hw: int) -> bytes:
                               pads=[k // 2] * 4, group=groups),
              helper.make_node("Relu", ["conv"], ["output"])]
     graph = helper.make_graph(nodes, "case",
-                              [helper.make_tensor_value_info("input0", TensorProto.FLOAT, [1, c_in, hw, hw])],
+                              [helper.make_tensor_value_info("input0", TensorProto.FLOAT, list(input_shape))],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
@@ -607,7 +607,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                 if backend == "onnxruntime" and case.onnx:
                     onnx_model = case.onnx()
                 elif backend == "onnxruntime" and case.geometry:
-                    onnx_model = _conv_relu_onnx(case.geometry, case.shapes[0][-1])
+                    onnx_model = _conv_relu_onnx(case.geometry, case.shapes[0])
                     optimized = os.path.join(workdir, "optimized.onnx")
                 if device == "cuda":  # eager on an idle GPU first, then the same module as a graph
                     eager_run = case_runner(backend, model, inputs, threads, workdir, device=device, dtype=dtype)
