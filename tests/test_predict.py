@@ -547,3 +547,23 @@ def test_budgeted_rounds_share_the_seconds_left():
     assert (tight.min_time, tight.max_time) == (pytest.approx(0.02), pytest.approx(0.04))
     late = calibration.budgeted(rule, -3.0, 10)  # past the deadline: the 10 ms floor
     assert (late.min_time, late.max_time) == (0.01, 0.01) and late.ci_target == rule.ci_target
+
+
+def test_a_calibration_past_its_budget_skips_later_rounds(monkeypatch):
+    from dataclasses import replace
+
+    from deploylens.bench.runner import Timing
+    from deploylens.bench.stats import summarize
+
+    rules: list = []
+
+    def fake_measure(run, rule, sync, probe):
+        rules.append(rule)
+        return Timing([1e-3] * 5, 1, 5, 2, "stable", summarize([1e-3] * 5), [])
+
+    monkeypatch.setattr(calibration, "measure", fake_measure)
+    monkeypatch.setitem(calibration.SETTINGS, "cpu", replace(calibration.SETTINGS["cpu"], budget_s=0.0))
+    profile = calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=3)
+    cases = sum(len(points) for points in profile["points"].values())
+    # every case and fixed timing once (the first round), each at the 10 ms floor; none after
+    assert len(rules) == cases + 3 + 5 * 2 and {r.max_time for r in rules} == {0.01}
