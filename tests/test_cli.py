@@ -123,7 +123,7 @@ def test_hw_calibrate_keep_quietest_combines_with_the_saved_profile(monkeypatch,
 
     info = cpu_info()
 
-    def fake(seconds: float) -> dict:
+    def fake(seconds: float, quiet_share: float = 0.5) -> dict:
         point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": seconds,
                  "geometry": calibration.conv_geometry(16, 16, 1, 1, 1, 1024)}
         fixed = {"overhead call": 1e-5, "overhead chain": 2.5e-5, "overhead view": 0.0,
@@ -131,7 +131,8 @@ def test_hw_calibrate_keep_quietest_combines_with_the_saved_profile(monkeypatch,
         profile = {"format": calibration.FORMAT, "version": calibration.VERSION, "device": "cpu", "backend": "torch",
                    "threads": 1, "dtype": "fp32", "vector_lanes": vector_lanes(info["isa"]),
                    "machine": {"cpu": info["model"], "gpu": None}, "rounds": 3, "seconds_taken": 1.0,
-                   "fixed_s": fixed, "points": {c: [dict(point)] for c in calibration.CLASSES}}
+                   "fixed_s": fixed, "points": {c: [dict(point)] for c in calibration.CLASSES},
+                   "probe": {"level_s": 2.8e-4, "tolerance": 0.1, "quiet_share": quiet_share}}
         calibration._derive(profile)
         return profile
 
@@ -144,7 +145,13 @@ def test_hw_calibrate_keep_quietest_combines_with_the_saved_profile(monkeypatch,
         assert code in (0, None), err
     saved = calibration.load(path)
     assert {p["seconds"] for points in saved["points"].values() for p in points} == {1e-3}
-    assert saved["rounds"] == 9
+    assert saved["rounds"] == 9 and "busy" not in err
+    # a calibration that met few quiet spells says so on stderr, and still saves
+    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: fake(1e-3, quiet_share=0.03))
+    code, out, err = run(monkeypatch, capsys, "hw", "calibrate", "--threads", "1", "-o", str(path),
+                         "--format", "json")
+    assert code in (0, None) and "the host was busy during this calibration (only 3%" in err
+    assert json.loads(out)["quiet_share"] == 0.03
     # a saved profile of other threads is refused before the calibration runs, in one line
     monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: pytest.fail("calibrated before refusing"))
     code, out, err = run(monkeypatch, capsys, "hw", "calibrate", "--threads", "2", "-o", str(path), "--keep-quietest")

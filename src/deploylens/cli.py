@@ -426,6 +426,11 @@ def hw_calibrate(
         profile = calibration.calibrate(backend, threads, rounds=rounds, device=device, dtype=dtype,
                                         progress=lambda done, total, label: progress.update(
             task, completed=done, total=total, description=f"calibrating: {label}"))
+    quiet_share = (profile.get("probe") or {}).get("quiet_share")
+    if quiet_share is not None and quiet_share < calibration.BUSY_QUIET_SHARE:
+        stderr.print(f"warning: the host was busy during this calibration (only {quiet_share:.0%} of its cases ran "
+                     "while the interference probe was at its quiet speed): predictions from it may come out slow; "
+                     "run it again later with --keep-quietest", markup=False, highlight=False)
     if earlier is not None:
         profile = calibration.keep_quietest(earlier, profile)
     calibration.save(profile, path)
@@ -433,7 +438,7 @@ def hw_calibrate(
                "dtype": dtype, "seconds": profile["seconds_taken"],
                "overhead_us": profile["overhead_s"]["kernel"] * 1e6,
                "call_overhead_us": profile["overhead_s"]["call"] * 1e6, "context_factor": profile["context_factor"],
-               "classes": {}}
+               "quiet_share": quiet_share, "classes": {}}
     for klass, points in profile["points"].items():
         if not points:  # reorders: ONNX Runtime only
             continue
