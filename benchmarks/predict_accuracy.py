@@ -31,9 +31,8 @@ import torch
 
 from deploylens import zoo
 from deploylens.bench.harness import bench
-from deploylens.bench.interference import InterferenceProbe, quiet_samples
+from deploylens.bench.interference import InterferenceProbe, quiet_median, quiet_samples
 from deploylens.bench.runner import StopRule
-from deploylens.bench.stats import percentile
 from deploylens.hardware import calibrate as calibration
 from deploylens.predict import predict
 
@@ -119,12 +118,12 @@ def main() -> None:
     level_ms = (saved_rows[0].get("probe_level_ms") if args.measured and saved_rows
                 else probe.level() * 1e3 if probe and probe.readings else None)
 
-    def quiet_median(runs: list[dict]) -> float | None:
+    def quiet_of(runs: list[dict]) -> float | None:
         """The median of the quiet samples of ``runs`` against the whole sweep's probe level."""
         if level_ms is None:
             return None
-        quiet = [s for run in runs for s in quiet_samples(run["samples_ms"], run["probe_ms"], probe, level_ms)]
-        return percentile(sorted(quiet), 50) if len(quiet) >= 3 else None
+        return quiet_median([s for run in runs for s in quiet_samples(run["samples_ms"], run["probe_ms"], probe,
+                                                                         level_ms)])
     saved = calibration.load(args.profile) if args.profile else None
     rows = []
     print(f"{'model':24s} {'backend':12s} {'batch':>5s} {'predicted':>10s} {'measured':>10s} {'error':>8s}  passes")
@@ -134,8 +133,8 @@ def main() -> None:
                             calibration=saved if saved and saved["backend"] == backend else None
                             ).totals["latency_ms"]
         # each pass's median of its quiet samples (None with fewer than 3), or without a probe its median
-        medians = [quiet_median([run]) if level_ms else run["p50_ms"] for run in runs]
-        quiet = quiet_median(runs)
+        medians = [quiet_of([run]) if level_ms else run["p50_ms"] for run in runs]
+        quiet = quiet_of(runs)
         reference = quiet or min(run["p50_ms"] for run in runs)
         error = predicted / reference - 1
         rows.append({"model": name, "backend": backend, "batch": batch, "predicted_ms": predicted,

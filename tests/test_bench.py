@@ -16,7 +16,7 @@ from deploylens import UserError
 from deploylens.bench.environment import cpu_info
 from deploylens.bench.gpu import NvmlSampler, utilization_context
 from deploylens.bench.harness import bench
-from deploylens.bench.interference import InterferenceProbe, quiet_samples
+from deploylens.bench.interference import InterferenceProbe, quiet_median, quiet_samples
 from deploylens.bench.runner import BLOCK_TARGET_S, StopRule, measure, quietest
 from deploylens.bench.stats import median_ci, percentile, summarize
 from deploylens.bench.store import Store
@@ -311,6 +311,7 @@ def test_probe_reading_is_the_fastest_of_three_calls_and_its_level_a_low_percent
     assert probe.level() == 1.0
     assert probe.is_quiet(1.1) and not probe.is_quiet(1.11)
     assert quiet_samples([5.0, 6.0, 9.0], [1.0, 1.05, 1.5], probe) == [5.0, 6.0]
+    assert quiet_median([5.0, 6.0]) is None and quiet_median([3.0, 1.0, 2.0]) == 2.0  # at least 3 quiet samples
     with pytest.raises(ValueError):
         InterferenceProbe(lambda: None).level()
 

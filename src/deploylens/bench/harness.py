@@ -18,9 +18,8 @@ import torch
 from deploylens.bench import environment, malloc
 from deploylens.bench.backends import Prepared, export_onnx_for_bench, resolve_backends, temporary_onnx_dir
 from deploylens.bench.gpu import NvmlSampler, load_nvml
-from deploylens.bench.interference import InterferenceProbe, pooled_quiet_samples
+from deploylens.bench.interference import InterferenceProbe, pooled_quiet_samples, quiet_median
 from deploylens.bench.runner import StopRule, Timing, measure, quietest
-from deploylens.bench.stats import percentile
 from deploylens.errors import UserError, first_line
 from deploylens.hardware.local import this_gpu
 from deploylens.hardware.spec import HardwareSpec, load_catalog
@@ -254,9 +253,10 @@ def _timed_round(session: Prepared, rule: StopRule, nvml: Any, probe: Interferen
 
 def quiet_figures(timings: list[Timing], probe: InterferenceProbe) -> dict:
     """The quiet samples of ``timings`` (every round of one measurement) against the
-    probe's level now: their median (None with fewer than 3), count and share."""
+    probe's level now: their median (see :func:`quiet_median`), count and share."""
     quiet, total = pooled_quiet_samples(timings, probe)
-    return {"p50_ms": percentile(sorted(quiet), 50) * 1e3 if len(quiet) >= 3 else None, "samples": len(quiet),
+    median = quiet_median(quiet)
+    return {"p50_ms": median * 1e3 if median is not None else None, "samples": len(quiet),
             "share": len(quiet) / total, "probe_level_ms": probe.level() * 1e3,
             "tolerance": probe.tolerance}
 

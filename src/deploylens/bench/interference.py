@@ -29,6 +29,8 @@ TOLERANCE = 0.10
 INTERVAL_S = 0.05
 # the quiet level: this percentile of all readings (the lowest few can be lucky outliers)
 QUIET_PERCENTILE = 2.0
+# a quiet median needs at least this many quiet samples
+MIN_QUIET = 3
 _CALLS = 3  # a reading is the fastest of this many calls: the first after a model runs on cold caches
 
 
@@ -77,6 +79,10 @@ def quiet_samples(samples: list[float], readings: list[float], probe: Interferen
     level = probe.level() if level is None else level
     return [s for s, r in zip(samples, readings) if probe.is_quiet(r, level)]
 
+
+def quiet_median(quiet: list[float]) -> float | None:
+    """The median of quiet samples; None with fewer than :data:`MIN_QUIET`."""
+    return percentile(sorted(quiet), 50) if len(quiet) >= MIN_QUIET else None
 
 
 def pooled_quiet_samples(timings: list[Timing], probe: InterferenceProbe) -> tuple[list[float], int]:

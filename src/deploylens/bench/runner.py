@@ -92,12 +92,13 @@ def measure(run: Callable[[], object], rule: StopRule = StopRule(), clock: Calla
     readings: list[float] = []
     last_reading = probe() if probe else 0.0
     last_probe = clock()
+    level = probe.level() if probe else 0.0  # changes only with a new reading: not sorted again per sample
 
     def read_probe() -> None:
-        nonlocal last_reading, last_probe
+        nonlocal last_reading, last_probe, level
         reading = probe()
         readings.extend([max(last_reading, reading)] * (len(samples) - len(readings)))
-        last_reading, last_probe = reading, clock()
+        last_reading, last_probe, level = reading, clock(), probe.level()
 
     timed_start = clock()
     reason = "max_iters"
@@ -112,7 +113,7 @@ def measure(run: Callable[[], object], rule: StopRule = StopRule(), clock: Calla
         if probe and clock() - last_probe >= probe_interval:
             read_probe()
         elapsed = clock() - timed_start
-        pool = quiet_samples(samples, readings, probe) if probe and rule.until_quiet else samples
+        pool = quiet_samples(samples, readings, probe, level) if probe and rule.until_quiet else samples
         if len(pool) >= max(rule.min_iters, 3) and elapsed >= rule.min_time:
             if summarize(pool).ci_relative_half_width <= rule.ci_target:
                 reason = "stable"

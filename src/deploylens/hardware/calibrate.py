@@ -32,9 +32,8 @@ import torch.nn as nn
 
 from deploylens.bench import malloc
 from deploylens.bench.environment import cpu_info
-from deploylens.bench.interference import InterferenceProbe, pooled_quiet_samples
+from deploylens.bench.interference import InterferenceProbe, pooled_quiet_samples, quiet_median
 from deploylens.bench.runner import StopRule, measure, quietest
-from deploylens.bench.stats import percentile
 from deploylens.errors import UserError
 from deploylens.hardware.local import this_cpu, vector_lanes
 
@@ -662,8 +661,9 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                 rule = budgeted(QUICK, deadline - time.perf_counter(), left + 1)
                 rounds_of[label].append(measure(built.get(label) or build(), rule, sync=sync, probe=probe))
     read = probe if probe and probe.readings else None
-    quiet = {label: pooled_quiet_samples(timings, read)[0] if read else [] for label, timings in rounds_of.items()}
-    seconds = {label: percentile(sorted(quiet[label]), 50) if len(quiet[label]) >= 3 else quietest(timings).summary.p50
+    quiet = {label: quiet_median(pooled_quiet_samples(timings, read)[0]) if read else None
+             for label, timings in rounds_of.items()}
+    seconds = {label: quiet[label] if quiet[label] is not None else quietest(timings).summary.p50
                for label, timings in rounds_of.items()}
     points: dict[str, list[dict]] = {c: [] for c in CLASSES}
     for case in chosen:
@@ -690,7 +690,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         # whose fp32 convs run on TF32 tensor cores by default, above its fp32 peak.
         "peak_flops": this_cpu(threads).peak_flops("fp32") if device == "cpu" else None,
         "probe": {"level_s": read.level(), "tolerance": read.tolerance,
-                  "quiet_share": sum(len(q) >= 3 for q in quiet.values()) / len(quiet)} if read else None,
+                  "quiet_share": sum(q is not None for q in quiet.values()) / len(quiet)} if read else None,
     }
     _derive(profile)
     progress(total, total, "done")
