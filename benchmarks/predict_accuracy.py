@@ -11,13 +11,14 @@ predicted vs measured. On this shared VM a neighbour slows everything down by up
 for seconds at a time, so the whole sweep runs ``--passes`` times, minutes apart, with one
 interference probe read between samples throughout (see
 :mod:`deploylens.bench.interference`); at the end, against the probe's quiet level over
-the whole sweep, a measurement is the median of its quiet samples over all passes (the
-quietest pass's median when fewer than 3 are quiet, marked ``*``). It prints the share
-within +/-10% and +/-20%, RMSPE and the Spearman rank correlation, and how well the
-reference repeats: of the rows with quiet medians (3 quiet samples) in two passes or more,
-the share whose two lowest agree within 10% (without a probe: the passes' plain medians).
-nn-Meter's published bar: 99% within 10% on a phone CPU, 83% on a VPU. ``--device cuda``
-does the same for this machine's GPU (torch backend, calibrated with CUDA graphs, no probe).
+the whole sweep (or the machine's quieter one known from its calibrations), a
+measurement is the median of its samples over all passes adjusted to that level, with
+the exponent fitted on this sweep's rows that had both quiet and busy samples. It prints
+the share within +/-10% and +/-20%, RMSPE and the Spearman rank correlation, and how well
+the reference repeats: the share of rows whose pass medians (adjusted; without a probe:
+plain) agree within 10%. nn-Meter's published bar: 99% within 10% on a phone CPU, 83% on
+a VPU. ``--device cuda`` does the same for this machine's GPU (torch backend, calibrated
+with CUDA graphs, no probe).
 
 """
 
@@ -31,7 +32,14 @@ import torch
 
 from deploylens import zoo
 from deploylens.bench.harness import bench
-from deploylens.bench.interference import InterferenceProbe, quiet_median, quiet_samples
+from deploylens.bench.interference import (
+    EXPONENT,
+    TOLERANCE,
+    InterferenceProbe,
+    adjusted_median,
+    fit_exponent,
+    quiet_median,
+)
 from deploylens.bench.runner import StopRule
 from deploylens.hardware import calibrate as calibration
 from deploylens.predict import predict
@@ -86,7 +94,8 @@ def main() -> None:
             if not (fresh or (index == 0 and not path.exists())):
                 continue
             print(f"calibrating {backend} on {args.device} ({args.threads} threads, {args.dtype}) ...", flush=True)
-            profile = calibration.calibrate(backend, args.threads, device=args.device, dtype=args.dtype)
+            profile = calibration.calibrate(backend, args.threads, device=args.device, dtype=args.dtype,
+                                            probe_level=calibration.known_probe_level(args.threads))
             seconds = profile["seconds_taken"]
             if index > 0:
                 profile = calibration.keep_quietest(calibration.load(path), profile)
@@ -105,7 +114,8 @@ def main() -> None:
         passes = {(r["model"], r["backend"], r["batch"]): r["passes"] for r in saved_rows
                   if r["backend"] in backends and r["batch"] in batches and r["model"] in names}
         calibrate(0)
-    probe = InterferenceProbe() if args.device == "cpu" else None
+    probe = (InterferenceProbe(known_level=calibration.known_probe_level(args.threads))
+             if args.device == "cpu" else None)
     for index in range(0 if args.measured else args.passes):
         calibrate(index)
         print(f"pass {index + 1}/{args.passes}", flush=True)
@@ -118,12 +128,19 @@ def main() -> None:
     level_ms = (saved_rows[0].get("probe_level_ms") if args.measured and saved_rows
                 else probe.level() * 1e3 if probe and probe.readings else None)
 
-    def quiet_of(runs: list[dict]) -> float | None:
-        """The median of the quiet samples of ``runs`` against the whole sweep's probe level."""
-        if level_ms is None:
-            return None
-        return quiet_median([s for run in runs for s in quiet_samples(run["samples_ms"], run["probe_ms"], probe,
-                                                                         level_ms)])
+    def samples_of(runs: list[dict]) -> tuple[list[float], list[float]]:
+        return [s for run in runs for s in run["samples_ms"]], [r for run in runs for r in run["probe_ms"]]
+    fitted = fit_exponent([samples_of(runs) for runs in passes.values()], level_ms) if level_ms else None
+    exponent = EXPONENT if fitted is None else fitted
+
+    def reference_of(runs: list[dict]) -> float:
+        """The median of the samples of ``runs`` adjusted to the sweep's probe level, or
+        without a probe the quietest pass's median."""
+        return adjusted_median(*samples_of(runs), level_ms, exponent) if level_ms else min(r["p50_ms"] for r in runs)
+
+    def quiet_of(runs: list[dict]) -> list[float]:
+        """The samples of ``runs`` taken while the probe was quiet."""
+        return [s for s, r in zip(*samples_of(runs)) if r <= level_ms * (1 + TOLERANCE)] if level_ms else []
     saved = calibration.load(args.profile) if args.profile else None
     rows = []
     print(f"{'model':24s} {'backend':12s} {'batch':>5s} {'predicted':>10s} {'measured':>10s} {'error':>8s}  passes")
@@ -132,20 +149,22 @@ def main() -> None:
                             threads=args.threads, input_shape=shapes[name], device=args.device,
                             calibration=saved if saved and saved["backend"] == backend else None
                             ).totals["latency_ms"]
-        # each pass's median of its quiet samples (None with fewer than 3), or without a probe its median
-        medians = [quiet_of([run]) if level_ms else run["p50_ms"] for run in runs]
-        quiet = quiet_of(runs)
-        reference = quiet or min(run["p50_ms"] for run in runs)
+        medians = [reference_of([run]) for run in runs]
+        reference = reference_of(runs)
         error = predicted / reference - 1
+        share = len(quiet_of(runs)) / len(samples_of(runs)[0]) if level_ms else None
         rows.append({"model": name, "backend": backend, "batch": batch, "predicted_ms": predicted,
-                     "measured_ms": reference, "quiet": quiet is not None, "pass_medians_ms": medians,
-                     "error": error, "probe_level_ms": level_ms, "passes": runs})
-        print(f"{name:24s} {backend:12s} {batch:5d} {predicted:10.2f} {reference:10.2f}{' ' if quiet else '*'}"
-              f"{error * 100:+7.1f}%  " + " ".join("-" if m is None else f"{m:.2f}" for m in medians), flush=True)
+                     "measured_ms": reference, "quiet_share": share, "pass_medians_ms": medians,
+                     "error": error, "probe_level_ms": level_ms, "exponent": exponent, "passes": runs})
+        print(f"{name:24s} {backend:12s} {batch:5d} {predicted:10.2f} {reference:10.2f} {error * 100:+7.1f}%  "
+              + " ".join(f"{m:.2f}" for m in medians) + (f"  quiet {share:.0%}" if share is not None else ""),
+              flush=True)
     print()
     if level_ms:
-        print(f"probe quiet level {level_ms:.3f} ms; rows measured on quiet "
-              f"samples: {sum(r['quiet'] for r in rows)} of {len(rows)} (* : the quietest pass's median instead)")
+        fitted_on = "fitted on this sweep" if fitted is not None else "the default: too few rows to fit it on"
+        with_quiet = sum(quiet_median(quiet_of(r["passes"])) is not None for r in rows)
+        print(f"probe quiet level {level_ms:.3f} ms; measurements: every sample x (level / probe reading) ^ "
+              f"{exponent:g} ({fitted_on}); rows with 3 quiet samples or more: {with_quiet} of {len(rows)}")
     for backend in backends:
         for batch in batches + [None]:
             subset = [r for r in rows if r["backend"] == backend and (batch is None or r["batch"] == batch)]
@@ -157,13 +176,12 @@ def main() -> None:
             within20 = sum(abs(r["error"]) <= 0.20 for r in subset) / len(subset)
             rmspe = math.sqrt(sum(r["error"] ** 2 for r in subset) / len(subset))
             # the measurement's own repeatability bounds any predictor's score against it
-            repeatable = [sorted(m for m in r["pass_medians_ms"] if m is not None) for r in subset]
-            repeatable = [m for m in repeatable if len(m) > 1]
-            agree = sum(m[1] <= 1.1 * m[0] for m in repeatable)
+            repeatable = [r["pass_medians_ms"] for r in subset if len(r["pass_medians_ms"]) > 1]
+            agree = sum(max(m) <= 1.1 * min(m) for m in repeatable)
             print(f"{backend:12s} {label:12s} n={len(subset):3d}  within 10%: {within10 * 100:5.1f}%  "
                   f"within 20%: {within20 * 100:5.1f}%  RMSPE {rmspe * 100:5.1f}%  Spearman {rho:.3f}  "
                   f"median error {sorted(r['error'] for r in subset)[len(subset) // 2] * 100:+.1f}%  "
-                  f"two lowest pass medians within 10%: {agree} of {len(repeatable)}")
+                  f"pass medians within 10%: {agree} of {len(repeatable)}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=1)

@@ -16,7 +16,14 @@ from deploylens import UserError
 from deploylens.bench.environment import cpu_info
 from deploylens.bench.gpu import NvmlSampler, utilization_context
 from deploylens.bench.harness import bench
-from deploylens.bench.interference import InterferenceProbe, quiet_median, quiet_samples
+from deploylens.bench.interference import (
+    InterferenceProbe,
+    adjusted,
+    adjusted_median,
+    fit_exponent,
+    quiet_median,
+    quiet_samples,
+)
 from deploylens.bench.runner import BLOCK_TARGET_S, StopRule, measure, quietest
 from deploylens.bench.stats import median_ci, percentile, summarize
 from deploylens.bench.store import Store
@@ -295,10 +302,12 @@ def test_bench_cli_probe_table_and_json(monkeypatch, capsys, tmp_path):
         assert done.value.code in (0, None)
         out = capsys.readouterr().out
         if fmt == "table":
-            assert "quiet p50 ms" in out and "within 10% of its quiet time" in out
+            assert "quiet p50 ms" in out and "adjusted p50 ms" in out and "within 10% of its quiet time" in out
+            assert "^ 0.45" in out
         else:
             [record] = json.loads(out)
-            assert set(record["quiet"]) == {"p50_ms", "samples", "share", "probe_level_ms", "tolerance"}
+            assert set(record["quiet"]) == {"p50_ms", "samples", "share", "adjusted_p50_ms", "probe_level_ms",
+                                            "tolerance", "exponent"}
             assert "probe_ms" not in record
 
 
@@ -334,27 +343,53 @@ def test_each_sample_keeps_the_slower_probe_reading_around_it():
     assert timing.probe_readings == [1.0, 1.0, 2.0, 2.0, 2.0]
 
 
-def test_a_busy_host_keeps_the_run_going_until_quiet_samples_are_stable():
+def test_busy_samples_adjusted_to_the_quiet_level_by_hand():
+    # level 1; readings 1, 4 and 0.5: x 1, x (1/4)^0.5 = 0.5, and x 1 (a lucky reading changes nothing)
+    assert adjusted([2.0, 4.0, 3.0], [1.0, 4.0, 0.5], 1.0, 0.5) == [2.0, 2.0, 3.0]
+    assert adjusted_median([2.0, 4.0, 3.0], [1.0, 4.0, 0.5], 1.0, 0.5) == 2.0
+    assert adjusted_median([], [], 1.0) is None
+    # five measurements: 1 ms quiet (reading 1), 2 ms busy (reading 4): exponent 0.5 brings them together
+    group = ([1.0] * 3 + [2.0] * 3, [1.0] * 3 + [4.0] * 3)
+    assert fit_exponent([group] * 5, 1.0) == 0.5
+    # busy samples as fast as quiet ones: the host's interference does not reach the workload
+    assert fit_exponent([([1.0] * 6, [1.0] * 3 + [4.0] * 3)] * 5, 1.0) == 0.0
+    # too few measurements with both quiet and busy samples to fit on
+    assert fit_exponent([group] * 4 + [([1.0] * 6, [1.0] * 6)] * 3, 1.0) is None
+
+
+def test_a_busy_host_is_timed_on_samples_adjusted_to_its_quiet_level():
     clock = FakeClock()
-    busy = iter([2.0] * 20 + [1.0] * 1000)  # the neighbour leaves after ~20 readings
+
+    def busy_then_quiet():
+        return iter([4.0] * 20 + [1.0] * 1000)  # the neighbour leaves after ~20 readings
+    readings = busy_then_quiet()
 
     class Probe(InterferenceProbe):
         def __call__(self):
-            self.readings.append(next(busy))
+            self.readings.append(next(readings))
             return self.readings[-1]
 
-    probe = Probe(lambda: None)
+    # while the probe reads 4x its quiet time, the workload takes 2x (exponent 0.5)
+    durations = [0.02] * 100 + [0.01] * 100_000
+    probe = Probe(lambda: None, exponent=0.5)
     probe.readings = [1.0] * 50  # its quiet level, known from earlier readings
-    timing = measure(workload(clock, [0.01] * 100_000), QUICK, clock=clock, probe=probe, probe_interval=0.005)
-    quiet = quiet_samples(timing.samples, timing.probe_readings, probe)
-    assert timing.stop_reason == "stable" and len(quiet) >= QUICK.min_iters
-    assert len(timing.samples) > len(quiet)  # the busy samples were timed, and left out
-    # without until_quiet the run stops as soon as all its samples are stable: busy ones here
-    busy = iter([2.0] * 20 + [1.0] * 1000)
+    timing = measure(workload(clock, durations), QUICK, clock=clock, probe=probe, probe_interval=0.005)
+    assert timing.stop_reason == "stable" and min(timing.samples) == pytest.approx(0.02)  # stopped while busy
+    assert adjusted_median(timing.samples, timing.probe_readings, probe.level(), 0.5) == pytest.approx(0.01)
+    # without the adjustment the busy samples are stable too, at twice the time
+    readings = busy_then_quiet()
     probe.readings = [1.0] * 50
-    timing = measure(workload(clock, [0.01] * 100_000), replace(QUICK, until_quiet=False), clock=clock, probe=probe,
+    timing = measure(workload(clock, durations), replace(QUICK, probe_adjusted=False), clock=clock, probe=probe,
                      probe_interval=0.005)
-    assert timing.stop_reason == "stable" and not quiet_samples(timing.samples, timing.probe_readings, probe)
+    assert timing.stop_reason == "stable" and timing.summary.p50 == pytest.approx(0.02)
+
+
+def test_a_known_level_is_the_probe_level_when_lower():
+    probe = InterferenceProbe(lambda: None, known_level=0.5)
+    probe.readings = [1.0] * 10
+    assert probe.level() == 0.5
+    probe.known_level = 2.0
+    assert probe.level() == 1.0
 
 
 def test_bench_with_a_probe_reports_the_quiet_samples():
@@ -363,5 +398,8 @@ def test_bench_with_a_probe_reports_the_quiet_samples():
     assert len(result.probe_ms) == len(result.samples_ms) and probe.readings
     quiet = result.quiet
     assert quiet["probe_level_ms"] == pytest.approx(probe.level() * 1e3) and quiet["tolerance"] == 0.1
+    assert quiet["adjusted_p50_ms"] == pytest.approx(adjusted_median(result.samples_ms, result.probe_ms,
+                                                                     probe.level() * 1e3, 0.45))
+    assert quiet["adjusted_p50_ms"] <= result.p50_ms
     assert quiet["samples"] == round(quiet["share"] * len(result.samples_ms))
     assert quiet["p50_ms"] is None or quiet["p50_ms"] > 0

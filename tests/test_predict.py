@@ -337,21 +337,53 @@ def test_calibration_keeps_each_case_quietest_round(monkeypatch):
         calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=0)
 
 
-def test_calibration_takes_the_median_of_quiet_samples_over_rounds(monkeypatch):
+def test_calibration_adjusts_busy_samples_with_the_exponent_it_fits(monkeypatch):
     from deploylens.bench.runner import Timing
     from deploylens.bench.stats import summarize
 
     def fake_measure(run, rule, sync, probe):
-        # every round: three samples of 1 ms while the probe read 0.26 ms (quiet) and three
-        # of 5 ms while it read 0.40 ms (a neighbour busy); each round's median is 3 ms
-        samples, readings = [1e-3] * 3 + [5e-3] * 3, [0.26e-3] * 3 + [0.40e-3] * 3
+        # every round: three samples of 1 ms while the probe read 0.25 ms (quiet) and three
+        # of 2 ms while it read 1 ms (a neighbour busy, 4x the probe's time): exponent 0.5
+        samples, readings = [1e-3] * 3 + [2e-3] * 3, [0.25e-3] * 3 + [1e-3] * 3
         probe.readings.extend(readings)
         return Timing(samples, 1, 6, 2, "max_time", summarize(samples), [], readings)
 
     monkeypatch.setattr(calibration, "measure", fake_measure)
     profile = calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=2)
-    assert {p["seconds"] for points in profile["points"].values() for p in points} == {1e-3}
-    assert profile["probe"]["level_s"] == pytest.approx(0.26e-3) and profile["probe"]["quiet_share"] == 1.0
+    cases = sum(len(points) for points in profile["points"].values())
+    assert [p["seconds"] for points in profile["points"].values() for p in points] == pytest.approx([1e-3] * cases)
+    assert profile["probe"] == {"level_s": pytest.approx(0.25e-3), "tolerance": 0.1, "quiet_share": 1.0,
+                                "exponent": 0.5, "exponent_fitted": True}
+
+    # a calibration in a busy spell throughout, against the level known from an earlier one
+    def busy_measure(run, rule, sync, probe):
+        samples, readings = [2e-3] * 6, [1e-3] * 6
+        probe.readings.extend(readings)
+        return Timing(samples, 1, 6, 2, "max_time", summarize(samples), [], readings)
+
+    monkeypatch.setattr(calibration, "measure", busy_measure)
+    busy = calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=1, probe_level=0.25e-3)
+    # nothing quiet to fit on: the default exponent, 2 ms x (1/4) ^ 0.45
+    assert busy["probe"]["quiet_share"] == 0.0 and busy["probe"]["exponent_fitted"] is False
+    assert [p["seconds"] for points in busy["points"].values() for p in points] == \
+        pytest.approx([2e-3 * 0.25 ** 0.45] * cases)
+
+
+def test_known_probe_level_is_the_quietest_of_the_saved_cpu_profiles(tmp_path):
+    def saved(name: str, content) -> None:
+        (tmp_path / name).write_text(content if isinstance(content, str) else json.dumps(content))
+
+    cpu = calibration.profile_path("torch", 2, directory=tmp_path).name.split("-torch-")[0]
+    profile = {"format": calibration.FORMAT, "version": 6, "probe": {"level_s": 3e-4}}
+    saved(f"{cpu}-torch-2t-fp32.json", profile)
+    saved(f"{cpu}-onnxruntime-2t-fp32.json", {**profile, "probe": {"level_s": 2.8e-4}})
+    saved(f"{cpu}-onnxruntime-4t-fp32.json", {**profile, "probe": {"level_s": 1e-4}})  # other threads
+    saved(f"{cpu}-torch-2t-fp16.json", "not json")
+    saved(f"{cpu}-x-2t-fp32.json", {"format": "other", "probe": {"level_s": 1e-5}})
+    saved(f"{cpu}-y-2t-fp32.json", {**profile, "probe": None})
+    assert calibration.known_probe_level(2, tmp_path) == 2.8e-4
+    assert calibration.known_probe_level(4, tmp_path) == 1e-4
+    assert calibration.known_probe_level(8, tmp_path) is None
 
 
 def test_bad_targets():

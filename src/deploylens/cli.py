@@ -171,6 +171,8 @@ def _csv_list(text: str, convert=str) -> list:
 _BENCH_COLUMNS = ("backend", "device", "dtype", "batch", "threads", "scenario", "p50_ms", "p90_ms", "p99_ms",
                   "mean_ms", "std_ms", "min_ms", "throughput", "iterations", "stop_reason", "achieved_gflops",
                   "achieved_gbs", "max_rel_error")
+# with --probe: CSV column -> field of a measurement's quiet figures
+_QUIET_COLUMNS = {"adjusted_p50_ms": "adjusted_p50_ms", "quiet_p50_ms": "p50_ms", "quiet_share": "share"}
 
 
 @app.command()
@@ -189,8 +191,9 @@ def bench(
                                               "report the quietest round (on a shared, noisy machine)."),
     layers: bool = typer.Option(False, "--layers", help="Also measure per-layer times (profilers)."),
     probe: bool = typer.Option(False, "--probe", help="Time a small fixed conv between samples (every 50 ms) and "
-                               "also report the median of the samples taken while it ran at its quiet speed: "
-                               "a shared host's interference filtered out."),
+                               "also report the median of the samples taken while it ran at its quiet speed and "
+                               "that of all samples adjusted to its quiet speed: a shared host's interference "
+                               "taken out."),
     store: Optional[str] = typer.Option(None, help="SQLite results store (default: $DEPLOYLENS_STORE or "
                                                     "~/.local/share/deploylens/runs.sqlite)."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not save this run."),
@@ -230,15 +233,15 @@ def bench(
         return
     if fmt is Format.csv:
         _emit(to_csv([{**{k: r[k] for k in _BENCH_COLUMNS},
-                       **({"quiet_p50_ms": r["quiet"]["p50_ms"], "quiet_share": r["quiet"]["share"]}
-                          if probe else {})} for r in records]), output)
+                       **({key: r["quiet"][field] for key, field in _QUIET_COLUMNS.items()} if probe else {})}
+                      for r in records]), output)
         return
-    table = _table(("backend", "batch", "p50 ms") + (("quiet p50 ms", "quiet %") if probe else ()) +
+    table = _table(("backend", "batch", "p50 ms") + (("adjusted p50 ms", "quiet p50 ms", "quiet %") if probe else ()) +
                    ("p90 ms", "p99 ms", "mean +/- std", "samples/s", "iters", "stop",
                     "load ms", "1st ms", "GFLOP/s", "GB/s", "rel err"), left=("backend", "stop"))
     for r in results:
-        quiet = (("-" if r.quiet["p50_ms"] is None else f"{r.quiet['p50_ms']:.3f}", f"{r.quiet['share'] * 100:.0f}")
-                 if probe else ())
+        quiet = ((f"{r.quiet['adjusted_p50_ms']:.3f}", "-" if r.quiet["p50_ms"] is None else f"{r.quiet['p50_ms']:.3f}",
+                  f"{r.quiet['share'] * 100:.0f}") if probe else ())
         table.add_row(r.backend, str(r.batch), f"{r.p50_ms:.3f}", *quiet, f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}",
                       f"{r.mean_ms:.3f} +/- {r.std_ms:.3f}", f"{r.throughput:.1f}", str(r.iterations), r.stop_reason,
                       f"{r.cold_ms['load']:.1f}", f"{r.cold_ms['first_inference']:.1f}",
@@ -254,9 +257,10 @@ def bench(
             stdout.print(f"  {r.backend} batch {r.batch}: round medians {medians} ms; the table shows the quietest",
                          markup=False, highlight=False)
     if probe:
-        stdout.print(f"quiet: samples taken while the probe conv ran within {results[0].quiet['tolerance']:.0%} of "
-                     f"its quiet time ({results[-1].quiet['probe_level_ms']:.3f} ms); '-': fewer than 3 of them",
-                     markup=False, highlight=False)
+        figures = results[-1].quiet
+        stdout.print(f"quiet: samples taken while the probe conv ran within {figures['tolerance']:.0%} of its quiet "
+                     f"time ({figures['probe_level_ms']:.3f} ms); '-': fewer than 3 of them. adjusted: every sample "
+                     f"x (quiet time / probe reading) ^ {figures['exponent']:g}", markup=False, highlight=False)
     for r in results:
         if r.layers:
             stdout.print(f"slowest layers, {r.backend} batch {r.batch}:", markup=False)
@@ -425,12 +429,13 @@ def hw_calibrate(
         task = progress.add_task("calibrating", total=None)
         profile = calibration.calibrate(backend, threads, rounds=rounds, device=device, dtype=dtype,
                                         progress=lambda done, total, label: progress.update(
-            task, completed=done, total=total, description=f"calibrating: {label}"))
+            task, completed=done, total=total, description=f"calibrating: {label}"),
+                                        probe_level=calibration.known_probe_level(threads))
     quiet_share = (profile.get("probe") or {}).get("quiet_share")
     if quiet_share is not None and quiet_share < calibration.BUSY_QUIET_SHARE:
         stderr.print(f"warning: the host was busy during this calibration (only {quiet_share:.0%} of its cases ran "
-                     "while the interference probe was at its quiet speed): predictions from it may come out slow; "
-                     "run it again later with --keep-quietest", markup=False, highlight=False)
+                     "while the interference probe was at its quiet speed): its times rest on the adjustment for "
+                     "interference; run it again later with --keep-quietest", markup=False, highlight=False)
     if earlier is not None:
         profile = calibration.keep_quietest(earlier, profile)
     calibration.save(profile, path)

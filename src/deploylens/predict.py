@@ -405,7 +405,8 @@ def resolve_target(target: str | HardwareSpec, backend: str, threads: int | None
                         f"`deploylens hw calibrate --backend {backend} --threads {threads} --device {device} "
                         f"--dtype {dtype}`")
     profile = calibration.calibrate(backend, threads, device=device, dtype=dtype,
-                                    progress=progress or (lambda *a: None))
+                                    progress=progress or (lambda *a: None),
+                                    probe_level=calibration.known_probe_level(threads))
     calibration.save(profile, path)
     return None, profile
 

@@ -18,7 +18,7 @@ import torch
 from deploylens.bench import environment, malloc
 from deploylens.bench.backends import Prepared, export_onnx_for_bench, resolve_backends, temporary_onnx_dir
 from deploylens.bench.gpu import NvmlSampler, load_nvml
-from deploylens.bench.interference import InterferenceProbe, pooled_quiet_samples, quiet_median
+from deploylens.bench.interference import InterferenceProbe, adjusted_median, pooled, quiet_median, quiet_samples
 from deploylens.bench.runner import StopRule, Timing, measure, quietest
 from deploylens.errors import UserError, first_line
 from deploylens.hardware.local import this_gpu
@@ -106,7 +106,8 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
     ``probe`` (:class:`deploylens.bench.interference.InterferenceProbe`, shared by every
     measurement of the run, or of several runs) is read between samples; each
     measurement then also reports ``quiet``: the median of its samples, over all rounds,
-    taken while the probe ran at its quiet speed, and their share.
+    taken while the probe ran at its quiet speed, their share, and the median of all its
+    samples adjusted to the probe's quiet level (see :func:`quiet_figures`).
 
     ``malloc_tuning`` raises glibc's mmap/trim thresholds for this process first (see
     :mod:`deploylens.bench.malloc`); the environment records the allocator state.
@@ -252,13 +253,17 @@ def _timed_round(session: Prepared, rule: StopRule, nvml: Any, probe: Interferen
 
 
 def quiet_figures(timings: list[Timing], probe: InterferenceProbe) -> dict:
-    """The quiet samples of ``timings`` (every round of one measurement) against the
-    probe's level now: their median (see :func:`quiet_median`), count and share."""
-    quiet, total = pooled_quiet_samples(timings, probe)
+    """``timings`` (every round of one measurement) against the probe's level now: the
+    median of the quiet samples (see :func:`quiet_median`), their count and share, and the
+    median of all samples adjusted to that level (see :func:`adjusted_median`)."""
+    samples, readings = pooled(timings)
+    level = probe.level()
+    quiet = quiet_samples(samples, readings, probe, level)
     median = quiet_median(quiet)
     return {"p50_ms": median * 1e3 if median is not None else None, "samples": len(quiet),
-            "share": len(quiet) / total, "probe_level_ms": probe.level() * 1e3,
-            "tolerance": probe.tolerance}
+            "share": len(quiet) / len(samples),
+            "adjusted_p50_ms": adjusted_median(samples, readings, level, probe.exponent) * 1e3,
+            "probe_level_ms": level * 1e3, "tolerance": probe.tolerance, "exponent": probe.exponent}
 
 
 def _as_list(outputs: Any) -> list:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from deploylens.bench.interference import INTERVAL_S, InterferenceProbe, quiet_samples
+from deploylens.bench.interference import INTERVAL_S, InterferenceProbe, adjusted
 from deploylens.bench.stats import Summary, summarize
 
 # a timed sample spans at least this long, so the timer's own cost stays negligible
@@ -29,7 +29,7 @@ class StopRule:
     max_time: float = 10.0
     max_iters: int = 100_000
     ci_target: float = 0.01  # stop when the median's 95% CI is within +/- this fraction
-    until_quiet: bool = True  # with a probe: that median is the quiet samples' (see :func:`measure`)
+    probe_adjusted: bool = True  # with a probe: that median is the adjusted samples' (see :func:`measure`)
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,9 @@ def measure(run: Callable[[], object], rule: StopRule = StopRule(), clock: Calla
     runs a block between device events and returns its device seconds. ``probe`` (see
     :class:`deploylens.bench.interference.InterferenceProbe`) is read before the first
     sample and then between samples every ``probe_interval`` seconds; each sample keeps
-    the slower of the readings around it; with ``rule.until_quiet`` the median that must
-    be stable is that of the quiet samples: on a busy host the run goes on, up to
-    ``rule.max_time``, until enough of them are.
+    the slower of the readings around it; with ``rule.probe_adjusted`` the median that
+    must be stable is that of the samples adjusted to the probe's quiet level
+    (:func:`deploylens.bench.interference.adjusted`), which a busy spell leaves in place.
     """
     start = clock()
     warmup = 0
@@ -113,7 +113,7 @@ def measure(run: Callable[[], object], rule: StopRule = StopRule(), clock: Calla
         if probe and clock() - last_probe >= probe_interval:
             read_probe()
         elapsed = clock() - timed_start
-        pool = quiet_samples(samples, readings, probe, level) if probe and rule.until_quiet else samples
+        pool = adjusted(samples, readings, level, probe.exponent) if probe and rule.probe_adjusted else samples
         if len(pool) >= max(rule.min_iters, 3) and elapsed >= rule.min_time:
             if summarize(pool).ci_relative_half_width <= rule.ci_target:
                 reason = "stable"

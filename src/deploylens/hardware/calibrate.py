@@ -32,19 +32,25 @@ import torch.nn as nn
 
 from deploylens.bench import malloc
 from deploylens.bench.environment import cpu_info
-from deploylens.bench.interference import InterferenceProbe, pooled_quiet_samples, quiet_median
+from deploylens.bench.interference import (
+    InterferenceProbe,
+    adjusted_median,
+    fit_exponent,
+    pooled,
+    quiet_median,
+    quiet_samples,
+)
 from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.errors import UserError
 from deploylens.hardware.local import this_cpu, vector_lanes
 
-FORMAT, VERSION = "deploylens-calibration", 6
+FORMAT, VERSION = "deploylens-calibration", 7
 CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy",
            "reorder")
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
 COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul"})
-# one round of one case: short; within its cap it waits for quiet samples, and the rounds
-# spread its chances in time (measured on the same zoo measurements: three merged ONNX
-# Runtime calibrations that waited put 59% of the rows within 10%, three that did not 34%)
+# one round of one case: short, until its samples adjusted to the probe's quiet level are
+# stable; the rounds spread it in time
 QUICK = StopRule(warmup_iters=2, warmup_time=0.01, min_iters=5, min_time=0.02, max_time=0.1, ci_target=0.05)
 ROUNDS = 3
 # a calibration with fewer of its cases timed quiet ran in a busy spell: measured here,
@@ -576,12 +582,16 @@ def keep_quietest(earlier: dict, later: dict) -> dict:
 
 def calibrate(backend: str = "torch", threads: int | None = None, max_flops: float | None = None,
               rounds: int | None = None, device: str = "cpu", dtype: str = "fp32",
-              progress: Callable[[int, int, str], None] = lambda done, total, label: None) -> dict:
+              progress: Callable[[int, int, str], None] = lambda done, total, label: None,
+              probe_level: float | None = None) -> dict:
     """Run the calibration set ``rounds`` times (default: the device's), round-robin; on a
     CPU with an interference probe between samples (see
-    :mod:`deploylens.bench.interference`): a case's time is the median of its quiet
-    samples over all rounds, or, with fewer than 3 of them, its quietest round's median
-    (see :func:`deploylens.bench.runner.quietest`). Returns the profile (see :func:`save`)."""
+    :mod:`deploylens.bench.interference`): a case's time is the median of its samples over
+    all rounds adjusted to the probe's quiet level, with the exponent fitted on the cases
+    that had both quiet and busy samples (the default one with too few); without a probe
+    (a GPU), its quietest round's median (see :func:`deploylens.bench.runner.quietest`).
+    ``probe_level``: the machine's quiet probe level known from earlier runs (see
+    :func:`known_probe_level`). Returns the profile (see :func:`save`)."""
     threads = threads or torch.get_num_threads()
     who = identity(device, backend, threads, dtype)
     setting = SETTINGS[device]
@@ -596,7 +606,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     chosen = cases(setting, who["vector_lanes"]) + (reorder_cases() if backend == "onnxruntime" else [])
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     # a GPU case is timed as a CUDA graph on a device nobody shares: no probe there
-    probe = InterferenceProbe() if device == "cpu" else None
+    probe = InterferenceProbe(known_level=probe_level) if device == "cpu" else None
     with tempfile.TemporaryDirectory(prefix="deploylens-calibrate-") as workdir:
         boundary: dict[str, int] = {}  # ONNX Runtime: bytes of the reorders around a conv case
         launch_s: dict[str, float] = {}  # CUDA: the CPU's time to launch a case's eager ops
@@ -661,10 +671,16 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                 rule = budgeted(QUICK, deadline - time.perf_counter(), left + 1)
                 rounds_of[label].append(measure(built.get(label) or build(), rule, sync=sync, probe=probe))
     read = probe if probe and probe.readings else None
-    quiet = {label: quiet_median(pooled_quiet_samples(timings, read)[0]) if read else None
-             for label, timings in rounds_of.items()}
-    seconds = {label: quiet[label] if quiet[label] is not None else quietest(timings).summary.p50
-               for label, timings in rounds_of.items()}
+    seconds = {label: quietest(timings).summary.p50 for label, timings in rounds_of.items()}
+    if read:
+        level = read.level()
+        measured = {label: pooled(timings) for label, timings in rounds_of.items()}
+        fitted = fit_exponent(list(measured.values()), level, read.tolerance)
+        exponent = read.exponent if fitted is None else fitted
+        seconds = {label: adjusted_median(samples, readings, level, exponent)
+                   for label, (samples, readings) in measured.items()}
+        quiet_cases = sum(quiet_median(quiet_samples(samples, readings, read, level)) is not None
+                          for samples, readings in measured.values())
     points: dict[str, list[dict]] = {c: [] for c in CLASSES}
     for case in chosen:
         flops, nbytes, ops = costs[case.label]
@@ -689,8 +705,8 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         # no kernel can beat the ISA's peak: CPU predictions are capped there. None on a GPU,
         # whose fp32 convs run on TF32 tensor cores by default, above its fp32 peak.
         "peak_flops": this_cpu(threads).peak_flops("fp32") if device == "cpu" else None,
-        "probe": {"level_s": read.level(), "tolerance": read.tolerance,
-                  "quiet_share": sum(q is not None for q in quiet.values()) / len(quiet)} if read else None,
+        "probe": {"level_s": level, "tolerance": read.tolerance, "quiet_share": quiet_cases / len(measured),
+                  "exponent": exponent, "exponent_fitted": fitted is not None} if read else None,
     }
     _derive(profile)
     progress(total, total, "done")
@@ -702,14 +718,33 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+def _directory() -> Path:
+    return Path(os.environ.get("DEPLOYLENS_CALIBRATION_DIR",
+                               Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+                               / "deploylens" / "calibration"))
+
+
 def profile_path(backend: str, threads: int, device: str = "cpu", dtype: str = "fp32",
                  directory: Path | None = None) -> Path:
     """Where the profile of this CPU (or its CUDA GPU), backend, threads and dtype lives."""
-    base = directory or Path(os.environ.get("DEPLOYLENS_CALIBRATION_DIR",
-                                            Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-                                            / "deploylens" / "calibration"))
     machine = torch.cuda.get_device_name(0) if device == "cuda" else cpu_info()["model"]
-    return base / f"{_slug(machine)}-{backend}-{threads}t-{dtype}.json"
+    return (directory or _directory()) / f"{_slug(machine)}-{backend}-{threads}t-{dtype}.json"
+
+
+def known_probe_level(threads: int, directory: Path | None = None) -> float | None:
+    """The quietest interference-probe level (seconds) of the CPU profiles saved for this
+    CPU with ``threads`` (any backend, dtype or format version: the probe is the same
+    torch conv), or None. A calibration made in a busy spell measures against it."""
+    levels = []
+    for path in (directory or _directory()).glob(f"{_slug(cpu_info()['model'])}-*-{threads}t-*.json"):
+        try:
+            profile = json.loads(path.read_text())
+            level = profile["probe"]["level_s"] if profile.get("format") == FORMAT else None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            continue  # not a profile of ours, or one without a probe: nothing to learn from it
+        if isinstance(level, (int, float)) and level > 0:
+            levels.append(float(level))
+    return min(levels, default=None)
 
 
 def save(profile: dict, path: Path) -> Path:
