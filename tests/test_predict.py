@@ -337,15 +337,19 @@ def test_calibration_keeps_each_case_quietest_round(monkeypatch):
         calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=0)
 
 
-def test_calibration_adjusts_busy_samples_with_the_exponent_it_fits(monkeypatch):
+def test_calibration_adjusts_busy_samples_and_times_networks_longer(monkeypatch):
     from deploylens.bench.runner import Timing
     from deploylens.bench.stats import summarize
 
+    busy_ms = 4 ** 0.45  # a sample slowed as the default exponent says when the probe reads 4x its level
+    rules = []
+
     def fake_measure(run, rule, sync, probe):
         # every round: three samples of 1 ms while the probe read 0.25 ms (quiet) and three
-        # of 2 ms while it read 1 ms (a neighbour busy, 4x the probe's time): exponent 0.5
-        samples, readings = [1e-3] * 3 + [2e-3] * 3, [0.25e-3] * 3 + [1e-3] * 3
+        # of 4^0.45 ms while it read 1 ms (a neighbour busy)
+        samples, readings = [1e-3] * 3 + [busy_ms * 1e-3] * 3, [0.25e-3] * 3 + [1e-3] * 3
         probe.readings.extend(readings)
+        rules.append(rule)
         return Timing(samples, 1, 6, 2, "max_time", summarize(samples), [], readings)
 
     monkeypatch.setattr(calibration, "measure", fake_measure)
@@ -353,7 +357,9 @@ def test_calibration_adjusts_busy_samples_with_the_exponent_it_fits(monkeypatch)
     cases = sum(len(points) for points in profile["points"].values())
     assert [p["seconds"] for points in profile["points"].values() for p in points] == pytest.approx([1e-3] * cases)
     assert profile["probe"] == {"level_s": pytest.approx(0.25e-3), "tolerance": 0.1, "quiet_share": 1.0,
-                                "exponent": 0.5, "exponent_fitted": True}
+                                "exponent": 0.45}
+    # the five synthetic networks at two batch sizes, in both rounds, with the longer rule
+    assert rules.count(calibration.NETWORK) == 2 * 5 * 2 and calibration.NETWORK.min_time > calibration.QUICK.max_time
 
     # a calibration in a busy spell throughout, against the level known from an earlier one
     def busy_measure(run, rule, sync, probe):
@@ -363,8 +369,8 @@ def test_calibration_adjusts_busy_samples_with_the_exponent_it_fits(monkeypatch)
 
     monkeypatch.setattr(calibration, "measure", busy_measure)
     busy = calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=1, probe_level=0.25e-3)
-    # nothing quiet to fit on: the default exponent, 2 ms x (1/4) ^ 0.45
-    assert busy["probe"]["quiet_share"] == 0.0 and busy["probe"]["exponent_fitted"] is False
+    # 2 ms x (1/4) ^ 0.45, none of its cases quiet
+    assert busy["probe"]["quiet_share"] == 0.0 and busy["probe"]["level_s"] == 0.25e-3
     assert [p["seconds"] for points in busy["points"].values() for p in points] == \
         pytest.approx([2e-3 * 0.25 ** 0.45] * cases)
 
@@ -597,5 +603,8 @@ def test_a_calibration_past_its_budget_skips_later_rounds(monkeypatch):
     monkeypatch.setitem(calibration.SETTINGS, "cpu", replace(calibration.SETTINGS["cpu"], budget_s=0.0))
     profile = calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=3)
     cases = sum(len(points) for points in profile["points"].values())
-    # every case and fixed timing once (the first round), each at the 10 ms floor; none after
-    assert len(rules) == cases + 3 + 5 * 2 and {r.max_time for r in rules} == {0.01}
+    # every case and overhead once (the first round), each at the 10 ms floor, none after;
+    # the synthetic networks outside the budget: every round, with their own rule
+    quick = [r for r in rules if r is not calibration.NETWORK]
+    assert len(quick) == cases + 3 and {r.max_time for r in quick} == {0.01}
+    assert len(rules) - len(quick) == 3 * 5 * 2

@@ -35,7 +35,6 @@ from deploylens.bench.environment import cpu_info
 from deploylens.bench.interference import (
     InterferenceProbe,
     adjusted_median,
-    fit_exponent,
     pooled,
     quiet_median,
     quiet_samples,
@@ -52,6 +51,11 @@ COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "
 # one round of one case: short, until its samples adjusted to the probe's quiet level are
 # stable; the rounds spread it in time
 QUICK = StopRule(warmup_iters=2, warmup_time=0.01, min_iters=5, min_time=0.02, max_time=0.1, ci_target=0.05)
+# a synthetic network's round (see _ContextNet): longer, outside the budget's shrinking,
+# since each batch's whole-network factor rests on five of them. Measured here: quick
+# rounds of one network between the cases scattered by up to 2.8x (ONNX Runtime, 1.6 to
+# 5.5 ms), and a calibration's network timings differed from `bench`'s by -14% to +150%.
+NETWORK = StopRule(warmup_iters=3, warmup_time=0.05, min_iters=5, min_time=0.25, max_time=0.5, ci_target=0.02)
 ROUNDS = 3
 # a calibration with fewer of its cases timed quiet ran in a busy spell: measured here,
 # quiet calibrations had 16-56% of their cases quiet, one with 3% predicted every model +82%
@@ -79,9 +83,10 @@ class DeviceSetting:
 # is not shared the way this VM's cores are: one round. A CPU calibration ends within two
 # minutes however busy the host is: a busy spell makes every case run to its time cap,
 # and the cap shrinks to fit what is left of the budget; past it, later rounds stop (every
-# case has its first). The floor of each measurement (warm-up, 3 samples of the largest
-# cases and networks) can run past it by a few seconds, then come ~4 s of derived figures.
-SETTINGS = {"cpu": DeviceSetting(1.2e9, (1,), 2**23, ROUNDS, budget_s=90.0),
+# case has its first). The synthetic networks' rounds (up to 0.5 s each, ~15 s in all) and
+# the floor of each measurement (warm-up, 3 samples of the largest cases) run outside it,
+# then come ~4 s of derived figures.
+SETTINGS = {"cpu": DeviceSetting(1.2e9, (1,), 2**23, ROUNDS, budget_s=75.0),
             "cuda": DeviceSetting(4e10, (1, 16), 64_000_000, 1)}
 
 
@@ -587,8 +592,10 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     """Run the calibration set ``rounds`` times (default: the device's), round-robin; on a
     CPU with an interference probe between samples (see
     :mod:`deploylens.bench.interference`): a case's time is the median of its samples over
-    all rounds adjusted to the probe's quiet level, with the exponent fitted on the cases
-    that had both quiet and busy samples (the default one with too few); without a probe
+    all rounds adjusted to the probe's quiet level (with the probe's exponent: one fitted
+    on the cases themselves comes out low, 0.2-0.35 against 0.45 on long measurements,
+    since a case of ~70 ms spans one or two probe readings and a sample next to a busy
+    reading counts as busy even when it ran quiet); without a probe
     (a GPU), its quietest round's median (see :func:`deploylens.bench.runner.quietest`).
     ``probe_level``: the machine's quiet probe level known from earlier runs (see
     :func:`known_probe_level`). Returns the profile (see :func:`save`)."""
@@ -644,9 +651,10 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         sessions["overhead chain"] = eager(_chain(_CHAIN), [one])
         if backend == "torch":  # views cost nothing in a runtime's graph
             sessions["overhead view"] = lambda: (lambda: one.view(1, 1))
-        for batch in CONTEXT_BATCHES:
-            for style in _ContextNet.STYLES:
-                sessions[f"{style} batch {batch}"] = eager(_ContextNet(style).eval(), [torch.randn(batch, 3, 224, 224)])
+        networks = {f"{style} batch {batch}": (style, batch)
+                    for batch in CONTEXT_BATCHES for style in _ContextNet.STYLES}
+        for label, (style, batch) in networks.items():
+            sessions[label] = eager(_ContextNet(style).eval(), [torch.randn(batch, 3, 224, 224)])
         total = len(chosen) + (len(sessions) if rounds > 1 else 0) + rounds * len(sessions)
         steps = iter(range(total))
         costs = {}
@@ -661,10 +669,13 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
             built[label] = build()
         rounds_of: dict[str, list] = {label: [] for label in sessions}
         deadline = started + setting.budget_s if setting.budget_s is not None else math.inf
-        left = rounds * len(sessions)
+        left = rounds * (len(sessions) - len(networks))
         for round_index in range(rounds):
             for label, build in sessions.items():
                 progress(next(steps), total, f"round {round_index + 1}/{rounds}: {label}")
+                if label in networks:
+                    rounds_of[label].append(measure(built.get(label) or build(), NETWORK, sync=sync, probe=probe))
+                    continue
                 left -= 1
                 if round_index > 0 and time.perf_counter() > deadline:
                     continue  # out of time: the case keeps the rounds it had
@@ -675,9 +686,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     if read:
         level = read.level()
         measured = {label: pooled(timings) for label, timings in rounds_of.items()}
-        fitted = fit_exponent(list(measured.values()), level, read.tolerance)
-        exponent = read.exponent if fitted is None else fitted
-        seconds = {label: adjusted_median(samples, readings, level, exponent)
+        seconds = {label: adjusted_median(samples, readings, level, read.exponent)
                    for label, (samples, readings) in measured.items()}
         quiet_cases = sum(quiet_median(quiet_samples(samples, readings, read, level)) is not None
                           for samples, readings in measured.values())
@@ -706,7 +715,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         # whose fp32 convs run on TF32 tensor cores by default, above its fp32 peak.
         "peak_flops": this_cpu(threads).peak_flops("fp32") if device == "cpu" else None,
         "probe": {"level_s": level, "tolerance": read.tolerance, "quiet_share": quiet_cases / len(measured),
-                  "exponent": exponent, "exponent_fitted": fitted is not None} if read else None,
+                  "exponent": read.exponent} if read else None,
     }
     _derive(profile)
     progress(total, total, "done")
