@@ -18,7 +18,7 @@ small cache-resident conv, slows down more than a whole model does, so the expon
 below 1; measured here on two sweeps of 164 zoo measurements (41 models, batch 1 and 8,
 torch and ONNX Runtime), over the measurements with both quiet and busy samples, 0.45
 brings the busy samples' median to the quiet samples' one (median gap under 3%, 0.5:
--2.5%), and the two sweeps' adjusted medians agree within 10% for 158 of 164 rows
+-2.5%), and the two sweeps' adjusted medians agree within 10% for 155 of 164 rows
 (plain medians: 83; quiet medians, where both sweeps had one: 89 of 97).
 """
 
