@@ -293,8 +293,14 @@ def test_bench_cli_json(monkeypatch, capsys, tmp_path):
 def test_bench_cli_probe_table_and_json(monkeypatch, capsys, tmp_path):
     from deploylens.cli import main
 
+    from deploylens.hardware import calibrate as calibration
+
+    # a saved calibration of this CPU knew a quiet probe level of 1 us: the run measures against it
+    monkeypatch.setenv("DEPLOYLENS_CALIBRATION_DIR", str(tmp_path))
+    saved = calibration.profile_path("torch", 1, directory=tmp_path)
+    saved.write_text(json.dumps({"format": calibration.FORMAT, "probe": {"level_s": 1e-6}}))
     common = ["deploylens", "bench", "resnet18", "-i", "1,3,32,32", "--min-time", "0.05", "--max-time", "0.2",
-              "--no-store", "--probe"]
+              "--no-store", "--probe", "--threads", "1"]
     for fmt in ("table", "json"):
         monkeypatch.setattr(sys, "argv", common + ["--format", fmt])
         with pytest.raises(SystemExit) as done:
@@ -308,6 +314,7 @@ def test_bench_cli_probe_table_and_json(monkeypatch, capsys, tmp_path):
             [record] = json.loads(out)
             assert set(record["quiet"]) == {"p50_ms", "samples", "share", "adjusted_p50_ms", "probe_level_ms",
                                             "tolerance", "exponent"}
+            assert record["quiet"]["probe_level_ms"] == pytest.approx(1e-3) and record["quiet"]["samples"] == 0
             assert "probe_ms" not in record
 
 

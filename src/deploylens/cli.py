@@ -203,12 +203,14 @@ def bench(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Latency and throughput: warm-up, adaptive stop, percentiles, outputs checked first."""
+    import torch
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from deploylens.bench.harness import bench as run_bench
     from deploylens.bench.interference import InterferenceProbe
     from deploylens.bench.runner import StopRule
     from deploylens.bench.store import Store
+    from deploylens.hardware.calibrate import known_probe_level
     from deploylens.report import to_csv
 
     if min_time > max_time:
@@ -222,7 +224,8 @@ def bench(
                             _joined_shapes(input_shape), rule, layers, results_store,
                             progress=lambda message: progress.update(task, description=message),
                             malloc_tuning=not default_malloc, rounds=rounds,
-                            probe=InterferenceProbe() if probe else None)
+                            probe=InterferenceProbe(known_level=known_probe_level(threads or torch.get_num_threads()))
+                            if probe else None)
     for r in results:
         if r.noisy:
             stderr.print(f"warning: {r.backend} batch {r.batch} is noisy: IQR {r.iqr_ms:.3f} ms is over 10% of the "
