@@ -13,7 +13,8 @@ interference probe read between samples throughout (see
 :mod:`deploylens.bench.interference`); at the end, against the probe's quiet level over
 the whole sweep (or the machine's quieter one known from its calibrations), a
 measurement is the median of its samples over all passes adjusted to that level, with
-the exponent fitted on this sweep's rows that had both quiet and busy samples. It prints
+one exponent per backend and batch fitted on this sweep's rows that had both quiet and
+busy samples (``--exponents-from`` an earlier run's rows where too few had). It prints
 the share within +/-10% and +/-20%, RMSPE and the Spearman rank correlation, and how well
 the reference repeats: the share of rows whose pass medians (adjusted; without a probe:
 plain) agree within 10%. nn-Meter's published bar: 99% within 10% on a phone CPU, 83% on
@@ -76,6 +77,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--profile", help="predict from this saved calibration profile (e.g. with --measured, "
                                           "on a machine other than the one measured)")
+    parser.add_argument("--exponents-from", help="an earlier --json file whose per-(backend, batch) exponents "
+                                                 "serve the groups this sweep has too few quiet rows to fit")
     parser.add_argument("--measured", help="re-predict the measurements of an earlier --json file instead of "
                                            "measuring (compares predictor versions on the same data)")
     args = parser.parse_args()
@@ -130,10 +133,22 @@ def main() -> None:
 
     def samples_of(runs: list[dict]) -> tuple[list[float], list[float]]:
         return [s for run in runs for s in run["samples_ms"]], [r for run in runs for r in run["probe_ms"]]
-    fitted = fit_exponent([samples_of(runs) for runs in passes.values()], level_ms) if level_ms else None
-    exponent = EXPONENT if fitted is None else fitted
+    # how far a model's time follows the probe depends on the backend and batch (fitted on
+    # three sweeps here: torch batch 1 0.5-0.55, batch 8 0.45-0.5, ONNX Runtime 0.35-0.45):
+    # one exponent per (backend, batch), fitted on this sweep, else taken from --exponents-from
+    earlier: dict[tuple[str, int], float] = {}
+    if args.exponents_from:
+        with open(args.exponents_from) as handle:
+            earlier = {(r["backend"], r["batch"]): r["exponent"] for r in json.load(handle) if r.get("exponent")}
+    exponents: dict[tuple[str, int], tuple[float, str]] = {}
+    for group in sorted({(backend, batch) for _, backend, batch in passes}):
+        fitted = fit_exponent([samples_of(runs) for (_, backend, batch), runs in passes.items()
+                               if (backend, batch) == group], level_ms) if level_ms else None
+        exponents[group] = ((fitted, "fitted on this sweep") if fitted is not None else
+                            (earlier[group], f"from {args.exponents_from}") if group in earlier else
+                            (EXPONENT, "the default: too few rows to fit it on"))
 
-    def reference_of(runs: list[dict]) -> float:
+    def reference_of(runs: list[dict], exponent: float) -> float:
         """The median of the samples of ``runs`` adjusted to the sweep's probe level, or
         without a probe the quietest pass's median."""
         return adjusted_median(*samples_of(runs), level_ms, exponent) if level_ms else min(r["p50_ms"] for r in runs)
@@ -149,8 +164,9 @@ def main() -> None:
                             threads=args.threads, input_shape=shapes[name], device=args.device,
                             calibration=saved if saved and saved["backend"] == backend else None
                             ).totals["latency_ms"]
-        medians = [reference_of([run]) for run in runs]
-        reference = reference_of(runs)
+        exponent = exponents[(backend, batch)][0]
+        medians = [reference_of([run], exponent) for run in runs]
+        reference = reference_of(runs, exponent)
         error = predicted / reference - 1
         share = len(quiet_of(runs)) / len(samples_of(runs)[0]) if level_ms else None
         rows.append({"model": name, "backend": backend, "batch": batch, "predicted_ms": predicted,
@@ -161,10 +177,11 @@ def main() -> None:
               flush=True)
     print()
     if level_ms:
-        fitted_on = "fitted on this sweep" if fitted is not None else "the default: too few rows to fit it on"
         with_quiet = sum(quiet_median(quiet_of(r["passes"])) is not None for r in rows)
         print(f"probe quiet level {level_ms:.3f} ms; measurements: every sample x (level / probe reading) ^ "
-              f"{exponent:g} ({fitted_on}); rows with 3 quiet samples or more: {with_quiet} of {len(rows)}")
+              "exponent; " + "; ".join(f"{backend} batch {batch}: {value:g} ({source})"
+                                       for (backend, batch), (value, source) in exponents.items()) +
+              f"; rows with 3 quiet samples or more: {with_quiet} of {len(rows)}")
     for backend in backends:
         for batch in batches + [None]:
             subset = [r for r in rows if r["backend"] == backend and (batch is None or r["batch"] == batch)]

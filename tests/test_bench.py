@@ -292,7 +292,6 @@ def test_bench_cli_json(monkeypatch, capsys, tmp_path):
 
 def test_bench_cli_probe_table_and_json(monkeypatch, capsys, tmp_path):
     from deploylens.cli import main
-
     from deploylens.hardware import calibrate as calibration
 
     # a saved calibration of this CPU knew a quiet probe level of 1 us: the run measures against it

@@ -41,7 +41,9 @@ INTERVAL_S = 0.05
 QUIET_PERCENTILE = 2.0
 # a quiet median needs at least this many quiet samples
 MIN_QUIET = 3
-# how far a sample's time follows the probe's slowdown (see the module's docstring)
+# how far a sample's time follows the probe's slowdown (see the module's docstring); per
+# backend and batch it varied, alike on three sweeps: torch batch 1 0.5-0.55, batch 8
+# 0.45-0.5, ONNX Runtime 0.35-0.45 (the accuracy benchmark fits one per group)
 EXPONENT = 0.45
 # fitting the exponent needs this many measurements with MIN_QUIET quiet and busy samples each
 MIN_FIT_GROUPS = 5
