@@ -35,10 +35,10 @@ from deploylens import zoo
 from deploylens.bench.harness import bench
 from deploylens.bench.interference import (
     EXPONENT,
-    TOLERANCE,
     InterferenceProbe,
     adjusted_median,
     fit_exponent,
+    is_quiet,
     quiet_median,
 )
 from deploylens.bench.runner import StopRule
@@ -139,7 +139,8 @@ def main() -> None:
     earlier: dict[tuple[str, int], float] = {}
     if args.exponents_from:
         with open(args.exponents_from) as handle:
-            earlier = {(r["backend"], r["batch"]): r["exponent"] for r in json.load(handle) if r.get("exponent")}
+            earlier = {(r["backend"], r["batch"]): r["exponent"] for r in json.load(handle)
+                       if r.get("exponent") is not None}
     exponents: dict[tuple[str, int], tuple[float, str]] = {}
     for group in sorted({(backend, batch) for _, backend, batch in passes}):
         fitted = fit_exponent([samples_of(runs) for (_, backend, batch), runs in passes.items()
@@ -155,7 +156,7 @@ def main() -> None:
 
     def quiet_of(runs: list[dict]) -> list[float]:
         """The samples of ``runs`` taken while the probe was quiet."""
-        return [s for s, r in zip(*samples_of(runs)) if r <= level_ms * (1 + TOLERANCE)] if level_ms else []
+        return [s for s, r in zip(*samples_of(runs)) if is_quiet(r, level_ms)] if level_ms else []
     saved = calibration.load(args.profile) if args.profile else None
     rows = []
     print(f"{'model':24s} {'backend':12s} {'batch':>5s} {'predicted':>10s} {'measured':>10s} {'error':>8s}  passes")

@@ -21,6 +21,7 @@ from deploylens.bench.interference import (
     adjusted,
     adjusted_median,
     fit_exponent,
+    is_quiet,
     quiet_median,
     quiet_samples,
 )
@@ -325,6 +326,7 @@ def test_probe_reading_is_the_fastest_of_three_calls_and_its_level_a_low_percent
     # the 2nd percentile of 100 sorted readings: position 1.98, between 1.0 and 1.0
     assert probe.level() == 1.0
     assert probe.is_quiet(1.1) and not probe.is_quiet(1.11)
+    assert is_quiet(1.1, 1.0) and not is_quiet(1.11, 1.0) and is_quiet(1.2, 1.0, tolerance=0.2)
     assert quiet_samples([5.0, 6.0, 9.0], [1.0, 1.05, 1.5], probe) == [5.0, 6.0]
     assert quiet_median([5.0, 6.0]) is None and quiet_median([3.0, 1.0, 2.0]) == 2.0  # at least 3 quiet samples
     with pytest.raises(ValueError):

@@ -91,7 +91,12 @@ class InterferenceProbe:
         return min(percentile(sorted(self.readings), QUIET_PERCENTILE), self.known_level or math.inf)
 
     def is_quiet(self, reading: float, level: float | None = None) -> bool:
-        return reading <= (self.level() if level is None else level) * (1 + self.tolerance)
+        return is_quiet(reading, self.level() if level is None else level, self.tolerance)
+
+
+def is_quiet(reading: float, level: float, tolerance: float = TOLERANCE) -> bool:
+    """Whether a probe reading is within ``tolerance`` of the quiet ``level``."""
+    return reading <= level * (1 + tolerance)
 
 
 def quiet_samples(samples: list[float], readings: list[float], probe: InterferenceProbe,
@@ -134,11 +139,10 @@ def fit_exponent(groups: list[tuple[list[float], list[float]]], level: float,
     :data:`MIN_FIT_GROUPS` of them."""
     usable = []
     for samples, readings in groups:
-        pairs = list(zip(samples, readings))
-        quiet = [s for s, r in pairs if r <= level * (1 + tolerance)]
-        busy = [(s, r) for s, r in pairs if r > level * (1 + tolerance)]
+        quiet = [s for s, r in zip(samples, readings) if is_quiet(r, level, tolerance)]
+        busy = [(s, r) for s, r in zip(samples, readings) if not is_quiet(r, level, tolerance)]
         if len(quiet) >= MIN_QUIET and len(busy) >= MIN_QUIET:
-            usable.append((percentile(sorted(quiet), 50), [s for s, _ in busy], [r for _, r in busy]))
+            usable.append((quiet_median(quiet), [s for s, _ in busy], [r for _, r in busy]))
     if len(usable) < MIN_FIT_GROUPS:
         return None
 

@@ -682,7 +682,6 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                 rule = budgeted(QUICK, deadline - time.perf_counter(), left + 1)
                 rounds_of[label].append(measure(built.get(label) or build(), rule, sync=sync, probe=probe))
     read = probe if probe and probe.readings else None
-    seconds = {label: quietest(timings).summary.p50 for label, timings in rounds_of.items()}
     if read:
         level = read.level()
         measured = {label: pooled(timings) for label, timings in rounds_of.items()}
@@ -690,6 +689,8 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                    for label, (samples, readings) in measured.items()}
         quiet_cases = sum(quiet_median(quiet_samples(samples, readings, read, level)) is not None
                           for samples, readings in measured.values())
+    else:
+        seconds = {label: quietest(timings).summary.p50 for label, timings in rounds_of.items()}
     points: dict[str, list[dict]] = {c: [] for c in CLASSES}
     for case in chosen:
         flops, nbytes, ops = costs[case.label]
