@@ -311,6 +311,36 @@ def test_onnxruntime_calibration_runs_with_its_reorders():
     assert prediction.totals["latency_ms"] > 0 and prediction.totals["complete"]
 
 
+def test_onnxruntime_case_runner_writes_into_bound_buffers(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    graph = calibration._conv_relu_onnx(calibration.conv_geometry(4, 8, 1, 3, 1, 36), (1, 4, 6, 6))
+    run = calibration.case_runner("onnxruntime", None, [torch.randn(1, 4, 6, 6)], 1, str(tmp_path), graph)
+    arrays, _ = run()
+    arrays[0][:] = np.random.default_rng(1).standard_normal((1, 4, 6, 6))  # a new input in the bound buffer
+    run()  # writes its output into the bound output buffer
+    (expected,) = ort.InferenceSession(graph, providers=["CPUExecutionProvider"]).run(None, {"input0": arrays[0]})
+    assert arrays[-1].shape == (1, 8, 6, 6) and np.allclose(arrays[-1], expected, atol=1e-5) and expected.any()
+
+
+def test_onnxruntime_calibration_runs_each_case_back_to_back(monkeypatch):
+    from deploylens.bench.runner import Timing
+    from deploylens.bench.stats import summarize
+
+    seen: list = []
+
+    def fake_measure(run, rule, sync, probe):
+        seen.append(run)
+        return Timing([1e-3] * 5, 1, 5, 2, "stable", summarize([1e-3] * 5), [])
+
+    monkeypatch.setattr(calibration, "measure", fake_measure)
+    calibration.calibrate("onnxruntime", threads=1, max_flops=1e6, rounds=2)
+    # a session's rounds in a row (the session is dropped after them), one session per case
+    assert all(seen[i] is seen[i + 1] for i in range(0, len(seen), 2))
+    assert len({id(run) for run in seen}) == len(seen) // 2
+
+
 def test_calibration_keeps_each_case_quietest_round(monkeypatch):
     from deploylens.bench.runner import Timing
     from deploylens.bench.stats import summarize
@@ -464,15 +494,22 @@ def test_calibration_identity_and_profile_path(monkeypatch, tmp_path):
         "nvidia-h100-80gb-hbm3-torch-2t-fp16.json"
 
 
-def test_gpu_calibration_cases_add_batched_convs():
+def test_calibration_cases_add_batched_convs():
     gpu, cpu = calibration.cases(calibration.SETTINGS["cuda"], 8), calibration.cases(calibration.SETTINGS["cpu"], 16)
     for made in (gpu, cpu):
         assert len({c.label for c in made}) == len(made)  # labels key the timings
-    assert {c.shapes[0][0] for c in cpu} == {1} and {c.shapes[0][0] for c in gpu} == {1, 16}
+    assert {c.shapes[0][0] for c in cpu} == {1, 8} and {c.shapes[0][0] for c in gpu} == {1, 16}
     (big,) = [c for c in gpu if c.label == "conv3x3 128->128 g1 s1 @56 b16"]  # 14.8 GFLOP
     assert big.geometry["pixels"] == 16 * 56 * 56  # the batch is part of the GEMM's M dimension
-    assert [c.label for c in cpu if c.label.startswith("conv3x3 128->128 g1 s1 @56")] == \
-        ["conv3x3 128->128 g1 s1 @56 b1"]
+    labels = {c.label for c in cpu}
+    # on a CPU, batch 8 for dense and pointwise convs of outputs 14 wide or more, and 1x1 maps
+    assert {"conv3x3 64->64 g1 s1 @56 b8", "conv1x1 64->64 g1 s1 @14 b8", "conv1x1 64->16 g1 s1 @1 b8"} <= labels
+    assert "conv3x3 64->64 g1 s1 @7 b1" in labels and "conv3x3 64->64 g1 s1 @7 b8" not in labels
+    assert "conv3x3 96->96 g96 s1 @56 b1" in labels and "conv3x3 96->96 g96 s1 @56 b8" not in labels
+    # and within the FLOP limit: 3.7 GFLOP at batch 1, 29.6 at batch 8
+    assert "conv3x3 128->128 g1 s1 @112 b1" in labels and "conv3x3 128->128 g1 s1 @112 b8" not in labels
+    # the strided pointwise and the 1x1 depthwise convs of shortcuts and MobileOne's branches
+    assert {"conv1x1 64->128 g1 s2 @56 b1", "conv1x1 96->96 g96 s1 @56 b1"} <= labels
 
 
 def test_launch_seconds_time_the_host_side_of_a_call_on_an_idle_device():

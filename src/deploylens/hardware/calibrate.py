@@ -70,23 +70,34 @@ _TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfl
 class DeviceSetting:
     """How a device is calibrated: case sizes up to ``max_flops`` and ``max_elements`` of
     activations, at ``batches``, in ``rounds`` passes, within ``budget_s`` seconds in all
-    (None: no bound)."""
+    (None: no bound). Beyond the first batch size only the classes in ``batched_classes``
+    (None: all), their convs only with outputs ``batched_min_hw`` wide or more, or 1x1 (a
+    squeeze-excite's convs, whose time is the unit's fixed cost)."""
     max_flops: float
     batches: tuple[int, ...]
     max_elements: int
     rounds: int
     budget_s: float | None = None
+    batched_classes: frozenset[str] | None = None
+    batched_min_hw: int = 0
 
 
 # activations beyond 2**23 elements are larger than any zoo layer's at batch 1 and would
-# only spend a CPU calibration's time. A GPU approaches its peak only on batched work, and
-# is not shared the way this VM's cores are: one round. A CPU calibration ends within two
+# only spend a CPU calibration's time. On a CPU, batch 8 for the convs whose speed per
+# FLOP changes with the batch: measured here on the zoo's conv units timed alone, dense and
+# pointwise convs at batch 8 ran 10-25% faster per FLOP than batch-1 cases of as many
+# output pixels (predicting every batch-8 unit from batch-1 cases: median +15%; with these
+# 115 cases: +3%), depthwise and grouped ones and small outputs did not gain from theirs.
+# A GPU approaches its peak only on batched work, and is not shared the way this VM's
+# cores are: one round. A CPU calibration ends within two
 # minutes however busy the host is: a busy spell makes every case run to its time cap,
 # and the cap shrinks to fit what is left of the budget; past it, later rounds stop (every
 # case has its first). The synthetic networks' rounds (up to 0.5 s each, ~15 s in all) and
 # the floor of each measurement (warm-up, 3 samples of the largest cases) run outside it,
 # then come ~4 s of derived figures.
-SETTINGS = {"cpu": DeviceSetting(1.2e9, (1,), 2**23, ROUNDS, budget_s=75.0),
+SETTINGS = {"cpu": DeviceSetting(4e9, (1, 8), 2**23, ROUNDS, budget_s=65.0,
+                                 batched_classes=frozenset({"conv_dense", "conv_pointwise", "matmul", "elementwise",
+                                                            "pool", "copy"}), batched_min_hw=14),
             "cuda": DeviceSetting(4e10, (1, 16), 64_000_000, 1)}
 
 
@@ -142,21 +153,26 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
     made: list[Case] = []
 
     def add(kernel_class: str, label: str, build: Callable[[], nn.Module], shapes: tuple[tuple[int, ...], ...],
-            flops: int = 0, geometry: Callable[[int], dict] | None = None, activations: int = 0) -> None:
+            flops: int = 0, geometry: Callable[[int], dict] | None = None, activations: int = 0,
+            output_hw: int | None = None) -> None:
         """``shapes`` at batch 1; ``flops`` and ``activations`` (elements of the input, and of
-        a conv's output, checked against the setting's limit) per batch item."""
-        for batch in setting.batches:
+        a conv's output, checked against the setting's limit) per batch item; a conv's
+        ``output_hw`` (see DeviceSetting)."""
+        batched = ((setting.batched_classes is None or kernel_class in setting.batched_classes)
+                   and (output_hw is None or output_hw >= setting.batched_min_hw or output_hw == 1))
+        for batch in setting.batches if batched else setting.batches[:1]:
             if flops * batch <= setting.max_flops and activations * batch <= setting.max_elements:
                 made.append(Case(kernel_class, f"{label} b{batch}", build,
                                  tuple((batch * s[0], *s[1:]) for s in shapes), geometry(batch) if geometry else None))
 
     def conv(kernel_class: str, c_in: int, c_out: int, k: int, hw: int, stride: int = 1, groups: int = 1):
         flops = _conv_flops(c_in, c_out, k, hw, stride, groups)
-        if flops >= 2e5:  # smaller convs are all overhead, whatever their shape
+        # smaller convs are all overhead, whatever their shape: the 1x1 maps below time it
+        if flops >= 2e5 or hw == 1:
             add(kernel_class, f"conv{k}x{k} {c_in}->{c_out} g{groups} s{stride} @{hw}",
                 _conv_bn_relu(c_in, c_out, k, stride, groups), ((1, c_in, hw, hw),), flops,
                 lambda batch: conv_geometry(c_in, c_out, groups, k, stride, batch * (hw // stride) ** 2),
-                c_in * hw * hw + c_out * (hw // stride) ** 2)
+                c_in * hw * hw + c_out * (hw // stride) ** 2, hw // stride)
 
     def misaligned(channels: tuple[int, ...]) -> tuple[int, ...]:
         # every other count, moved off the vector width by half or a quarter of it (the
@@ -173,16 +189,23 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
             conv("conv_pointwise", c, c, 1, hw)
             conv("conv_pointwise", c, 6 * c, 1, hw)
             conv("conv_pointwise", 6 * c, c, 1, hw)
+        for c in pointwise:  # a shortcut's downsampling (ResNet, RepVGG): measured 15-30% slower than stride 1
+            conv("conv_pointwise", c, 2 * c, 1, hw, stride=2)
         for c in depthwise + (misaligned(depthwise) if lanes > 1 else ()):
             conv("conv_depthwise", c, c, 3, hw, groups=c)
             conv("conv_depthwise", c, c, 5, hw, groups=c)
             conv("conv_depthwise", c, c, 3, hw, stride=2, groups=c)
+        for c in depthwise:  # a per-channel scale (MobileOne's 1x1 branch): 1/9 of a 3x3's FLOPs, memory-bound
+            conv("conv_depthwise", c, c, 1, hw, groups=c)
         for c, g in ((60, 3), (120, 3), (240, 3), (128, 2), (256, 4), (512, 4)):
             conv("conv_grouped", c, c, 1, hw, groups=g)
             conv("conv_grouped", c, c, 3, hw, groups=g)
         for c in (60, 120, 240):  # a grouped bottleneck's expand and reduce (ShuffleNet's 1x1s)
             conv("conv_grouped", c, 4 * c, 1, hw, groups=3)
             conv("conv_grouped", 4 * c, c, 1, hw, groups=3)
+    for c in (16, 64, 240, 960):  # a squeeze-excite block's convs on 1x1 maps: a conv unit's fixed cost
+        conv("conv_pointwise", c, c // 4, 1, 1)
+        conv("conv_pointwise", c // 4, c, 1, 1)
     for c_out, k in ((32, 3), (64, 7), (24, 3), (16, 3), (48, 3)):  # stems on 3 channels, every batch size
         add("conv_dense", f"stem conv{k}x{k} 3->{c_out} s2 @224", _conv_bn_relu(3, c_out, k, 2, 1),
             ((1, 3, 224, 224),), 0, lambda batch, c=c_out, k=k: conv_geometry(3, c, 1, k, 2, batch * 112 * 112),
@@ -351,8 +374,24 @@ def case_runner(backend: str, model: nn.Module | None, inputs: list[torch.Tensor
         options.optimized_model_filepath = optimized
         options.log_severity_level = 3  # the warning that a saved optimized graph fits this CPU only
     session = ort.InferenceSession(onnx_model or path, options, providers=["CPUExecutionProvider"])
-    feeds = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
-    return lambda: session.run(None, feeds)
+    # inputs and outputs bound to buffers made once: a run returning its outputs as new
+    # arrays copies them, which a kernel inside a network does not (measured here: a
+    # 3x3 conv 32->32 at 112x112, 1.09 ms returning its output, 0.87-0.93 ms bound)
+    names = [port.name for port in session.get_inputs()]
+    arrays = [x.numpy() for x in inputs]
+    arrays += session.run(None, dict(zip(names, arrays)))
+    binding = session.io_binding()
+    # an OrtValue made from an array does not own its memory: the closure keeps both
+    values = [ort.OrtValue.ortvalue_from_numpy(array) for array in arrays]
+    for name, value in zip(names, values):
+        binding.bind_ortvalue_input(name, value)
+    for port, value in zip(session.get_outputs(), values[len(names):]):
+        binding.bind_ortvalue_output(port.name, value)
+
+    def run():
+        session.run_with_iobinding(binding)
+        return arrays, values
+    return run
 
 
 def _cbr(c_in: int, c_out: int, k: int = 3, s: int = 1, g: int = 1,
@@ -655,32 +694,45 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                     for batch in CONTEXT_BATCHES for style in _ContextNet.STYLES}
         for label, (style, batch) in networks.items():
             sessions[label] = eager(_ContextNet(style).eval(), [torch.randn(batch, 3, 224, 224)])
-        total = len(chosen) + (len(sessions) if rounds > 1 else 0) + rounds * len(sessions)
+        # ONNX Runtime gives each session a thread pool whose threads spin for 10-100 ms
+        # after a run: beside the sessions of the cases run just before, still spinning, a
+        # case ran up to 2x slower (measured here: a 1x1 conv 96->96 at 56x56, 0.44 ms
+        # alone, 0.99 ms after 50 other sessions had run, 0.49 ms after a 0.1 s pause). There
+        # each case runs its rounds back to back on a session that is dropped after them;
+        # torch's cases share one OpenMP pool and run in round-robin rounds spread in time.
+        case_major = backend == "onnxruntime"
+        # round-robin rounds need every session built first; otherwise each is built just
+        # before its first round and dropped after its last (a GPU would not hold every case)
+        prebuilt = rounds > 1 and not case_major
+        total = len(chosen) + (len(sessions) if prebuilt else 0) + rounds * len(sessions)
         steps = iter(range(total))
         costs = {}
         for case in chosen:
             progress(next(steps), total, f"costing {case.label}")
             costs[case.label] = _case_cost(case, analysis_dtype(dtype))
-        # rounds back to back need every session built first; a single round builds each
-        # just before it runs and drops it after (a GPU would not hold every case at once)
-        built = {}
-        for label, build in sessions.items() if rounds > 1 else ():
+        held = {}
+        for label, build in sessions.items() if prebuilt else ():
             progress(next(steps), total, f"preparing {label}")
-            built[label] = build()
+            held[label] = build()
         rounds_of: dict[str, list] = {label: [] for label in sessions}
         deadline = started + setting.budget_s if setting.budget_s is not None else math.inf
         left = rounds * (len(sessions) - len(networks))
-        for round_index in range(rounds):
-            for label, build in sessions.items():
-                progress(next(steps), total, f"round {round_index + 1}/{rounds}: {label}")
-                if label in networks:
-                    rounds_of[label].append(measure(built.get(label) or build(), NETWORK, sync=sync, probe=probe))
-                    continue
+        order = ([(index, label) for label in sessions for index in range(rounds)] if case_major
+                 else [(index, label) for index in range(rounds) for label in sessions])
+        for round_index, label in order:
+            progress(next(steps), total, f"round {round_index + 1}/{rounds}: {label}")
+            rule = NETWORK
+            if label not in networks:
                 left -= 1
-                if round_index > 0 and time.perf_counter() > deadline:
-                    continue  # out of time: the case keeps the rounds it had
-                rule = budgeted(QUICK, deadline - time.perf_counter(), left + 1)
-                rounds_of[label].append(measure(built.get(label) or build(), rule, sync=sync, probe=probe))
+                # out of time: the case keeps the rounds it had
+                out_of_time = round_index > 0 and time.perf_counter() > deadline
+                rule = None if out_of_time else budgeted(QUICK, deadline - time.perf_counter(), left + 1)
+            if rule:
+                if label not in held:
+                    held[label] = sessions[label]()
+                rounds_of[label].append(measure(held[label], rule, sync=sync, probe=probe))
+            if not prebuilt and round_index == rounds - 1:
+                held.pop(label, None)
     read = probe if probe and probe.readings else None
     if read:
         level = read.level()
