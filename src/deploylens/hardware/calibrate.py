@@ -43,7 +43,7 @@ from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.errors import UserError
 from deploylens.hardware.local import this_cpu, vector_lanes
 
-FORMAT, VERSION = "deploylens-calibration", 7
+FORMAT, VERSION = "deploylens-calibration", 8
 CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy",
            "reorder")
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
@@ -124,7 +124,7 @@ class _Cat(nn.Module):
 
 def _conv_bn_relu(c_in: int, c_out: int, k: int, stride: int, groups: int) -> Callable[[], nn.Module]:
     # conv + BN + ReLU: one kernel after fusion (ONNX Runtime), three ops in torch eager
-    return lambda: _cbr(c_in, c_out, k, stride, groups)
+    return lambda: conv_unit(c_in, c_out, k, stride, groups)
 
 
 def _conv_flops(c_in: int, c_out: int, k: int, hw: int, stride: int, groups: int) -> int:
@@ -394,8 +394,10 @@ def case_runner(backend: str, model: nn.Module | None, inputs: list[torch.Tensor
     return run
 
 
-def _cbr(c_in: int, c_out: int, k: int = 3, s: int = 1, g: int = 1,
-         act: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:
+def conv_unit(c_in: int, c_out: int, k: int = 3, s: int = 1, g: int = 1,
+              act: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:
+    """Conv (no bias) + BatchNorm + activation: the unit every conv case times, the way
+    networks build their convs."""
     return nn.Sequential(nn.Conv2d(c_in, c_out, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(c_out), act())
 
 
@@ -416,8 +418,8 @@ class _SplitShuffle(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         half = channels // 2
-        self.branch = nn.Sequential(_cbr(half, half, 1), nn.Conv2d(half, half, 3, 1, 1, groups=half, bias=False),
-                                    nn.BatchNorm2d(half), _cbr(half, half, 1))
+        self.branch = nn.Sequential(conv_unit(half, half, 1), nn.Conv2d(half, half, 3, 1, 1, groups=half, bias=False),
+                                    nn.BatchNorm2d(half), conv_unit(half, half, 1))
 
     def forward(self, x):
         kept, worked = x.chunk(2, dim=1)
@@ -437,36 +439,36 @@ class _ContextNet(nn.Module):
         super().__init__()
         blocks: list[nn.Module] = []
         if style == "inverted_residual":
-            self.stem, width = _cbr(3, 24, 3, 2), 24
+            self.stem, width = conv_unit(3, 24, 3, 2), 24
             for c_out, stride in ((40, 2), (40, 1), (80, 2), (80, 1), (112, 2), (112, 1), (192, 2), (192, 1)):
                 hidden = 4 * width
-                blocks.append(nn.Sequential(_cbr(width, hidden, 1), _cbr(hidden, hidden, 3, stride, hidden),
+                blocks.append(nn.Sequential(conv_unit(width, hidden, 1), conv_unit(hidden, hidden, 3, stride, hidden),
                                             nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out)))
                 width = c_out
         elif style == "residual":
-            self.stem, width = nn.Sequential(_cbr(3, 32, 7, 2), nn.MaxPool2d(3, 2, 1)), 32
+            self.stem, width = nn.Sequential(conv_unit(3, 32, 7, 2), nn.MaxPool2d(3, 2, 1)), 32
             for c_out, stride in ((32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1)):
-                blocks.append(nn.Sequential(_cbr(width, c_out, 3, stride),
+                blocks.append(nn.Sequential(conv_unit(width, c_out, 3, stride),
                                             nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out)))
                 width = c_out
         elif style == "plain":
-            self.stem, width = _cbr(3, 16, 3, 2), 16
+            self.stem, width = conv_unit(3, 16, 3, 2), 16
             for c_out in (32, 64, 128, 256):
-                blocks.append(nn.Sequential(_cbr(width, c_out), _cbr(c_out, c_out), nn.MaxPool2d(2)))
+                blocks.append(nn.Sequential(conv_unit(width, c_out), conv_unit(c_out, c_out), nn.MaxPool2d(2)))
                 width = c_out
         elif style == "squeeze_excite":  # hard-swish, 5x5 depthwise and squeeze-excite, as MobileNetV3
-            self.stem, width = _cbr(3, 16, 3, 2, act=nn.Hardswish), 16
+            self.stem, width = conv_unit(3, 16, 3, 2, act=nn.Hardswish), 16
             for c_out, stride, k in ((24, 2, 3), (24, 1, 3), (40, 2, 5), (40, 1, 5), (96, 2, 5), (96, 1, 5)):
                 hidden = 4 * width
-                blocks.append(nn.Sequential(_cbr(width, hidden, 1, act=nn.Hardswish),
-                                            _cbr(hidden, hidden, k, stride, hidden, act=nn.Hardswish),
+                blocks.append(nn.Sequential(conv_unit(width, hidden, 1, act=nn.Hardswish),
+                                            conv_unit(hidden, hidden, k, stride, hidden, act=nn.Hardswish),
                                             _SqueezeExcite(hidden), nn.Conv2d(hidden, c_out, 1, bias=False),
                                             nn.BatchNorm2d(c_out)))
                 width = c_out
         else:  # split and shuffle, as ShuffleNetV2: no residual adds
-            self.stem, width = nn.Sequential(_cbr(3, 24, 3, 2), nn.MaxPool2d(3, 2, 1)), 24
+            self.stem, width = nn.Sequential(conv_unit(3, 24, 3, 2), nn.MaxPool2d(3, 2, 1)), 24
             for c_out in (116, 232):
-                blocks += [_cbr(width, c_out, 3, 2)] + [_SplitShuffle(c_out) for _ in range(3)]
+                blocks += [conv_unit(width, c_out, 3, 2)] + [_SplitShuffle(c_out) for _ in range(3)]
                 width = c_out
         self.residual = style != "split_shuffle"
         self.blocks = nn.ModuleList(blocks)
