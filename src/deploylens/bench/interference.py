@@ -43,7 +43,9 @@ QUIET_PERCENTILE = 2.0
 MIN_QUIET = 3
 # how far a sample's time follows the probe's slowdown (see the module's docstring); per
 # backend and batch it varied, alike on three sweeps: torch batch 1 0.5-0.55, batch 8
-# 0.45-0.5, ONNX Runtime 0.35-0.45 (the accuracy benchmark fits one per group)
+# 0.45-0.5, ONNX Runtime 0.35-0.45 (the accuracy benchmark fits one per group). Per
+# kernel it varies more (benchmarks/interference_sensitivity.py): ~1 for a cache-resident
+# dense conv, 0.3 for a copy of 4-64 MB, which levels off at ~1.2x however busy the host
 EXPONENT = 0.45
 # fitting the exponent needs this many measurements with MIN_QUIET quiet and busy samples each
 MIN_FIT_GROUPS = 5
