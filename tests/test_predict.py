@@ -311,6 +311,26 @@ def test_onnxruntime_calibration_runs_with_its_reorders():
     assert prediction.totals["latency_ms"] > 0 and prediction.totals["complete"]
 
 
+def _steady(seconds: float):
+    """A measurement of five samples of ``seconds`` each, without probe readings."""
+    from deploylens.bench.runner import Timing
+    from deploylens.bench.stats import summarize
+
+    return Timing([seconds] * 5, 1, 5, 2, "stable", summarize([seconds] * 5), [])
+
+
+def _fake_measures(monkeypatch) -> list[tuple]:
+    """Makes the calibration's every measurement 1 ms; returns the (run, rule) of each."""
+    calls: list[tuple] = []
+
+    def fake_measure(run, rule, sync, probe):
+        calls.append((run, rule))
+        return _steady(1e-3)
+
+    monkeypatch.setattr(calibration, "measure", fake_measure)
+    return calls
+
+
 def test_onnxruntime_case_runner_writes_into_bound_buffers(tmp_path):
     import numpy as np
     import onnxruntime as ort
@@ -325,33 +345,22 @@ def test_onnxruntime_case_runner_writes_into_bound_buffers(tmp_path):
 
 
 def test_onnxruntime_calibration_runs_each_case_back_to_back(monkeypatch):
-    from deploylens.bench.runner import Timing
-    from deploylens.bench.stats import summarize
-
-    seen: list = []
-
-    def fake_measure(run, rule, sync, probe):
-        seen.append(run)
-        return Timing([1e-3] * 5, 1, 5, 2, "stable", summarize([1e-3] * 5), [])
-
-    monkeypatch.setattr(calibration, "measure", fake_measure)
+    calls = _fake_measures(monkeypatch)
     calibration.calibrate("onnxruntime", threads=1, max_flops=1e6, rounds=2)
+    seen = [run for run, _ in calls]
     # a session's rounds in a row (the session is dropped after them), one session per case
     assert all(seen[i] is seen[i + 1] for i in range(0, len(seen), 2))
     assert len({id(run) for run in seen}) == len(seen) // 2
 
 
 def test_calibration_keeps_each_case_quietest_round(monkeypatch):
-    from deploylens.bench.runner import Timing
-    from deploylens.bench.stats import summarize
-
     seen: list = []
 
     def fake_measure(run, rule, sync, probe):
         # the second of three rounds is the quiet one for every case (no probe readings)
         seconds = (2e-3, 1e-3, 3e-3)[sum(1 for r in seen if r is run)]
         seen.append(run)
-        return Timing([seconds] * 5, 1, 5, 2, "stable", summarize([seconds] * 5), [])
+        return _steady(seconds)
 
     monkeypatch.setattr(calibration, "measure", fake_measure)
     profile = calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=3)
@@ -627,18 +636,10 @@ def test_budgeted_rounds_share_the_seconds_left():
 def test_a_calibration_past_its_budget_skips_later_rounds(monkeypatch):
     from dataclasses import replace
 
-    from deploylens.bench.runner import Timing
-    from deploylens.bench.stats import summarize
-
-    rules: list = []
-
-    def fake_measure(run, rule, sync, probe):
-        rules.append(rule)
-        return Timing([1e-3] * 5, 1, 5, 2, "stable", summarize([1e-3] * 5), [])
-
-    monkeypatch.setattr(calibration, "measure", fake_measure)
+    calls = _fake_measures(monkeypatch)
     monkeypatch.setitem(calibration.SETTINGS, "cpu", replace(calibration.SETTINGS["cpu"], budget_s=0.0))
     profile = calibration.calibrate("torch", threads=1, max_flops=1e6, rounds=3)
+    rules = [rule for _, rule in calls]
     cases = sum(len(points) for points in profile["points"].values())
     # every case and overhead once (the first round), each at the 10 ms floor, none after;
     # the synthetic networks outside the budget: every round, with their own rule
