@@ -86,8 +86,9 @@ class DeviceSetting:
 # only spend a CPU calibration's time. On a CPU, batch 8 for the convs whose speed per
 # FLOP changes with the batch: measured here on the zoo's conv units timed alone, dense and
 # pointwise convs at batch 8 ran 10-25% faster per FLOP than batch-1 cases of as many
-# output pixels (predicting every batch-8 unit from batch-1 cases: median +15%; with these
-# 115 cases: +3%), depthwise and grouped ones and small outputs did not gain from theirs.
+# output pixels (the zoo's batch-8 conv time per model predicted from batch-1 cases: median
+# +15.5%; with these cases +3.6%), depthwise and grouped ones and small outputs did not
+# gain from theirs.
 # A GPU approaches its peak only on batched work, and is not shared the way this VM's
 # cores are: one round. A CPU calibration ends within two
 # minutes however busy the host is: a busy spell makes every case run to its time cap,
