@@ -4,7 +4,8 @@
 
 On a shared host the probe (a small cache-resident 3x3 conv, see
 :mod:`deploylens.bench.interference`) and a set of kernels and whole models run in
-turn, each reading the fastest of a few calls, for ``--seconds``. Each workload's
+turn (the probe's reading the fastest of its three calls, the others one call each) for
+``--seconds``. Each workload's
 slowdown is its reading over its own quiet level (the 2nd percentile); the exponent is
 the median log slowdown over the probe's median log slowdown: how far the workload
 follows the probe (1: as much; 0: not at all). Binned by the probe's slowdown, the table
@@ -24,7 +25,7 @@ import torch
 
 from deploylens import zoo
 from deploylens.bench import malloc
-from deploylens.bench.interference import QUIET_PERCENTILE
+from deploylens.bench.interference import QUIET_PERCENTILE, InterferenceProbe
 from deploylens.bench.stats import percentile
 from deploylens.hardware.calibrate import conv_unit
 
@@ -32,7 +33,7 @@ BIN = 0.15  # width of a probe-slowdown bin, in natural log units
 
 
 def workloads() -> dict[str, Callable[[], object]]:
-    """The probe first, then kernels from cache-resident to DRAM-bound, then two models."""
+    """Kernels from cache-resident to DRAM-bound, then two models."""
     def conv(c_in: int, c_out: int, k: int, hw: int, batch: int = 1, groups: int = 1) -> Callable[[], object]:
         module, x = conv_unit(c_in, c_out, k, 1, groups).eval(), torch.randn(batch, c_in, hw, hw)
         return lambda: module(x)
@@ -45,10 +46,7 @@ def workloads() -> dict[str, Callable[[], object]]:
     linear, features = torch.nn.Linear(25088, 4096).eval(), torch.randn(1, 25088)
     resnet18, mobilenet_v2, image = zoo.create("resnet18").eval(), zoo.create("mobilenet_v2_100").eval(), \
         torch.randn(1, 3, 224, 224)
-    probe = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
-    probe_input = torch.randn(1, 64, 28, 28)
     return {
-        "probe: conv3x3 64 @28": lambda: probe(probe_input),
         "dense conv3x3 64 @56": conv(64, 64, 3, 56),
         "dense conv3x3 256 @14": conv(256, 256, 3, 14),
         "dense conv3x3 64 @56 b8": conv(64, 64, 3, 56, 8),
@@ -66,13 +64,10 @@ def workloads() -> dict[str, Callable[[], object]]:
     }
 
 
-def fastest(run: Callable[[], object], calls: int) -> float:
-    best = math.inf
-    for _ in range(calls):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+def seconds(run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -82,28 +77,28 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     malloc.tune()
-    runs = workloads()
+    probe, runs = InterferenceProbe(), workloads()
     readings: list[list[float]] = []
     deadline = time.perf_counter() + args.seconds
     with torch.inference_mode():
         for run in runs.values():  # warm
             run()
         while time.perf_counter() < deadline:
-            readings.append([fastest(run, 3 if index == 0 else 1) for index, run in enumerate(runs.values())])
+            readings.append([probe()] + [seconds(run) for run in runs.values()])
     columns = list(zip(*readings))
     slowdowns = [[math.log(value / percentile(sorted(column), QUIET_PERCENTILE)) for value in column]
                  for column in columns]
-    probe = slowdowns[0]
-    probe_median = statistics.median(probe)
-    print(f"{len(readings)} rounds of {len(runs)} workloads in {args.seconds:g} s; the probe's median slowdown "
-          f"x{math.exp(probe_median):.2f}")
+    probed = slowdowns[0]
+    probe_median = statistics.median(probed)
+    print(f"{len(readings)} rounds of the probe and {len(runs)} workloads in {args.seconds:g} s; the probe's median "
+          f"slowdown x{math.exp(probe_median):.2f}")
     if probe_median < 0.05:
         print("the host was quiet throughout: no slowdown to follow; run it again in a busier spell")
         return
     print(f"{'workload':26s} {'quiet ms':>9s} {'exponent':>8s}   log slowdown by probe log slowdown bin")
-    for name, column, own in zip(list(runs)[1:], columns[1:], slowdowns[1:]):
+    for name, column, own in zip(runs, columns[1:], slowdowns[1:]):
         bins: dict[int, list[float]] = {}
-        for x, y in zip(probe, own):
+        for x, y in zip(probed, own):
             bins.setdefault(min(int(x / BIN), 6), []).append(y)
         shape = " ".join(f"{(index + 0.5) * BIN:.2f}:{statistics.median(ys):.2f}"
                          for index, ys in sorted(bins.items()) if len(ys) >= 10)

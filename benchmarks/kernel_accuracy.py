@@ -26,6 +26,7 @@ import copy
 import json
 import math
 import statistics
+import sys
 
 import torch
 
@@ -35,6 +36,7 @@ from deploylens.bench import malloc
 from deploylens.bench.interference import InterferenceProbe, adjusted_median
 from deploylens.bench.runner import StopRule, measure
 from deploylens.cost.profile import KernelCost
+from deploylens.errors import UserError
 from deploylens.hardware import calibrate as calibration
 from deploylens.predict import calibrated_time, conv_geometry_of, eager_kernels, kernel_class
 
@@ -66,11 +68,7 @@ def time_unit(unit: dict, probe: InterferenceProbe) -> None:
     """Times ``unit`` alone; keeps its samples and probe readings."""
     g = unit["geometry"]
     module = calibration.conv_unit(g["c_in"], g["c_out"], g["kernel"], g["stride"], g["groups"]).eval()
-    x = torch.randn(*unit["shape"])
-
-    def run():
-        with torch.inference_mode():
-            module(x)
+    run = calibration.case_runner("torch", module, [torch.randn(*unit["shape"])], torch.get_num_threads(), "")
     timing = measure(run, RULE, probe=probe)
     unit["samples_s"], unit["readings_s"] = timing.samples, timing.probe_readings
 
@@ -158,4 +156,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (UserError, OSError, json.JSONDecodeError) as error:  # a missing or unreadable profile or --measured file
+        sys.exit(f"error: {error}")

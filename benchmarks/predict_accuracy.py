@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 
 import torch
 
@@ -42,6 +43,7 @@ from deploylens.bench.interference import (
     quiet_median,
 )
 from deploylens.bench.runner import StopRule
+from deploylens.errors import UserError
 from deploylens.hardware import calibrate as calibration
 from deploylens.predict import predict
 
@@ -206,4 +208,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (UserError, OSError, json.JSONDecodeError) as error:  # an unreadable --profile, --measured, --exponents-from
+        sys.exit(f"error: {error}")
