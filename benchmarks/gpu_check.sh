@@ -30,7 +30,7 @@ print('onnxruntime', ort.__version__, ort.get_available_providers())"
     python3 -c "import pynvml; pynvml.nvmlInit(); print('NVML driver', pynvml.nvmlSystemGetDriverVersion())"
 
     step "tests that need the GPU"
-    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
+    timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py  # bounded: a hang keeps the sweep
 
     step "this machine"
     deploylens hw show this

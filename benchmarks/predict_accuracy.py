@@ -46,6 +46,7 @@ from deploylens.bench.runner import StopRule
 from deploylens.errors import UserError
 from deploylens.hardware import calibrate as calibration
 from deploylens.predict import predict
+from deploylens.report import write_atomically
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -76,7 +77,7 @@ def main() -> None:
     parser.add_argument("--min-time", type=float, default=0.5)
     parser.add_argument("--max-time", type=float, default=3.0)
     parser.add_argument("--passes", type=int, default=3)
-    parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--json", help="also write the rows to this file (the measurements so far after each model)")
     parser.add_argument("--profile", help="predict from this saved calibration profile (e.g. with --measured, "
                                           "on a machine other than the one measured)")
     parser.add_argument("--exponents-from", help="an earlier --json file whose per-(backend, batch) exponents "
@@ -85,6 +86,7 @@ def main() -> None:
                                            "measuring (compares predictor versions on the same data)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    saved = calibration.load(args.profile) if args.profile else None  # before a long sweep: fails at once
     backends, batches = args.backends.split(","), [int(b) for b in args.batches.split(",")]
 
     def calibrate(index: int) -> None:
@@ -121,6 +123,13 @@ def main() -> None:
         calibrate(0)
     probe = (InterferenceProbe(known_level=calibration.known_probe_level(args.threads))
              if args.device == "cpu" else None)
+    def save_measured() -> None:
+        """The measurements so far, in the rows' format: a sweep cut short (a time limit, a
+        lost machine) keeps them for ``--measured``."""
+        level = probe.level() * 1e3 if probe and probe.readings else None
+        write_atomically(args.json, json.dumps([{"model": name, "backend": backend, "batch": batch, "passes": runs,
+                                                 "probe_level_ms": level}
+                                                for (name, backend, batch), runs in passes.items()]))
     for index in range(0 if args.measured else args.passes):
         calibrate(index)
         print(f"pass {index + 1}/{args.passes}", flush=True)
@@ -129,6 +138,8 @@ def main() -> None:
                                 input_shape=shapes[name], rule=rule, probe=probe):
                 passes.setdefault((name, result.backend, result.batch), []).append(
                     {"p50_ms": result.p50_ms, "samples_ms": result.samples_ms, "probe_ms": result.probe_ms})
+            if args.json:
+                save_measured()
     # the probe's quiet level over the whole sweep (saved with the rows for --measured)
     level_ms = (saved_rows[0].get("probe_level_ms") if args.measured and saved_rows
                 else probe.level() * 1e3 if probe and probe.readings else None)
@@ -159,7 +170,6 @@ def main() -> None:
     def quiet_of(runs: list[dict]) -> list[float]:
         """The samples of ``runs`` taken while the probe was quiet."""
         return [s for s, r in zip(*samples_of(runs)) if is_quiet(r, level_ms)] if level_ms else []
-    saved = calibration.load(args.profile) if args.profile else None
     rows = []
     print(f"{'model':24s} {'backend':12s} {'batch':>5s} {'predicted':>10s} {'measured':>10s} {'error':>8s}  passes")
     for (name, backend, batch), runs in passes.items():
@@ -203,8 +213,7 @@ def main() -> None:
                   f"median error {sorted(r['error'] for r in subset)[len(subset) // 2] * 100:+.1f}%  "
                   f"pass medians within 10%: {agree} of {len(repeatable)}")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(rows, handle, indent=1)
+        write_atomically(args.json, json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
