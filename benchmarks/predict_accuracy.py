@@ -90,9 +90,9 @@ def main() -> None:
     backends, batches = args.backends.split(","), [int(b) for b in args.batches.split(",")]
 
     def calibrate(index: int) -> None:
-        """With --recalibrate, a calibration before every pass, each combined with the earlier
-        ones (keep_quietest): the calibration meets as many spells of the machine as the
-        models do. Without, only when no profile exists."""
+        """With --recalibrate, a calibration before every pass, combined with the earlier ones
+        (each timing the median of theirs): the calibration meets as many spells of the
+        machine as the models do. Without, only when no profile exists."""
         if args.profile:
             return
         for backend in backends:
@@ -105,7 +105,7 @@ def main() -> None:
                                             probe_level=calibration.known_probe_level(args.threads))
             seconds = profile["seconds_taken"]
             if index > 0:
-                profile = calibration.keep_quietest(calibration.load(path), profile)
+                profile = calibration.combine(calibration.load(path), profile)
             calibration.save(profile, path)
             print(f"  {seconds} s; whole-network factors {profile['context_factor']}", flush=True)
     rule = StopRule(warmup_iters=2, warmup_time=0.1, min_iters=3, min_time=args.min_time, max_time=args.max_time,

@@ -201,24 +201,29 @@ def test_built_conv_case_graph_is_what_the_exporter_makes(tmp_path):
     assert out.shape == (2, 16, 5, 5) and out.min() >= 0
 
 
-def test_keep_quietest_takes_every_lower_timing_and_derives_again():
+def test_combine_takes_the_median_of_every_timing_and_derives_again():
     fixed = {"overhead call": 16e-6, "overhead chain": 31e-6, "overhead view": 2e-6,
              **{f"{style} batch {b}": 0.01 for style in calibration._ContextNet.STYLES for b in (1, 8)}}
-    earlier = {**fake_profile(), "machine": {"cpu": "x"}, "rounds": 3, "fixed_s": fixed}
-    later = json.loads(json.dumps(earlier))
-    later["points"]["conv_dense"][0]["seconds"] = 0.5e-3  # quieter than 1 ms
-    later["points"]["pool"][0]["seconds"] = 2e-4  # busier than 0.1 ms
-    later["fixed_s"]["overhead call"] = 11e-6
-    merged = calibration.keep_quietest(earlier, later)
-    assert merged["points"]["conv_dense"][0]["seconds"] == 0.5e-3 and merged["points"]["pool"][0]["seconds"] == 1e-4
-    assert merged["rounds"] == 6 and merged["fixed_s"]["overhead call"] == 11e-6
-    # derived again: a chain of 16 at 31 us beside one op at 11 us is 20/15 us per kernel
-    assert merged["overhead_s"]["kernel"] == pytest.approx(20e-6 / 15)
-    assert set(merged["context_factor"]) == {"1", "8"} and later["fixed_s"]["overhead call"] == 11e-6
+    first = {**fake_profile(), "machine": {"cpu": "x"}, "rounds": 3, "fixed_s": fixed}
+    second, third = json.loads(json.dumps(first)), json.loads(json.dumps(first))
+    second["points"]["conv_dense"][0]["seconds"] = 0.5e-3  # first 1 ms
+    third["points"]["conv_dense"][0]["seconds"] = 4e-3
+    second["fixed_s"]["overhead call"], third["fixed_s"]["overhead call"] = 11e-6, 12e-6
+    two = calibration.combine(first, second)
+    assert two["points"]["conv_dense"][0]["seconds"] == pytest.approx(0.75e-3)  # the median of two: their mean
+    merged = calibration.combine(two, third)
+    dense = merged["points"]["conv_dense"][0]
+    assert dense["seconds_each"] == [1e-3, 0.5e-3, 4e-3] and dense["seconds"] == 1e-3
+    assert merged["points"]["pool"][0]["seconds"] == first["points"]["pool"][0]["seconds"]
+    assert merged["rounds"] == 9 and merged["fixed_each"]["overhead call"] == [16e-6, 11e-6, 12e-6]
+    # derived again from the median overheads: a chain of 16 at 31 us beside one op at 12 us
+    assert merged["fixed_s"]["overhead call"] == 12e-6
+    assert merged["overhead_s"]["kernel"] == pytest.approx(19e-6 / 15)
+    assert set(merged["context_factor"]) == {"1", "8"} and "seconds_each" not in third["points"]["conv_dense"][0]
     with pytest.raises(UserError, match="differ in threads"):
-        calibration.keep_quietest(earlier, {**later, "threads": 2})
+        calibration.combine(first, {**second, "threads": 2})
     with pytest.raises(UserError, match="differ in device, dtype"):
-        calibration.keep_quietest(earlier, {**later, "device": "cuda", "dtype": "fp16"})
+        calibration.combine(first, {**second, "device": "cuda", "dtype": "fp16"})
 
 
 def test_onnxruntime_runs_slicing_as_copies():

@@ -406,8 +406,8 @@ def hw_calibrate(
     dtype: str = typer.Option("fp32", help="fp32; on cuda also fp16 or bf16."),
     rounds: Optional[int] = typer.Option(None, min=1, help="Passes over the cases; each case keeps its quietest "
                                                            "pass (default: 3 on the CPU, 1 on a GPU)."),
-    keep_quietest: bool = typer.Option(False, "--keep-quietest", help="Combine with the profile already saved: "
-                                       "every timing keeps the quieter of the two (repeat on a noisy machine)."),
+    combine: bool = typer.Option(False, "--combine", help="Combine with the profile already saved: every timing "
+                                 "the median of all the calibrations combined (repeat on a noisy machine)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Profile path (default: the per-user "
                                                                       "calibration folder predict reads)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
@@ -424,7 +424,7 @@ def hw_calibrate(
     expected = calibration.identity(device, backend, threads, dtype)
     path = Path(output) if output else calibration.profile_path(backend, threads, device, dtype)
     # the saved profile is read before the minutes of calibration, so a bad one fails at once
-    earlier = calibration.load(path) if keep_quietest and path.exists() else None
+    earlier = calibration.load(path) if combine and path.exists() else None
     if earlier is not None:
         calibration.check_combinable(earlier, expected)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -438,9 +438,9 @@ def hw_calibrate(
     if quiet_share is not None and quiet_share < calibration.BUSY_QUIET_SHARE:
         stderr.print(f"warning: the host was busy during this calibration (only {quiet_share:.0%} of its cases ran "
                      "while the interference probe was at its quiet speed): its times rest on the adjustment for "
-                     "interference; run it again later with --keep-quietest", markup=False, highlight=False)
+                     "interference; run it again later with --combine", markup=False, highlight=False)
     if earlier is not None:
-        profile = calibration.keep_quietest(earlier, profile)
+        profile = calibration.combine(earlier, profile)
     calibration.save(profile, path)
     summary = {"path": str(path), "device": device, "gpu": expected["gpu"], "backend": backend, "threads": threads,
                "dtype": dtype, "seconds": profile["seconds_taken"],
