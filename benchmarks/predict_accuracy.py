@@ -123,6 +123,7 @@ def main() -> None:
         calibrate(0)
     probe = (InterferenceProbe(known_level=calibration.known_probe_level(args.threads))
              if args.device == "cpu" else None)
+
     def save_measured() -> None:
         """The measurements so far, in the rows' format: a sweep cut short (a time limit, a
         lost machine) keeps them for ``--measured``."""
