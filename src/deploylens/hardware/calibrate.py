@@ -628,9 +628,10 @@ def combine(earlier: dict, later: dict) -> dict:
         for p in points:
             p["seconds_each"] = before.get((klass, p["label"]), []) + p.get("seconds_each", [p["seconds"]])
             p["seconds"] = statistics.median(p["seconds_each"])
-    fixed_before = earlier.get("fixed_each") or {label: [value] for label, value in earlier["fixed_s"].items()}
-    fixed_later = later.get("fixed_each") or {label: [value] for label, value in later["fixed_s"].items()}
-    merged["fixed_each"] = {label: fixed_before.get(label, []) + values for label, values in fixed_later.items()}
+    def fixed_each(profile: dict) -> dict[str, list[float]]:
+        return profile.get("fixed_each") or {label: [value] for label, value in profile["fixed_s"].items()}
+    fixed_before = fixed_each(earlier)
+    merged["fixed_each"] = {label: fixed_before.get(label, []) + values for label, values in fixed_each(later).items()}
     merged["fixed_s"] = {label: statistics.median(values) for label, values in merged["fixed_each"].items()}
     merged["rounds"] = earlier["rounds"] + later["rounds"]
     _derive(merged)
