@@ -152,6 +152,8 @@ def test_hw_calibrate_combine_takes_the_median_with_the_saved_profile(monkeypatc
                          "--format", "json")
     assert code in (0, None) and "the host was busy during this calibration (only 3%" in err
     assert json.loads(out)["quiet_share"] == 0.03
+    # no ISA peak known: the ceiling is the fastest case, 1e8 FLOPs in 1 ms
+    assert json.loads(out)["compute_ceiling_gflops"] == pytest.approx(100.0)
     # a saved profile of other threads is refused before the calibration runs, in one line
     monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: pytest.fail("calibrated before refusing"))
     code, out, err = run(monkeypatch, capsys, "hw", "calibrate", "--threads", "2", "-o", str(path), "--combine")

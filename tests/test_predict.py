@@ -281,6 +281,14 @@ def test_calibrated_rates_never_beat_the_peak():
     assert k.compute_ms == pytest.approx(k.flops / 1e10 * 1e3)
 
 
+def test_compute_ceiling_is_the_isa_peak_or_the_fastest_case():
+    # the fake points run 1e8 FLOPs in 1 ms: 100 GFLOP/s
+    assert calibration.compute_ceiling({**fake_profile(), "isa_peak_flops": 8e10}) == 1e11  # turbo beat the ISA
+    assert calibration.compute_ceiling({**fake_profile(), "isa_peak_flops": 3e11}) == 3e11
+    assert calibration.compute_ceiling({**fake_profile(), "isa_peak_flops": None}) == 1e11
+    assert calibration.compute_ceiling({**fake_profile(), "device": "cuda"}) is None
+
+
 def test_profiles_are_versioned_json(tmp_path):
     path = calibration.save(fake_profile(), tmp_path / "p.json")
     assert calibration.load(path)["points"]["matmul"][0]["flops"] == 10**8

@@ -404,8 +404,9 @@ def hw_calibrate(
     threads: Optional[int] = typer.Option(None, min=1, help="Threads (default: torch's count)."),
     device: str = typer.Option("cpu", help="cpu, or cuda (torch backend): this machine's GPU."),
     dtype: str = typer.Option("fp32", help="fp32; on cuda also fp16 or bf16."),
-    rounds: Optional[int] = typer.Option(None, min=1, help="Passes over the cases; each case keeps its quietest "
-                                                           "pass (default: 3 on the CPU, 1 on a GPU)."),
+    rounds: Optional[int] = typer.Option(None, min=1, help="Passes over the cases; a case's time is the median of "
+                                                           "all its samples adjusted to the interference probe's "
+                                                           "quiet level (default: 3 on the CPU, 1 on a GPU)."),
     combine: bool = typer.Option(False, "--combine", help="Combine with the profile already saved: every timing "
                                  "the median of all the calibrations combined (repeat on a noisy machine)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Profile path (default: the per-user "
@@ -446,7 +447,9 @@ def hw_calibrate(
                "dtype": dtype, "seconds": profile["seconds_taken"],
                "overhead_us": profile["overhead_s"]["kernel"] * 1e6,
                "call_overhead_us": profile["overhead_s"]["call"] * 1e6, "context_factor": profile["context_factor"],
-               "quiet_share": quiet_share, "classes": {}}
+               "quiet_share": quiet_share,
+               "isa_peak_gflops": (profile.get("isa_peak_flops") or 0) / 1e9 or None,
+               "compute_ceiling_gflops": (profile.get("peak_flops") or 0) / 1e9 or None, "classes": {}}
     for klass, points in profile["points"].items():
         if not points:  # reorders: ONNX Runtime only
             continue
@@ -463,6 +466,12 @@ def hw_calibrate(
     stdout.print(f"  per-kernel overhead {summary['overhead_us']:.1f} us, per call {summary['call_overhead_us']:.1f} "
                  f"us; kernels inside a network run "
                  f"{factors} of their isolated time", markup=False)
+    if summary["compute_ceiling_gflops"] and summary["isa_peak_gflops"]:
+        faster = summary["compute_ceiling_gflops"] / summary["isa_peak_gflops"]
+        stdout.print(f"  compute ceiling {summary['compute_ceiling_gflops']:.1f} GFLOP/s (the ISA's peak at the "
+                     f"nominal clock: {summary['isa_peak_gflops']:.1f}"
+                     + (f"; the fastest case ran {faster:.2f}x that: the cores ran above their nominal clock)"
+                        if faster > 1 else ")"), markup=False, highlight=False)
     for klass, c in summary["classes"].items():
         stdout.print(f"  {klass:15s} {c['points']:4d} points  best {c['best']:8.1f} {c['unit']}  "
                      f"median {c['median']:8.1f} {c['unit']}", markup=False, highlight=False)

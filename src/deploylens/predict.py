@@ -202,7 +202,7 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
         overhead = calibration["overhead_s"]["kernel"]
     overhead = overhead * factor + context_kernel_seconds(calibration, batch)
     rate = nearest_rate(points, distance, compute, fixed) / factor
-    if compute and calibration.get("peak_flops"):  # and never faster than the machine's peak
+    if compute and calibration.get("peak_flops"):  # and never faster than the machine goes (compute_ceiling)
         rate = min(rate, calibration["peak_flops"])
     if compute:
         copies = calibration["points"]["copy"]

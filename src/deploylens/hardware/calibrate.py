@@ -44,7 +44,7 @@ from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.errors import UserError
 from deploylens.hardware.local import this_cpu, vector_lanes
 
-FORMAT, VERSION = "deploylens-calibration", 8
+FORMAT, VERSION = "deploylens-calibration", 9
 CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy",
            "reorder")
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
@@ -562,9 +562,24 @@ def _boundary_times(profile: dict) -> None:
                                                         profile["overhead_s"]["in_points"])
 
 
+def compute_ceiling(profile: dict) -> float | None:
+    """The fastest a kernel may be predicted on a CPU: the ISA's peak at the nominal clock
+    or, when the cores ran faster than that (turbo, which a VM's /proc/cpuinfo does not
+    show), the fastest rate a calibration case reached. Measured here: ONNX Runtime's dense
+    3x3 cases reached 383 GFLOP/s against 269 at the nominal 2.1 GHz, and capping them at
+    269 made every dense model 4-30% slow at batch 8. None on a GPU (see calibrate)."""
+    if profile["device"] != "cpu":
+        return None
+    rates = [p["flops"] / p["seconds"] for klass in COMPUTE_CLASSES for p in profile["points"].get(klass, [])
+             if p["flops"] and p["seconds"] > 0]
+    return max([profile.get("isa_peak_flops") or 0.0, *rates]) or None
+
+
 def _derive(profile: dict) -> None:
-    """The overheads, then per batch size the whole-network factor and per-kernel cost
-    (dispatch, cache behaviour and layout change with the batch), from the profile's timings."""
+    """The compute ceiling and overheads, then per batch size the whole-network factor and
+    per-kernel cost (dispatch, cache behaviour and layout change with the batch), from the
+    profile's timings."""
+    profile["peak_flops"] = compute_ceiling(profile)
     profile["overhead_s"] = _overheads(profile["fixed_s"], profile["device"])
     _boundary_times(profile)
     profile["context_factor"], profile["context_kernel_s"] = {}, {}  # fitted against the bare prediction
@@ -778,9 +793,10 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         "allocator": allocator, "points": points,
         # the overhead and whole-network timings the derived figures below come from
         "fixed_s": {label: value for label, value in seconds.items() if label not in costs},
-        # no kernel can beat the ISA's peak: CPU predictions are capped there. None on a GPU,
-        # whose fp32 convs run on TF32 tensor cores by default, above its fp32 peak.
-        "peak_flops": this_cpu(threads).peak_flops("fp32") if device == "cpu" else None,
+        # the ISA's peak at the nominal clock; predictions are capped at it or at the fastest
+        # case (compute_ceiling). None on a GPU, whose fp32 convs run on TF32 tensor cores
+        # by default, above its fp32 peak.
+        "isa_peak_flops": this_cpu(threads).peak_flops("fp32") if device == "cpu" else None,
         "probe": {"level_s": level, "tolerance": read.tolerance, "quiet_share": quiet_cases / len(measured),
                   "exponent": read.exponent} if read else None,
     }
