@@ -281,6 +281,20 @@ def test_calibrated_rates_never_beat_the_peak():
     assert k.compute_ms == pytest.approx(k.flops / 1e10 * 1e3)
 
 
+def test_the_whole_network_factor_fades_near_the_compute_ceiling():
+    model = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()).eval()
+    profile = analyze(model, (1, 16, 32, 32))
+    # the point runs 100 GFLOP/s alone; kernels inside a network run 2x as long
+    slow = {**fake_profile(), "context_factor": {"1": 2.0}}
+    (at_ceiling,) = predict_profile(profile, "this", None, {**slow, "peak_flops": 1e11}, "torch", 1).kernels
+    assert at_ceiling.compute_ms == pytest.approx(at_ceiling.flops / 1e11 * 1e3)  # as fast as alone
+    # a quarter of the ceiling alone: three quarters of the factor's effect, 2 ** 0.75
+    (below,) = predict_profile(profile, "this", None, {**slow, "peak_flops": 4e11}, "torch", 1).kernels
+    assert below.compute_ms == pytest.approx(below.flops / 1e11 * 2 ** 0.75 * 1e3)
+    # memory-bound classes take the whole factor: the copy class's 10 GB/s halved
+    assert below.memory_ms == pytest.approx(below.bytes / 5e9 * 1e3)
+
+
 def test_compute_ceiling_is_the_isa_peak_or_the_fastest_case():
     # the fake points run 1e8 FLOPs in 1 ms: 100 GFLOP/s
     assert calibration.compute_ceiling({**fake_profile(), "isa_peak_flops": 8e10}) == 1e11  # turbo beat the ISA

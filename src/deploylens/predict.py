@@ -201,7 +201,11 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
     else:  # a CPU point's time holds its own launch
         overhead = calibration["overhead_s"]["kernel"]
     overhead = overhead * factor + context_kernel_seconds(calibration, batch)
-    rate = nearest_rate(points, distance, compute, fixed) / factor
+    alone = nearest_rate(points, distance, compute, fixed)
+    ceiling = calibration.get("peak_flops")
+    # a kernel that runs near the ceiling alone runs so inside a network too: the factor fades
+    near = min(alone / ceiling, 1.0) if compute and ceiling else 0.0
+    rate = alone / factor ** (1.0 - near)
     if compute and calibration.get("peak_flops"):  # and never faster than the machine goes (compute_ceiling)
         rate = min(rate, calibration["peak_flops"])
     if compute:

@@ -529,23 +529,36 @@ def fit_context(networks: list[tuple[float, float, int]], per_kernel: bool = Tru
     return sum(a) / aa, 0.0
 
 
-def _context_fit(profile: dict, batch: int) -> tuple[float, float]:
+def _context_fit(profile: dict, batch: int, rounds: int = 4) -> tuple[float, float]:
     """How the synthetic networks at ``batch`` run against their prediction from the
     profile's points: a factor on every kernel and, at the smallest batch, a cost per
     kernel (see :func:`fit_context`). Measured here: at batch 1 an op inside a network costs
     ~30 us (torch) more than alone; at batch 8 a per-kernel term fitted the same way grows
     to ~100 us and overshoots small networks by up to 2x, so larger batches take the factor
-    alone (and the per-kernel cost fades to zero in log batch)."""
-    from deploylens.predict import predict
+    alone (and the per-kernel cost fades to zero in log batch). The factor fades for kernels
+    near the compute ceiling (see ``calibrated_time``), so it is fitted in ``rounds``: each
+    round predicts with the factor so far and corrects it by the factor fitted on that."""
+    from deploylens.analyze import analyze
+    from deploylens.predict import onnxruntime_reorders, predict_profile
 
-    networks = []
+    shape = (batch, 3, 224, 224)
+    networks = []  # analysed once: only the factor changes between rounds
     for style in _ContextNet.STYLES:
-        prediction = predict(_ContextNet(style).eval(), "this", profile["backend"], batch,
-                             dtype=analysis_dtype(profile["dtype"]), input_shape=(1, 3, 224, 224),
-                             threads=profile["threads"], calibration=profile)
-        networks.append((profile["fixed_s"][f"{style} batch {batch}"], prediction.totals["latency_ms"] / 1e3,
-                         prediction.totals["kernels"]))
-    return fit_context(networks, per_kernel=batch == min(CONTEXT_BATCHES))
+        model = _ContextNet(style).eval()
+        reorders = (onnxruntime_reorders(model, [shape], profile["threads"]) if profile["backend"] == "onnxruntime"
+                    else [])
+        networks.append((profile["fixed_s"][f"{style} batch {batch}"],
+                         analyze(model, [(shape, "float")], analysis_dtype(profile["dtype"])), reorders))
+    factor, per_kernel = 1.0, 0.0
+    for _ in range(rounds):
+        profile["context_factor"], profile["context_kernel_s"] = {str(batch): factor}, {}
+        predicted = [predict_profile(analysis, "this", None, profile, profile["backend"], batch, reorders).totals
+                     for _, analysis, reorders in networks]
+        correction, per_kernel = fit_context([(measured, p["latency_ms"] / 1e3, p["kernels"])
+                                              for (measured, _, _), p in zip(networks, predicted)],
+                                             per_kernel=batch == min(CONTEXT_BATCHES))
+        factor *= correction
+    return factor, per_kernel
 
 
 def _boundary_times(profile: dict) -> None:
@@ -582,7 +595,6 @@ def _derive(profile: dict) -> None:
     profile["peak_flops"] = compute_ceiling(profile)
     profile["overhead_s"] = _overheads(profile["fixed_s"], profile["device"])
     _boundary_times(profile)
-    profile["context_factor"], profile["context_kernel_s"] = {}, {}  # fitted against the bare prediction
     fits = {str(b): _context_fit(profile, b) for b in CONTEXT_BATCHES}
     profile["context_factor"] = {b: factor for b, (factor, _) in fits.items()}
     profile["context_kernel_s"] = {b: per_kernel for b, (_, per_kernel) in fits.items()}
