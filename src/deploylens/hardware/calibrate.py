@@ -580,7 +580,7 @@ def compute_ceiling(profile: dict) -> float | None:
     or, when the cores ran faster than that (turbo, which a VM's /proc/cpuinfo does not
     show), the fastest rate a calibration case reached. Measured here: ONNX Runtime's dense
     3x3 cases reached 383 GFLOP/s against 269 at the nominal 2.1 GHz, and capping them at
-    269 made every dense model 4-30% slow at batch 8. None on a GPU (see calibrate)."""
+    269 made every dense model 4-40% slow at batch 8. None on a GPU (see calibrate)."""
     if profile["device"] != "cpu":
         return None
     rates = [p["flops"] / p["seconds"] for klass in COMPUTE_CLASSES for p in profile["points"].get(klass, [])
