@@ -206,8 +206,8 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
     # a kernel that runs near the ceiling alone runs so inside a network too: the factor fades
     near = min(alone / ceiling, 1.0) if compute and ceiling else 0.0
     rate = alone / factor ** (1.0 - near)
-    if compute and calibration.get("peak_flops"):  # and never faster than the machine goes (compute_ceiling)
-        rate = min(rate, calibration["peak_flops"])
+    if compute and ceiling:  # and never faster than the machine goes (compute_ceiling)
+        rate = min(rate, ceiling)
     if compute:
         copies = calibration["points"]["copy"]
         bandwidth = nearest_rate(copies, size_distance(0, kernel.bytes, False), False, fixed) / factor
