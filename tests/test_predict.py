@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import torch
@@ -548,17 +547,22 @@ def test_calibration_cases_add_batched_convs():
     assert {"conv1x1 64->128 g1 s2 @56 b1", "conv1x1 96->96 g96 s1 @56 b1"} <= labels
 
 
-def test_launch_seconds_time_the_host_side_of_a_call_on_an_idle_device():
+def test_launch_seconds_time_calls_launched_back_to_back(monkeypatch):
     events: list[str] = []
+    block_means = iter([0.002, 0.003, 0.001, 0.005, 0.0025])  # the warm-up block is not timed
+    clock = [0.0]
 
-    def run():
-        events.append("run")
-        time.sleep(0.002)
+    def fake_clock():  # read at a block's start and end: its three calls took 3 x its mean
+        if events[-1] == "run":
+            clock[0] += 3 * next(block_means)
+        return clock[0]
 
-    seconds = calibration._launch_seconds(run, lambda: events.append("sync"), calls=5)
-    assert seconds >= 0.002
-    # two warm-ups, then five timed calls, each after a sync; a last sync leaves the device idle
-    assert events == ["sync", "run"] * 7 + ["sync"]
+    monkeypatch.setattr(calibration.time, "perf_counter", fake_clock)
+    seconds = calibration._launch_seconds(lambda: events.append("run"), lambda: events.append("sync"),
+                                          calls=3, blocks=5)
+    assert seconds == pytest.approx(0.0025)  # the median of the five timed blocks' means
+    # a sync before each block, the block's calls back to back; a last sync leaves the device idle
+    assert events == (["sync"] + ["run"] * 3) * 6 + ["sync"]
 
 
 class ShuffledConvs(nn.Module):

@@ -248,18 +248,20 @@ def _case_cost(case: Case, dtype: str) -> tuple[int, int, int]:
     return profile.totals.flops, profile.totals.bytes_fused, sum(1 for layer in profile.layers if layer.op != "view")
 
 
-def _launch_seconds(run: Callable[[], object], sync: Callable[[], None], calls: int = 15) -> float:
-    """Host time of one eager call started on an idle GPU: what launching its ops costs
-    the CPU, as the kernels run asynchronously (median of ``calls``, after two warm-ups)."""
-    samples = []
-    for index in range(calls + 2):
+def _launch_seconds(run: Callable[[], object], sync: Callable[[], None], calls: int = 10, blocks: int = 5) -> float:
+    """Host time of one eager call among calls launched back to back, as a network's ops
+    are: what launching its ops costs the CPU while the GPU runs them asynchronously (the
+    median over ``blocks`` blocks of ``calls`` calls, after one warm-up block)."""
+    means = []
+    for index in range(blocks + 1):
         sync()
         start = time.perf_counter()
-        run()
-        if index >= 2:
-            samples.append(time.perf_counter() - start)
+        for _ in range(calls):
+            run()
+        if index:
+            means.append((time.perf_counter() - start) / calls)
     sync()
-    return sorted(samples)[len(samples) // 2]
+    return statistics.median(means)
 
 
 def _conv_relu_onnx(geometry: dict, input_shape: tuple[int, ...]) -> bytes:
@@ -785,12 +787,13 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     else:
         seconds = {label: quietest(timings).summary.p50 for label, timings in rounds_of.items()}
     points: dict[str, list[dict]] = {c: [] for c in CLASSES}
+    call_s = _overheads(seconds, device)["call"]
     for case in chosen:
         flops, nbytes, ops = costs[case.label]
         point = {"label": case.label, "flops": flops, "bytes": nbytes, "geometry": case.geometry,
                  "seconds": seconds[case.label]}
-        if case.label in launch_s:
-            point["launch_per_op_s"] = launch_s[case.label] / max(ops, 1)
+        if case.label in launch_s:  # per op: the call's own cost is paid once per inference, not per op
+            point["launch_per_op_s"] = max(launch_s[case.label] - call_s, 0.0) / max(ops, 1)
         if boundary.get(case.label):
             point["reorder_bytes"] = boundary[case.label]
         points[case.kernel_class].append(point)
