@@ -787,13 +787,15 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     else:
         seconds = {label: quietest(timings).summary.p50 for label, timings in rounds_of.items()}
     points: dict[str, list[dict]] = {c: [] for c in CLASSES}
-    call_s = _overheads(seconds, device)["call"]
+    overheads = _overheads(seconds, device)
     for case in chosen:
         flops, nbytes, ops = costs[case.label]
         point = {"label": case.label, "flops": flops, "bytes": nbytes, "geometry": case.geometry,
                  "seconds": seconds[case.label]}
-        if case.label in launch_s:  # per op: the call's own cost is paid once per inference, not per op
-            point["launch_per_op_s"] = max(launch_s[case.label] - call_s, 0.0) / max(ops, 1)
+        if case.label in launch_s:  # per op: the call's own cost is paid once per inference, not per op;
+            # no op launches for less than an element-wise op in a chain does
+            point["launch_per_op_s"] = max((launch_s[case.label] - overheads["call"]) / max(ops, 1),
+                                           overheads["kernel"])
         if boundary.get(case.label):
             point["reorder_bytes"] = boundary[case.label]
         points[case.kernel_class].append(point)
