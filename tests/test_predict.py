@@ -141,6 +141,19 @@ def test_calibrated_prediction_uses_the_measured_rates():
     assert k.memory_ms == pytest.approx(k.bytes / 1e10 * 1e3)  # the copy class: 10 GB/s
 
 
+def test_a_profile_calibrated_on_another_host_says_so():
+    import platform
+
+    profile = analyze(nn.Sequential(nn.Conv2d(16, 16, 1), nn.ReLU()).eval(), (1, 16, 32, 32))
+
+    def notes(node: str | None) -> list[str]:
+        return predict_profile(profile, "this", None, {**fake_profile(), "machine": {"node": node}}, "torch", 1).notes
+
+    (elsewhere,) = [note for note in notes("gpu-host-7") if "calibrated on host" in note]
+    assert f"calibrated on host gpu-host-7, predicted on {platform.node()}" in elsewhere
+    assert not [note for note in notes(platform.node()) + notes(None) if "calibrated on host" in note]
+
+
 def test_conv_geometry_and_channel_alignment_by_hand():
     from deploylens.hardware.local import vector_lanes
     from deploylens.predict import conv_geometry_of

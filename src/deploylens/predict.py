@@ -24,6 +24,7 @@ kernel by (log FLOPs, log bytes).
 from __future__ import annotations
 
 import math
+import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -368,6 +369,11 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
     if not complete:
         notes.append(f"incomplete: no cost formula for {', '.join(profile.totals.unknown_ops)}; their kernels are "
                      "counted by bytes only, so the real latency is higher")
+    host = (calibration or {}).get("machine", {}).get("node")
+    if host and host != platform.node():
+        # measured on two H100 machines lent in turn: launch-bound models ran 1.3-2.2x apart
+        notes.append(f"calibrated on host {host}, predicted on {platform.node()}: per-op costs differ between "
+                     "hosts, even of the same CPU or GPU model; calibrate here for this host's figures")
     if spec is not None and calibration is None and (spec.overhead is None or not spec.efficiency):
         notes.append("catalog roofline with peak efficiency and no launch overhead: an optimistic lower bound")
     bounds = {b: sum(1 for k in kernels if k.bound == b) for b in ("compute", "memory", "overhead")}
