@@ -578,6 +578,14 @@ def test_launch_seconds_time_calls_launched_back_to_back(monkeypatch):
     assert events == (["sync"] + ["run"] * 3) * 6 + ["sync"]
 
 
+def test_launch_per_op_takes_out_the_call_and_keeps_an_elementwise_launch():
+    overheads = {"call": 12e-6, "kernel": 8e-6}
+    # a conv-BN-ReLU case (3 ops) whose call took 72 us: (72 - 12) / 3 = 20 us per op
+    assert calibration.launch_per_op(72e-6, 3, overheads) == pytest.approx(20e-6)
+    # a call quicker than the call overhead plus its ops' launches: the element-wise floor
+    assert calibration.launch_per_op(14e-6, 2, overheads) == pytest.approx(8e-6)
+
+
 class ShuffledConvs(nn.Module):
     """Two convs with a chunk-and-swap between them: ONNX Runtime's blocked-layout convs meet
     a Split/Slice and a Concat, which have no blocked kernel."""

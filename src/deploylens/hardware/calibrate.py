@@ -8,8 +8,8 @@ calibration point and a model kernel are described by the same numbers.
 
 On a CUDA GPU (torch backend) a case is replayed as a CUDA graph, so that its time is
 the GPU's alone; what launching its ops eagerly costs the CPU is measured apart (the host
-time of an eager call on an idle GPU), and the predictor overlaps the two, as the GPU
-runs behind the CPU that launches.
+time of eager calls launched back to back, per op), and the predictor overlaps the two, as
+the GPU runs behind the CPU that launches.
 """
 
 from __future__ import annotations
@@ -262,6 +262,13 @@ def _launch_seconds(run: Callable[[], object], sync: Callable[[], None], calls: 
             means.append((time.perf_counter() - start) / calls)
     sync()
     return statistics.median(means)
+
+
+def launch_per_op(call_seconds: float, ops: int, overheads: dict[str, float]) -> float:
+    """A case's launch cost per eager op, from the host time of one call of its ``ops`` ops:
+    the call's own cost (``overheads["call"]``) is paid once per inference, not per op, and
+    no op launches for less than an element-wise op in a chain (``overheads["kernel"]``)."""
+    return max((call_seconds - overheads["call"]) / max(ops, 1), overheads["kernel"])
 
 
 def _conv_relu_onnx(geometry: dict, input_shape: tuple[int, ...]) -> bytes:
@@ -792,10 +799,8 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         flops, nbytes, ops = costs[case.label]
         point = {"label": case.label, "flops": flops, "bytes": nbytes, "geometry": case.geometry,
                  "seconds": seconds[case.label]}
-        if case.label in launch_s:  # per op: the call's own cost is paid once per inference, not per op;
-            # no op launches for less than an element-wise op in a chain does
-            point["launch_per_op_s"] = max((launch_s[case.label] - overheads["call"]) / max(ops, 1),
-                                           overheads["kernel"])
+        if case.label in launch_s:
+            point["launch_per_op_s"] = launch_per_op(launch_s[case.label], ops, overheads)
         if boundary.get(case.label):
             point["reorder_bytes"] = boundary[case.label]
         points[case.kernel_class].append(point)
