@@ -371,7 +371,7 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
                      "counted by bytes only, so the real latency is higher")
     host = (calibration or {}).get("machine", {}).get("node")
     if host and host != platform.node():
-        # measured on two H100 machines lent in turn: launch-bound models ran 1.3-2.2x apart
+        # measured on two H100 machines lent in turn: launch-bound models ran 0.65-2.31x (median 1.44x) apart
         notes.append(f"calibrated on host {host}, predicted on {platform.node()}: per-op costs differ between "
                      "hosts, even of the same CPU or GPU model; calibrate here for this host's figures")
     if spec is not None and calibration is None and (spec.overhead is None or not spec.efficiency):
