@@ -38,7 +38,7 @@ from deploylens.bench.runner import StopRule, measure
 from deploylens.cost.profile import KernelCost
 from deploylens.errors import UserError
 from deploylens.hardware import calibrate as calibration
-from deploylens.predict import calibrated_time, conv_geometry_of, eager_kernels, kernel_class
+from deploylens.predict import calibrated_time, conv_geometry_of, eager_epilogue, kernel_class, split_kernels
 
 RULE = StopRule(warmup_iters=2, warmup_time=0.02, min_iters=5, min_time=0.1, max_time=0.3, ci_target=0.03)
 
@@ -51,7 +51,7 @@ def zoo_units(batch: int, models: list[str]) -> list[dict]:
         resolution = zoo.registry.resolution_of(name) or 224
         profile = analyze(zoo.create(name).eval(), [((batch, 3, resolution, resolution), "float")], "float32")
         layers = {layer.name: layer for layer in profile.layers}
-        for kernel in eager_kernels(profile):
+        for kernel in split_kernels(profile, eager_epilogue):
             anchor = layers[kernel.layers[0]]
             geometry = conv_geometry_of(anchor)
             if not geometry:

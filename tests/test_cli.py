@@ -125,7 +125,7 @@ def test_hw_calibrate_combine_takes_the_median_with_the_saved_profile(monkeypatc
 
     def fake(seconds: float, quiet_share: float = 0.5) -> dict:
         point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": seconds,
-                 "geometry": calibration.conv_geometry(16, 16, 1, 1, 1, 1024)}
+                 "geometry": calibration.conv_geometry(16, 16, 1, 1, 1, 1024), "input_shape": [1, 16, 32, 32]}
         fixed = {"overhead call": 1e-5, "overhead chain": 2.5e-5, "overhead view": 0.0,
                  **{f"{s} batch {b}": 0.01 for s in calibration._ContextNet.STYLES for b in (1, 8)}}
         profile = {"format": calibration.FORMAT, "version": calibration.VERSION, "device": "cpu", "backend": "torch",

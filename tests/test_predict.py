@@ -122,8 +122,8 @@ def test_kernel_classes_from_weight_shapes():
 
 def fake_profile() -> dict:
     point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": 1e-3,
-             "geometry": calibration.conv_geometry(16, 16, 1, 1, 1, 1024)}
-    memory = {"label": "m", "flops": 0, "bytes": 10**6, "seconds": 1e-4}
+             "geometry": calibration.conv_geometry(16, 16, 1, 1, 1, 1024), "input_shape": [1, 16, 32, 32]}
+    memory = {"label": "m", "flops": 0, "bytes": 10**6, "seconds": 1e-4, "input_shape": [1, 16, 32, 32]}
     return {"format": calibration.FORMAT, "version": calibration.VERSION, "device": "cpu", "backend": "torch",
             "threads": 1, "dtype": "fp32", "vector_lanes": 16,
             "overhead_s": {"kernel": 0.0, "view": 0.0, "in_points": 0.0}, "context_factor": {"1": 1.0},
@@ -163,15 +163,18 @@ def test_conv_geometry_and_channel_alignment_by_hand():
     assert conv_geometry_of(layer) == {"c_in": 32, "c_out": 64, "groups": 2, "kernel": 3, "stride": 2,
                                        "pixels": 4 * 28 * 28}
     assert conv_geometry_of(analyze(nn.ReLU(), (1, 8)).layers[0]) is None
-    aligned = calibration.channels_aligned
-    assert aligned(112, 112, 1, 16) and not aligned(116, 116, 1, 16) and not aligned(112, 120, 1, 16)
-    assert aligned(144, 144, 144, 16) and not aligned(116, 116, 116, 16)  # depthwise: the channel count
-    assert aligned(240, 240, 3, 16) and not aligned(60, 60, 3, 16)  # grouped: 80 and 20 per group
-    assert aligned(116, 116, 1, 4) and aligned(3, 17, 1, 1)
+    alignment = calibration.channel_alignment
+    # whole 16-float vectors: 2; multiples of 4 (padded to whole blocks): 1; else 0
+    assert [alignment(112, 112, 1, 16), alignment(116, 116, 1, 16), alignment(112, 120, 1, 16)] == [2, 1, 1]
+    assert [alignment(58, 58, 1, 16), alignment(112, 58, 1, 16), alignment(3, 24, 1, 16)] == [0, 0, 0]
+    # depthwise: the channel count alone; grouped: both per-group counts (80 and 20)
+    assert [alignment(144, 144, 144, 16), alignment(116, 116, 116, 16), alignment(58, 58, 58, 16)] == [2, 1, 0]
+    assert [alignment(240, 240, 3, 16), alignment(60, 60, 3, 16)] == [2, 1]
+    assert alignment(116, 116, 1, 4) == 2 and alignment(3, 17, 1, 1) == 2
     assert [vector_lanes(isa) for isa in (["avx2", "avx512f"], ["avx", "avx2"], ["asimd"], [])] == [16, 8, 4, 1]
     made = calibration.cases(lanes=16)
-    both = {aligned(g["c_in"], g["c_out"], g["groups"], 16) for g in (c.geometry for c in made) if g}
-    assert both == {True, False}
+    levels = {alignment(g["c_in"], g["c_out"], g["groups"], 16) for g in (c.geometry for c in made) if g}
+    assert levels == {0, 1, 2}
     assert len(calibration.cases(lanes=1)) < len(made)  # no misaligned grid without SIMD
 
 
@@ -253,6 +256,67 @@ def test_onnxruntime_runs_slicing_as_copies():
     assert sorted(copies) == sorted([2 * 128 * 4, 2 * 48 * 4, 2 * 64 * 4, 2 * 112 * 4])
     torch_kernels = predict_profile(profile, "this", None, fake_profile(), "torch", 1).kernels
     assert [k.kind for k in torch_kernels] == ["data_movement"]  # only the cat: slicing is a view in PyTorch
+
+
+def test_onnxruntime_fuses_what_it_fuses_and_runs_the_rest_as_kernels():
+    class Block(nn.Module):  # conv-BN-ReLU + residual add: one blocked conv; conv-BN-SiLU: a conv and a QuickGelu
+        def __init__(self):
+            super().__init__()
+            self.first = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+            self.second = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16), nn.SiLU())
+
+        def forward(self, x):
+            return self.second(x + self.first(x)).mean((2, 3))
+
+    profile = analyze(Block().eval(), (1, 16, 8, 8))
+    ort = predict_profile(profile, "this", None, fake_profile(), "onnxruntime", 1).kernels
+    assert [(k.kind, k.kernel_class) for k in ort] == [
+        ("conv", "conv_pointwise"), ("conv", "conv_pointwise"), ("activation", "transcendental"), ("reduce", "pool")]
+    silu = ort[2]  # reads and writes its 16x8x8 float32 tensor
+    assert silu.bytes == 2 * 16 * 64 * 4 and silu.memory_ms == pytest.approx(silu.bytes / 1e10 * 1e3)
+    # torch eager: both conv units take their activation; the residual add is a kernel of its own
+    eager = predict_profile(profile, "this", None, fake_profile(), "torch", 1).kernels
+    assert [k.kernel_class for k in eager] == ["conv_pointwise", "elementwise", "conv_pointwise", "pool"]
+    # without transcendental points (a torch calibration) the SiLU takes the element-wise ones
+    plain = {**fake_profile(), "points": {**fake_profile()["points"], "transcendental": []}}
+    assert predict_profile(profile, "this", None, plain, "onnxruntime", 1).kernels[2].kernel_class == "elementwise"
+
+
+def test_onnxruntime_slicing_copies_take_the_slice_points_where_calibrated():
+    class Halves(nn.Module):
+        def forward(self, x):
+            a, b = x.chunk(2, dim=1)
+            return torch.cat([b, a], 1)
+
+    profile = analyze(Halves(), (1, 8, 4, 4))
+    slow = fake_profile()
+    slow["points"]["slice"] = [{"label": "s", "flops": 0, "bytes": 10**6, "seconds": 1e-3}]  # 1 GB/s
+    kernels = predict_profile(profile, "this", None, slow, "onnxruntime", 1).kernels
+    assert sorted(k.kernel_class for k in kernels) == ["copy", "slice"]  # the chunk's two halves: one copy
+    for k in kernels:  # the halves at 1 GB/s, the cat at the copy points' 10
+        assert k.memory_ms == pytest.approx(k.bytes / (1e9 if k.kernel_class == "slice" else 1e10) * 1e3)
+    no_slices = {**slow, "points": {**slow["points"], "slice": []}}
+    assert {k.kernel_class for k in predict_profile(profile, "this", None, no_slices, "onnxruntime", 1).kernels} == \
+        {"copy"}
+
+
+def test_runtime_cases_run_the_nodes_they_calibrate(tmp_path):
+    import onnx
+
+    made = {case.label: case for case in calibration.runtime_cases()}
+    # reorders at both batch sizes, at channel counts padded to whole blocks too
+    if calibration.blocked_layout():
+        assert {"reorder 24@112 b1", "reorder 24@112 b8", "reorder 512@7 b8"} <= set(made)
+        assert made["reorder 24@112 b8"].cost == (0, 16 * 8 * 24 * 112 * 112, 2)
+    for label, node, cost in (("slice 8192 b8", "Slice", (0, 8 * 8 * 8192, 1)),
+                              ("silu 8192 b1", "QuickGelu", None)):
+        case = made[label]
+        optimized = str(tmp_path / f"{node}.onnx")
+        calibration.case_runner("onnxruntime", case.build().eval(), [torch.randn(s) for s in case.shapes], 1,
+                                str(tmp_path), optimized=optimized)
+        assert [n.op_type for n in onnx.load(optimized).graph.node] == [node]
+        assert case.cost == cost
+    assert "slice 8388608 b1" not in made  # its 2**24-element input is past the limit
 
 
 def test_overheads_split_per_kernel_and_per_call():
@@ -343,7 +407,8 @@ def test_onnxruntime_calibration_runs_with_its_reorders():
     convs = [p for c in ("conv_dense", "conv_pointwise", "conv_depthwise") for p in profile["points"][c]]
     assert convs and all(p["seconds"] > 0 for p in convs)
     if profile["points"]["reorder"]:  # a CPU with ONNX Runtime's blocked layout
-        assert len(profile["points"]["reorder"]) == len(calibration.reorder_cases())
+        reorder_cases = [c for c in calibration.runtime_cases() if c.kernel_class == "reorder"]
+        assert len(profile["points"]["reorder"]) == len(reorder_cases)
         blocked = [p for p in convs if p.get("reorder_bytes")]
         assert blocked and all(0 < p["boundary_s"] for p in blocked)
     prediction = predict("mobilenet_v2_050", "this", "onnxruntime", input_shape=(1, 3, 64, 64), calibration=profile)
@@ -550,10 +615,12 @@ def test_calibration_cases_add_batched_convs():
     (big,) = [c for c in gpu if c.label == "conv3x3 128->128 g1 s1 @56 b16"]  # 14.8 GFLOP
     assert big.geometry["pixels"] == 16 * 56 * 56  # the batch is part of the GEMM's M dimension
     labels = {c.label for c in cpu}
-    # on a CPU, batch 8 for dense and pointwise convs of outputs 14 wide or more, and 1x1 maps
-    assert {"conv3x3 64->64 g1 s1 @56 b8", "conv1x1 64->64 g1 s1 @14 b8", "conv1x1 64->16 g1 s1 @1 b8"} <= labels
+    # on a CPU, batch 8 for dense, pointwise and depthwise convs of outputs 14 wide or more,
+    # and 1x1 maps; not for grouped ones
+    assert {"conv3x3 64->64 g1 s1 @56 b8", "conv1x1 64->64 g1 s1 @14 b8", "conv1x1 64->16 g1 s1 @1 b8",
+            "conv3x3 96->96 g96 s1 @56 b8"} <= labels
     assert "conv3x3 64->64 g1 s1 @7 b1" in labels and "conv3x3 64->64 g1 s1 @7 b8" not in labels
-    assert "conv3x3 96->96 g96 s1 @56 b1" in labels and "conv3x3 96->96 g96 s1 @56 b8" not in labels
+    assert "conv3x3 128->128 g2 s1 @56 b1" in labels and "conv3x3 128->128 g2 s1 @56 b8" not in labels
     # and within the FLOP limit: 3.7 GFLOP at batch 1, 29.6 at batch 8
     assert "conv3x3 128->128 g1 s1 @112 b1" in labels and "conv3x3 128->128 g1 s1 @112 b8" not in labels
     # the strided pointwise and the 1x1 depthwise convs of shortcuts and MobileOne's branches
@@ -626,7 +693,7 @@ def test_onnxruntime_reorders_come_from_its_optimized_graph():
 def test_conv_cases_lose_the_reorders_onnxruntime_ran_around_them(tmp_path):
     import onnxruntime as ort
 
-    if not calibration.reorder_cases():
+    if not calibration.blocked_layout():
         pytest.skip("ONNX Runtime runs no channel-blocked (NCHWc) layout on this CPU")
     geometry = calibration.conv_geometry(16, 16, 1, 1, 1, 8 * 8)
     options = ort.SessionOptions()
@@ -644,9 +711,13 @@ def test_conv_cases_lose_the_reorders_onnxruntime_ran_around_them(tmp_path):
     profile["points"]["conv_pointwise"][0]["boundary_s"] = 0.5e-3
     (freed,) = predict_profile(analysis, "this", None, profile, "onnxruntime", 1).kernels
     assert freed.compute_ms == pytest.approx(plain.compute_ms / 2)
-    # and the calibration derives it from the reorder points: 4096 bytes at the points' rate
-    profile["points"]["conv_pointwise"][0].update(reorder_bytes=4096, boundary_s=0.0)
-    profile["points"]["reorder"] = [{"label": "r", "flops": 0, "bytes": 4096, "seconds": 2e-6}]
+    # and the calibration derives it from the batch-1 reorder points of its channel alignment:
+    # 4096 bytes at their rate (not at the 8x slower rate of the batch-8 point or the 4x
+    # slower one of 24 channels, of the same size), for a batch-8 case too
+    profile["points"]["conv_pointwise"][0].update(reorder_bytes=4096, boundary_s=0.0, input_shape=[8, 16, 4, 4])
+    profile["points"]["reorder"] = [
+        {"label": f"r{i}", "flops": 0, "bytes": 4096, "seconds": seconds, "input_shape": shape}
+        for i, (seconds, shape) in enumerate(((2e-6, [1, 32, 2, 2]), (16e-6, [8, 16, 4, 4]), (8e-6, [1, 24, 4, 4])))]
     profile["overhead_s"]["in_points"] = 0.0
     calibration._boundary_times(profile)
     assert profile["points"]["conv_pointwise"][0]["boundary_s"] == pytest.approx(2e-6)

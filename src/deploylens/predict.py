@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from deploylens.cost.profile import KernelCost, LayerCost, Profile
 from deploylens.errors import UserError
-from deploylens.hardware.calibrate import COMPUTE_CLASSES, channels_aligned, conv_geometry
+from deploylens.hardware.calibrate import COMPUTE_CLASSES, channel_alignment, conv_geometry
 from deploylens.hardware.spec import HardwareSpec
 from deploylens.ir import DTYPE_BYTES
 
@@ -39,6 +39,12 @@ _DTYPE_KEYS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8":
 _NEIGHBOURS = 4
 # steps of the conv geometry distance, in log10 units of channels or pixels
 _KERNEL_STEP, _STRIDE_STEP, _ALIGNMENT_STEP = 0.5, 0.3, 1.0
+
+
+# element-wise ops that compute an exponential or a tanh per element: slower than a copy
+_TRANSCENDENTAL = frozenset({"sigmoid", "silu", "gelu", "tanh", "elu", "softplus", "mish"})
+# the class a kernel takes where its own is not calibrated (on the other backend only)
+_CLASS_FALLBACK = {"reorder": "copy", "slice": "copy", "transcendental": "elementwise"}
 
 
 @dataclass
@@ -97,11 +103,13 @@ def kernel_class(anchor: LayerCost) -> str:
         return "conv_pointwise" if geometry["kernel"] == 1 else "conv_dense"
     if anchor.kind in ("linear", "matmul", "attention"):
         return "matmul"
-    if anchor.kind == "pool":
+    if anchor.kind in ("pool", "reduce"):  # a global average pool is a mean
         return "pool"
+    if anchor.native in _RUNTIME_COPIES:  # a kernel only where slicing copies (see runtime_copies)
+        return "slice"
     if anchor.kind == "data_movement":
         return "copy"
-    return "elementwise"
+    return "transcendental" if anchor.op in _TRANSCENDENTAL else "elementwise"
 
 
 def _log(value: float) -> float:
@@ -119,9 +127,10 @@ def size_distance(flops: int, nbytes: int, compute: bool) -> Callable[[dict], fl
 
 def _geometry_distance(geometry: dict, lanes: int) -> Callable[[dict], float]:
     """Distance between conv geometries: log channels, log channels per group and log
-    output pixels, plus fixed steps for another kernel size, stride or channel alignment
-    (a conv whose channels do not fill the SIMD vectors runs a slower path)."""
-    aligned = channels_aligned(geometry["c_in"], geometry["c_out"], geometry["groups"], lanes)
+    output pixels, plus fixed steps for another kernel size, stride or each level of
+    channel alignment (a conv whose channels do not fill the SIMD vectors runs a slower
+    path: :func:`~deploylens.hardware.calibrate.channel_alignment`)."""
+    alignment = channel_alignment(geometry["c_in"], geometry["c_out"], geometry["groups"], lanes)
 
     def features(g: dict) -> tuple[float, ...]:
         return (_log(g["pixels"]), _log(g["c_in"]), _log(g["c_out"]), _log(g["c_in"] // g["groups"]))
@@ -133,8 +142,8 @@ def _geometry_distance(geometry: dict, lanes: int) -> Callable[[dict], float]:
         return (math.dist(mine, features(other))
                 + _KERNEL_STEP * (other["kernel"] != geometry["kernel"])
                 + _STRIDE_STEP * (other["stride"] != geometry["stride"])
-                + _ALIGNMENT_STEP * (channels_aligned(other["c_in"], other["c_out"], other["groups"], lanes)
-                                     != aligned))
+                + _ALIGNMENT_STEP * abs(channel_alignment(other["c_in"], other["c_out"], other["groups"], lanes)
+                                        - alignment))
     return distance
 
 
@@ -229,17 +238,36 @@ def roofline_time(kernel: KernelCost, klass: str, spec: HardwareSpec, dtype: str
     return kernel.flops / (peak * efficiency), kernel.bytes / (spec.bandwidth.value * efficiency), overhead
 
 
-def eager_kernels(profile: Profile) -> list[KernelCost]:
-    """The kernels PyTorch eager really runs: no fusion, except that a conv / linear with
-    its BatchNorm and activation is costed as the calibrated conv-BN-act unit; every
-    other op (a residual add, an op of an element-wise chain) is a kernel of its own."""
+def eager_epilogue(layer: LayerCost) -> bool:
+    """PyTorch eager: a conv's BatchNorm and activation, the calibrated conv-BN-act unit."""
+    return layer.op == "batch_norm" or layer.kind == "activation"
+
+
+# the activations ONNX Runtime fuses into a conv (FusedConv, or the blocked conv's own
+# activation), read from its optimized graphs of the zoo: SiLU, GELU and Mish stay nodes
+# of their own (SiLU as QuickGelu)
+_ONNXRUNTIME_FUSED_ACTIVATIONS = frozenset({"relu", "clamp", "hardtanh", "leaky_relu", "sigmoid", "tanh",
+                                            "hardsigmoid", "hardswish"})
+
+
+def onnxruntime_epilogue(layer: LayerCost) -> bool:
+    """ONNX Runtime: a conv's BatchNorm (folded), the activations it fuses, and a residual
+    add (the blocked conv's sum input)."""
+    return layer.op in ("batch_norm", "add") or layer.op in _ONNXRUNTIME_FUSED_ACTIVATIONS
+
+
+def split_kernels(profile: Profile, epilogue: Callable[[LayerCost], bool]) -> list[KernelCost]:
+    """The kernels a runtime that fuses less than the analyzer's fused view really runs:
+    a conv / linear with the ops right after it that ``epilogue`` accepts is one unit;
+    every other op of a fused kernel (a residual add in eager, an op of an element-wise
+    chain, an activation the runtime does not fuse) is a kernel of its own."""
     layers = {layer.name: layer for layer in profile.layers}
     units: list[KernelCost] = []
     for kernel in profile.kernels:
         members = [layers[name] for name in kernel.layers]
         head = 1
         if members[0].kind in ("conv", "conv_transpose", "linear", "matmul"):
-            while head < len(members) and (members[head].op == "batch_norm" or members[head].kind == "activation"):
+            while head < len(members) and epilogue(members[head]):
                 head += 1
         groups = [members[:head]] + [[m] for m in members[head:]]
         for group in groups:
@@ -328,18 +356,19 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
                     backend: str, batch: int, runtime_kernels: list[KernelCost] = ()) -> Prediction:
     """Predict from an analysis ``profile`` on ``spec`` (roofline) or ``calibration``.
 
-    PyTorch eager runs its ops one by one (:func:`eager_kernels`); the runtimes and
-    catalogued devices run the analyzer's fused kernels, ONNX Runtime with its slicing
-    copies (:func:`runtime_copies`) and ``runtime_kernels``, copies the runtime adds that
-    the model does not have (:func:`onnxruntime_reorders`).
+    PyTorch eager runs its ops one by one and ONNX Runtime fuses less than the analyzer's
+    fused view (:func:`split_kernels`), ONNX Runtime with its slicing copies
+    (:func:`runtime_copies`) and ``runtime_kernels``, copies the runtime adds that the
+    model does not have (:func:`onnxruntime_reorders`); the catalogued devices run the
+    fused view's kernels.
     """
     dtype = _DTYPE_KEYS.get(profile.dtype, profile.dtype)
     anchors = {layer.name: layer for layer in profile.layers}
     kernels = []
     if backend == "torch" and calibration:
-        run = eager_kernels(profile)
+        run = split_kernels(profile, eager_epilogue)
     elif backend == "onnxruntime" and calibration:
-        run = profile.kernels + runtime_copies(profile) + list(runtime_kernels)
+        run = split_kernels(profile, onnxruntime_epilogue) + runtime_copies(profile) + list(runtime_kernels)
     else:
         run = profile.kernels
     views = sum(1 for layer in profile.layers if layer.op == "view")
@@ -347,9 +376,9 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
     timeline = _Timeline(view_ms, overlapped=bool(calibration) and calibration["device"] == "cuda")
     for kernel in run:
         anchor = anchors.get(kernel.layers[0]) if kernel.layers else None
-        # a runtime's own copy: a reorder where calibrated, else a plain copy
-        klass = kernel_class(anchor) if anchor else \
-            "reorder" if calibration and calibration["points"].get("reorder") else "copy"
+        klass = kernel_class(anchor) if anchor else "reorder"  # no anchor: a runtime's layout copy
+        if calibration and not calibration["points"].get(klass):  # a class only some backends calibrate
+            klass = _CLASS_FALLBACK.get(klass, klass)
         compute, memory, overhead = (calibrated_time(kernel, klass, calibration, batch,
                                                      conv_geometry_of(anchor) if anchor else None)
                                      if calibration

@@ -44,9 +44,9 @@ from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.errors import UserError
 from deploylens.hardware.local import this_cpu, vector_lanes
 
-FORMAT, VERSION = "deploylens-calibration", 9
+FORMAT, VERSION = "deploylens-calibration", 10
 CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy",
-           "reorder")
+           "reorder", "slice", "transcendental")
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
 COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul"})
 # one round of one case: short, until its samples adjusted to the probe's quiet level are
@@ -88,8 +88,10 @@ class DeviceSetting:
 # FLOP changes with the batch: measured here on the zoo's conv units timed alone, dense and
 # pointwise convs at batch 8 ran 10-25% faster per FLOP than batch-1 cases of as many
 # output pixels (the zoo's batch-8 conv time per model predicted from batch-1 cases: median
-# +15.5%; with these cases +3.6%), depthwise and grouped ones and small outputs did not
-# gain from theirs.
+# +15.5%; with these cases +3.6%), grouped ones and small outputs did not gain from
+# theirs; ONNX Runtime's depthwise convs ran slower per pixel at batch 8 (96 channels at
+# 28x28: 49 us per image against 39 at batch 1) and were predicted at half their time in
+# MobileNetV2 from batch-1 cases.
 # A GPU approaches its peak only on batched work, and is not shared the way this VM's
 # cores are: one round. A CPU calibration ends within two
 # minutes however busy the host is: a busy spell makes every case run to its time cap,
@@ -98,8 +100,10 @@ class DeviceSetting:
 # the floor of each measurement (warm-up, 3 samples of the largest cases) run outside it,
 # then come ~4 s of derived figures.
 SETTINGS = {"cpu": DeviceSetting(4e9, (1, 8), 2**23, ROUNDS, budget_s=65.0,
-                                 batched_classes=frozenset({"conv_dense", "conv_pointwise", "matmul", "elementwise",
-                                                            "pool", "copy"}), batched_min_hw=14),
+                                 batched_classes=frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "matmul",
+                                                            "elementwise", "pool", "copy", "reorder", "slice",
+                                                            "transcendental"}),
+                                 batched_min_hw=14),
             "cuda": DeviceSetting(4e10, (1, 16), 64_000_000, 1)}
 
 
@@ -139,13 +143,34 @@ def conv_geometry(c_in: int, c_out: int, groups: int, kernel: int, stride: int, 
     return {"c_in": c_in, "c_out": c_out, "groups": groups, "kernel": kernel, "stride": stride, "pixels": pixels}
 
 
-def channels_aligned(c_in: int, c_out: int, groups: int, lanes: int) -> bool:
-    """Whether a conv's channels fill whole SIMD vectors (``lanes`` fp32 each): the
-    depthwise channel count, or both per-group counts of any other conv. Measured here
-    (AVX-512): 1.2-2.4x the time per FLOP when they do not (e.g. 116 vs 112 channels)."""
-    if groups > 1 and groups == c_in:
-        return c_in % lanes == 0
-    return (c_in // groups) % lanes == 0 and (c_out // groups) % lanes == 0
+def channel_alignment(c_in: int, c_out: int, groups: int, lanes: int) -> int:
+    """How well a conv's channels fit the SIMD vectors (``lanes`` fp32 each), counting the
+    depthwise channel count or both per-group counts of any other conv: 2 when they fill
+    whole vectors; 1 when they are multiples of 4, which a channel-blocked runtime pads to
+    whole vectors; 0 otherwise. Measured here (AVX-512): 1.2-2.4x the time per FLOP at 1
+    (e.g. 116 vs 112 channels), and ONNX Runtime keeps a depthwise conv at 0 out of its
+    blocked layout: 58 channels ran at 12 GFLOP/s, 60 or 64 at 31."""
+    counts = (c_in,) if groups > 1 and groups == c_in else (c_in // groups, c_out // groups)
+    if all(c % lanes == 0 for c in counts):
+        return 2
+    return 1 if all(c % 4 == 0 for c in counts) else 0
+
+
+def _at_batches(setting: DeviceSetting, kernel_class: str, label: str, build: Callable[[], nn.Module],
+                shapes: tuple[tuple[int, ...], ...], flops: int = 0, geometry: Callable[[int], dict] | None = None,
+                activations: int = 0, output_hw: int | None = None,
+                onnx: Callable[[int], Callable[[], bytes]] | None = None,
+                cost: Callable[[int], tuple[int, int, int]] | None = None) -> list[Case]:
+    """A case at every batch size of ``setting`` its limits allow: ``shapes`` at batch 1;
+    ``flops`` and ``activations`` (elements of the input, and of a conv's output, checked
+    against the setting's limit) per batch item; a conv's ``output_hw`` (see
+    DeviceSetting); ``geometry``, ``onnx`` and ``cost`` (see Case) made for a batch size."""
+    batched = ((setting.batched_classes is None or kernel_class in setting.batched_classes)
+               and (output_hw is None or output_hw >= setting.batched_min_hw or output_hw == 1))
+    return [Case(kernel_class, f"{label} b{batch}", build, tuple((batch * s[0], *s[1:]) for s in shapes),
+                 geometry(batch) if geometry else None, onnx(batch) if onnx else None, cost(batch) if cost else None)
+            for batch in (setting.batches if batched else setting.batches[:1])
+            if flops * batch <= setting.max_flops and activations * batch <= setting.max_elements]
 
 
 def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Case]:
@@ -154,18 +179,8 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
     on a CPU), each case at every batch size of ``setting`` its limits allow."""
     made: list[Case] = []
 
-    def add(kernel_class: str, label: str, build: Callable[[], nn.Module], shapes: tuple[tuple[int, ...], ...],
-            flops: int = 0, geometry: Callable[[int], dict] | None = None, activations: int = 0,
-            output_hw: int | None = None) -> None:
-        """``shapes`` at batch 1; ``flops`` and ``activations`` (elements of the input, and of
-        a conv's output, checked against the setting's limit) per batch item; a conv's
-        ``output_hw`` (see DeviceSetting)."""
-        batched = ((setting.batched_classes is None or kernel_class in setting.batched_classes)
-                   and (output_hw is None or output_hw >= setting.batched_min_hw or output_hw == 1))
-        for batch in setting.batches if batched else setting.batches[:1]:
-            if flops * batch <= setting.max_flops and activations * batch <= setting.max_elements:
-                made.append(Case(kernel_class, f"{label} b{batch}", build,
-                                 tuple((batch * s[0], *s[1:]) for s in shapes), geometry(batch) if geometry else None))
+    def add(*args, **kwargs) -> None:
+        made.extend(_at_batches(setting, *args, **kwargs))
 
     def conv(kernel_class: str, c_in: int, c_out: int, k: int, hw: int, stride: int = 1, groups: int = 1):
         flops = _conv_flops(c_in, c_out, k, hw, stride, groups)
@@ -177,9 +192,10 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
                 c_in * hw * hw + c_out * (hw // stride) ** 2, hw // stride)
 
     def misaligned(channels: tuple[int, ...]) -> tuple[int, ...]:
-        # every other count, moved off the vector width by half or a quarter of it (the
-        # counts width multipliers produce: 24, 40, 58, 116, ...)
-        return tuple(c + (lanes // 2 if i % 4 == 0 else -(lanes // 4)) for i, c in enumerate(channels) if i % 2 == 0)
+        # every other count, moved off the vector width: by half of it (still a multiple of
+        # 4, alignment 1) or by 6 (alignment 0): the counts width multipliers produce (24,
+        # 40, 58, 116, ...)
+        return tuple(c + (lanes // 2 if i % 4 == 0 else -6) for i, c in enumerate(channels) if i % 2 == 0)
 
     dense, pointwise, depthwise = (16, 32, 64, 128, 256, 512), (16, 32, 64, 96, 160, 256, 512), \
         (16, 32, 96, 144, 384, 960)
@@ -223,7 +239,8 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
     for c, hw in ((64, 112), (64, 56), (128, 28), (256, 14), (24, 112)):
         add("pool", f"maxpool3x3s2 {c}@{hw}", lambda: nn.MaxPool2d(3, 2, 1), ((1, c, hw, hw),),
             activations=c * hw * hw)
-    for c, hw in ((1280, 7), (2048, 7), (512, 7), (1024, 14), (960, 7)):
+    # a head's pool, and a squeeze-excite's on early, larger maps
+    for c, hw in ((1280, 7), (2048, 7), (512, 7), (1024, 14), (960, 7), (32, 112), (96, 56), (240, 28)):
         add("pool", f"global avgpool {c}@{hw}", lambda: nn.AdaptiveAvgPool2d(1), ((1, c, hw, hw),),
             activations=c * hw * hw)
     return made
@@ -310,7 +327,7 @@ def _cuda_graph(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], No
 _NCHWC = "com.microsoft.nchwc"
 
 
-def _reorders_onnx(channels: int, hw: int) -> bytes:
+def _reorders_onnx(channels: int, hw: int, batch: int) -> bytes:
     """A plain NCHW tensor into ONNX Runtime's channel-blocked layout and back: the two
     copies it puts around blocked convs wherever they meet other ops."""
     from onnx import TensorProto, helper
@@ -319,24 +336,50 @@ def _reorders_onnx(channels: int, hw: int) -> bytes:
              helper.make_node("ReorderOutput", ["blocked"], ["output"], domain=_NCHWC, channels=channels,
                               channels_last=0)]
     graph = helper.make_graph(nodes, "reorders",
-                              [helper.make_tensor_value_info("input0", TensorProto.FLOAT, [1, channels, hw, hw])],
+                              [helper.make_tensor_value_info("input0", TensorProto.FLOAT, [batch, channels, hw, hw])],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(_NCHWC, 1)]
                              ).SerializeToString()
 
 
-def reorder_cases() -> list[Case]:
-    """ONNX Runtime's layout copies at the zoo's activation sizes; none where this CPU's
-    ONNX Runtime has no blocked layout (its SIMD is too narrow)."""
+class _HalfChannels(nn.Module):
+    """The first 16 of 32 channels: a constant bound, so the export has no shape arithmetic."""
+
+    def forward(self, x):
+        return x[:, :16]
+
+
+def blocked_layout() -> bool:
+    """Whether this CPU's ONNX Runtime has the channel-blocked layout (its SIMD is wide enough)."""
     import onnxruntime as ort
 
     try:
-        ort.InferenceSession(_reorders_onnx(16, 4), providers=["CPUExecutionProvider"])
+        ort.InferenceSession(_reorders_onnx(16, 4, 1), providers=["CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 - the kernels are not registered: no blocked layout here
-        return []
-    return [Case("reorder", f"reorder {c}@{hw}", nn.Identity, ((1, c, hw, hw),),
-                 onnx=lambda c=c, hw=hw: _reorders_onnx(c, hw), cost=(0, 16 * c * hw * hw, 2))
-            for c, hw in ((16, 112), (32, 112), (64, 56), (128, 28), (256, 14), (512, 7), (960, 7), (64, 14))]
+        return False
+    return True
+
+
+def runtime_cases(setting: DeviceSetting = SETTINGS["cpu"]) -> list[Case]:
+    """Cases of what ONNX Runtime runs beyond the model's own kernels, or runs slower than
+    PyTorch does: its layout copies (none where it has no blocked layout), at the zoo's
+    activation sizes and at channel counts it pads to whole blocks (measured in networks
+    at batch 8: 15-35 GB/s against 40-90 for batch-1 round trips of multiples of 16); a
+    Slice, which copies (a channel half: 20-23 GB/s in GhostNet against 40 for a Concat);
+    and a transcendental activation it leaves unfused (SiLU: 18-32 GB/s against ReLU's 40-60)."""
+    made = []
+    for c, hw in ((16, 112), (32, 112), (24, 112), (64, 56), (40, 56), (128, 28), (120, 28), (256, 14), (92, 14),
+                  (512, 7), (960, 7), (64, 14)) if blocked_layout() else ():
+        made += _at_batches(setting, "reorder", f"reorder {c}@{hw}", nn.Identity, ((1, c, hw, hw),),
+                            activations=c * hw * hw,
+                            onnx=lambda batch, c=c, hw=hw: lambda: _reorders_onnx(c, hw, batch),
+                            cost=lambda batch, c=c, hw=hw: (0, 16 * batch * c * hw * hw, 2))
+    for numel in (2**13, 2**15, 2**17, 2**19, 2**21, 2**23):
+        made += _at_batches(setting, "slice", f"slice {numel}", _HalfChannels, ((1, 32, numel // 16),),
+                            activations=2 * numel, cost=lambda batch, n=numel: (0, 8 * batch * n, 1))
+        made += _at_batches(setting, "transcendental", f"silu {numel}", nn.SiLU, ((1, 16, numel // 16),),
+                            activations=numel)
+    return made
 
 
 def nchwc_reorders(optimized: str) -> list[tuple[str, str]]:
@@ -571,16 +614,30 @@ def _context_fit(profile: dict, batch: int, rounds: int = 4) -> tuple[float, flo
 
 
 def _boundary_times(profile: dict) -> None:
-    """The time of the reorders ONNX Runtime ran around each conv case, at the calibrated
-    reorder rate: a conv inside a network keeps the blocked layout and runs none of them."""
+    """The time of the reorders ONNX Runtime ran around each conv case, at the rate of the
+    batch-1 reorder cases of its input channel alignment, nearest in size: a conv inside a
+    network keeps the blocked layout and runs none of them. A case's reorders touch the
+    tensors its conv reads or writes next, in cache, as a batch-1 round trip does.
+    Measured here: at the batch-8 cases' rates (30-60 GB/s against 40-110) the zoo's
+    batch-8 pointwise convs came out 20-40% fast, and at the rates of reorders of channels
+    padded to whole blocks (26-40 GB/s) the reorders took more than the whole time of
+    small depthwise cases."""
     from deploylens.predict import nearest_rate, size_distance
 
-    reorders = profile["points"].get("reorder")
+    lanes = profile["vector_lanes"]
+
+    def alignment(shape: list[int]) -> int:
+        return channel_alignment(shape[1], shape[1], 1, lanes)
+
+    round_trips = [r for r in profile["points"].get("reorder", []) if r["input_shape"][0] == 1]
     for points in profile["points"].values():
         for p in points:
-            if p.get("reorder_bytes") and reorders:
+            # a stem's 3 input channels have no reorder case of their alignment: all round trips
+            like = [r for r in round_trips
+                    if alignment(r["input_shape"]) == alignment(p.get("input_shape", [0, 0]))] or round_trips
+            if p.get("reorder_bytes") and like:
                 nbytes = p["reorder_bytes"]
-                p["boundary_s"] = nbytes / nearest_rate(reorders, size_distance(0, nbytes, False), False,
+                p["boundary_s"] = nbytes / nearest_rate(like, size_distance(0, nbytes, False), False,
                                                         profile["overhead_s"]["in_points"])
 
 
@@ -699,7 +756,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     torch.set_num_threads(threads)
     allocator = malloc.tune()  # the same allocator state as `deploylens bench`
     started = time.perf_counter()
-    chosen = cases(setting, who["vector_lanes"]) + (reorder_cases() if backend == "onnxruntime" else [])
+    chosen = cases(setting, who["vector_lanes"]) + (runtime_cases(setting) if backend == "onnxruntime" else [])
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     # a GPU case is timed as a CUDA graph on a device nobody shares: no probe there
     probe = InterferenceProbe(known_level=probe_level) if device == "cpu" else None
@@ -798,7 +855,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     for case in chosen:
         flops, nbytes, ops = costs[case.label]
         point = {"label": case.label, "flops": flops, "bytes": nbytes, "geometry": case.geometry,
-                 "seconds": seconds[case.label]}
+                 "input_shape": list(case.shapes[0]), "seconds": seconds[case.label]}
         if case.label in launch_s:
             point["launch_per_op_s"] = launch_per_op(launch_s[case.label], ops, overheads)
         if boundary.get(case.label):
