@@ -630,13 +630,13 @@ def _boundary_times(profile: dict) -> None:
     round_trips = [r for r in profile["points"].get("reorder", []) if r["input_shape"][0] == 1]
     for points in profile["points"].values():
         for p in points:
+            if not (p.get("reorder_bytes") and round_trips):
+                continue
             # a stem's 3 input channels have no reorder case of their alignment: all round trips
-            like = [r for r in round_trips
-                    if alignment(r["input_shape"]) == alignment(p.get("input_shape", [0, 0]))] or round_trips
-            if p.get("reorder_bytes") and like:
-                nbytes = p["reorder_bytes"]
-                p["boundary_s"] = nbytes / nearest_rate(like, size_distance(0, nbytes, False), False,
-                                                        profile["overhead_s"]["in_points"])
+            like = [r for r in round_trips if alignment(r["input_shape"]) == alignment(p["input_shape"])] or round_trips
+            nbytes = p["reorder_bytes"]
+            p["boundary_s"] = nbytes / nearest_rate(like, size_distance(0, nbytes, False), False,
+                                                    profile["overhead_s"]["in_points"])
 
 
 def compute_ceiling(profile: dict) -> float | None:
