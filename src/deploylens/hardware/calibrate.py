@@ -147,7 +147,7 @@ def channel_alignment(c_in: int, c_out: int, groups: int, lanes: int) -> int:
     whole vectors; 1 when they are multiples of 4, which a channel-blocked runtime pads to
     whole vectors; 0 otherwise. Measured here (AVX-512): 1.2-2.4x the time per FLOP at 1
     (e.g. 116 vs 112 channels), and ONNX Runtime keeps a depthwise conv at 0 out of its
-    blocked layout: 58 channels ran at 12 GFLOP/s, 60 or 64 at 31."""
+    blocked layout: 58 channels ran at 11-12 GFLOP/s, 64 or 92 at 30-32."""
     counts = (c_in,) if groups > 1 and groups == c_in else (c_in // groups, c_out // groups)
     if all(c % lanes == 0 for c in counts):
         return 2
@@ -362,9 +362,9 @@ def runtime_cases(setting: DeviceSetting = SETTINGS["cpu"]) -> list[Case]:
     """Cases of what ONNX Runtime runs beyond the model's own kernels, or runs slower than
     PyTorch does: its layout copies (none where it has no blocked layout), at the zoo's
     activation sizes and at channel counts it pads to whole blocks (measured in networks
-    at batch 8: 15-35 GB/s against 40-90 for batch-1 round trips of multiples of 16); a
-    Slice, which copies (a channel half: 20-23 GB/s in GhostNet against 40 for a Concat);
-    and a transcendental activation it leaves unfused (SiLU: 18-32 GB/s against ReLU's 40-60)."""
+    at batch 8: 13-36 GB/s against 32-90 for batch-1 round trips of multiples of 16); a
+    Slice, which copies (GhostNet's: 20-26 GB/s against mostly 38-44 for its Concats); and
+    a transcendental activation it leaves unfused (SiLU: 18-33 GB/s against 37-68 for ReLU)."""
     made = []
     for c, hw in ((16, 112), (32, 112), (24, 112), (64, 56), (40, 56), (128, 28), (120, 28), (256, 14), (92, 14),
                   (512, 7), (960, 7), (64, 14)) if blocked_layout() else ():
@@ -616,10 +616,11 @@ def _boundary_times(profile: dict) -> None:
     batch-1 reorder cases of its input channel alignment, nearest in size: a conv inside a
     network keeps the blocked layout and runs none of them. A case's reorders touch the
     tensors its conv reads or writes next, in cache, as a batch-1 round trip does.
-    Measured here: at the batch-8 cases' rates (30-60 GB/s against 40-110) the zoo's
-    batch-8 pointwise convs came out 20-40% fast, and at the rates of reorders of channels
-    padded to whole blocks (26-40 GB/s) the reorders took more than the whole time of
-    small depthwise cases."""
+    Measured here against ONNX Runtime's per-node profiles at batch 8: at the batch-8
+    cases' rates (28-58 GB/s against 43-112 at batch 1) the pointwise convs of four of five
+    networks came out 14-28% fast (with batch-1 rates before, MobileNetV2's within 1%), and
+    at the rates of reorders of padded channels too (30-65 GB/s) the reorders took more than
+    the whole time of some small depthwise cases."""
     from deploylens.predict import nearest_rate, size_distance
 
     lanes = profile["vector_lanes"]
