@@ -473,7 +473,8 @@ def test_calibration_keeps_each_case_quietest_round(monkeypatch):
     # one op and a chain of 16 both took 1 ms: no per-kernel overhead, 1 ms per call
     assert profile["overhead_s"]["kernel"] == 0.0 and profile["overhead_s"]["call"] == 1e-3
     cases = sum(len(points) for points in profile["points"].values())
-    assert len(seen) == 3 * (cases + 3 + 5 * 2)  # cases, three overheads, five networks at two batches
+    networks = len(calibration._ContextNet.STYLES) * 2  # every synthetic network at batch 1 and 8
+    assert len(seen) == 3 * (cases + 3 + networks)  # cases, three overheads, the networks
     # round-robin: the first round measures every case before the second begins
     assert len(set(map(id, seen[: len(seen) // 3]))) == len(seen) // 3
     with pytest.raises(UserError, match="at least one round"):
@@ -501,8 +502,9 @@ def test_calibration_adjusts_busy_samples_and_times_networks_longer(monkeypatch)
     assert [p["seconds"] for points in profile["points"].values() for p in points] == pytest.approx([1e-3] * cases)
     assert profile["probe"] == {"level_s": pytest.approx(0.25e-3), "tolerance": 0.1, "quiet_share": 1.0,
                                 "exponent": 0.45}
-    # the five synthetic networks at two batch sizes, in both rounds, with the longer rule
-    assert rules.count(calibration.NETWORK) == 2 * 5 * 2 and calibration.NETWORK.min_time > calibration.QUICK.max_time
+    # the synthetic networks at two batch sizes, in both rounds, with the longer rule
+    assert rules.count(calibration.NETWORK) == 2 * len(calibration._ContextNet.STYLES) * 2
+    assert calibration.NETWORK.min_time > calibration.QUICK.max_time
 
     # a calibration in a busy spell throughout, against the level known from an earlier one
     def busy_measure(run, rule, sync, probe):
@@ -665,9 +667,10 @@ class ShuffledConvs(nn.Module):
 
 
 def test_onnxruntime_reorders_come_from_its_optimized_graph():
-    from deploylens.predict import onnxruntime_reorders
+    from deploylens.predict import onnxruntime_added_kernels
 
-    reorders = onnxruntime_reorders(ShuffledConvs().eval(), [(2, 3, 8, 8)], threads=1)
+    reorders = [k for k in onnxruntime_added_kernels(ShuffledConvs().eval(), [(2, 3, 8, 8)], threads=1)
+                if k.kind == "data_movement"]
     if not reorders:
         pytest.skip("ONNX Runtime runs no channel-blocked (NCHWc) convs on this CPU")
     # out of the first conv (to be sliced), into the second (the concat) and out of it (the
@@ -686,6 +689,76 @@ def test_onnxruntime_reorders_come_from_its_optimized_graph():
     assert [k.kernel_class for k in plain.kernels if k.name.startswith("Reorder")] == ["copy"] * 3
     eager = predict(ShuffledConvs().eval(), "this", "torch", 2, input_shape=(1, 3, 8, 8), calibration=profile)
     assert not [k for k in eager.kernels if k.name.startswith("Reorder")]
+
+
+def shape_chain_onnx(length: int) -> bytes:
+    """A graph whose ``length`` middle nodes compute on a tensor's shape, the way a
+    dynamic-batch export computes a view's sizes (Shape, Gather, integer Mul and Div,
+    Unsqueeze, Concat, then a Reshape of the data): each a dependent step, so that no
+    optimizer folds or merges them: ``length + 4`` nodes of shape arithmetic."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    constants = [numpy_helper.from_array(np.array(value, np.int64), name)
+                 for name, value in (("zero", 0), ("two", 2), ("axes", [0]), ("rest", [-1]))]
+    nodes = [helper.make_node("Shape", ["input0"], ["shape"]),
+             helper.make_node("Gather", ["shape", "zero"], ["size0"], axis=0)]
+    for step in range(length):
+        nodes.append(helper.make_node("Mul" if step % 2 == 0 else "Div", [f"size{step}", "two"], [f"size{step + 1}"]))
+    nodes += [helper.make_node("Unsqueeze", [f"size{length}", "axes"], ["batch"]),
+              helper.make_node("Concat", ["batch", "rest"], ["target"], axis=0),
+              helper.make_node("Reshape", ["input0", "target"], ["output"])]
+    graph = helper.make_graph(nodes, "shape_chain",
+                              [helper.make_tensor_value_info("input0", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], constants)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+class ChannelShuffle(nn.Module):
+    """A conv, then its channels shuffled by views of sizes read from the tensor, as ShuffleNet."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        n, c, h, w = y.shape
+        return y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def test_shape_arithmetic_nodes_are_found_in_the_optimized_graph(tmp_path):
+    optimized = str(tmp_path / "optimized.onnx")
+    for length in (2, 10):
+        calibration.case_runner("onnxruntime", None, [torch.randn(3, 4)], 1, str(tmp_path), shape_chain_onnx(length),
+                                optimized=optimized)
+        kinds = calibration.shape_arithmetic_nodes(optimized)
+        # Shape, Gather, the chain of Mul and Div, Unsqueeze, Concat; the Reshape works on data
+        assert sorted(kinds) == sorted(["Shape", "Gather", "Unsqueeze", "Concat"] + ["Mul", "Div"] * (length // 2))
+
+
+def test_onnxruntime_shape_arithmetic_costs_a_kernel_overhead_each():
+    from deploylens.predict import SHAPE_KIND, kernel_overhead, onnxruntime_added_kernels
+
+    added = onnxruntime_added_kernels(ChannelShuffle().eval(), [(2, 3, 8, 8)], threads=1)
+    shape_kernels = [k for k in added if k.kind == SHAPE_KIND]
+    # a dynamic-batch export computes the batch size of both views at run time
+    assert shape_kernels and all(k.bytes == 0 and k.flops == 0 and k.complete for k in shape_kernels)
+    # with the batch fixed in the model (a plain conv), nothing computes on shapes
+    assert not [k for k in onnxruntime_added_kernels(nn.Conv2d(3, 8, 1).eval(), [(2, 3, 8, 8)], threads=1)
+                if k.kind == SHAPE_KIND]
+    # each costs the per-kernel overhead inside a network: 2 us x factor 1.5 + 3 us = 6 us
+    profile = {**fake_profile(), "backend": "onnxruntime", "context_factor": {"1": 1.5},
+               "context_kernel_s": {"1": 3e-6}, "overhead_s": {"kernel": 2e-6, "view": 0.0, "in_points": 0.0}}
+    assert kernel_overhead(profile, 1) == pytest.approx(6e-6)
+    prediction = predict(ChannelShuffle().eval(), "this", "onnxruntime", 1, input_shape=(1, 3, 8, 8),
+                         calibration=profile)
+    costed = [k for k in prediction.kernels if k.kernel_class == SHAPE_KIND]
+    assert len(costed) == len(shape_kernels)
+    assert all(k.compute_ms == k.memory_ms == 0 and k.time_ms == pytest.approx(6e-3) for k in costed)
+    # torch eager computes view sizes in Python: no such kernels
+    eager = predict(ChannelShuffle().eval(), "this", "torch", 1, input_shape=(1, 3, 8, 8), calibration=fake_profile())
+    assert not [k for k in eager.kernels if k.kernel_class == SHAPE_KIND]
 
 
 def test_conv_cases_lose_the_reorders_onnxruntime_ran_around_them(tmp_path):
@@ -745,6 +818,32 @@ def test_whole_network_fit_by_hand():
     assert paid.overhead_ms == pytest.approx(bare.overhead_ms + 0.03)
 
 
+def test_synthetic_networks_hold_the_block_types_they_stand_for():
+    """Concatenation where the field's networks concatenate (SqueezeNet's fire, GhostNet,
+    VoVNet, DenseNet, ShuffleNet), residual adds only in the residual styles."""
+    concatenating = {"split_shuffle", "fire", "ghost", "aggregation", "dense_growth"}
+    for style in calibration._ContextNet.STYLES:
+        network = calibration._ContextNet(style).eval()
+        ops = {layer.native for layer in analyze(network, (1, 3, 64, 64)).layers}
+        assert ("aten.cat" in ops) == (style in concatenating), style
+        assert ("aten.add" in ops) == (style in calibration._ContextNet.RESIDUAL), style
+        assert network(torch.randn(1, 3, 64, 64)).shape == (1, 100)
+    with pytest.raises(ValueError, match="unknown synthetic network style"):
+        calibration._ContextNet("transformer")
+
+
+def test_the_whole_network_fit_takes_the_networks_a_profile_timed():
+    # a profile lacking some networks' timings (as one edited by hand) fits on the others:
+    # here the prediction is linear in the factor, so the first round's fit is the result
+    measured = {"plain": 5e-3, "residual": 4e-3}
+    profile = {**fake_profile(), "fixed_s": {f"{style} batch 1": seconds for style, seconds in measured.items()}}
+    totals = {style: predict_profile(analyze(calibration._ContextNet(style).eval(), (1, 3, 224, 224)), "this", None,
+                                     {**profile, "context_factor": {}}, "torch", 1).totals for style in measured}
+    expected = calibration.fit_context([(seconds, totals[style]["latency_ms"] / 1e3, totals[style]["kernels"])
+                                        for style, seconds in measured.items()])
+    assert calibration._context_fit(profile, 1) == pytest.approx(expected, rel=1e-6)
+
+
 def test_budgeted_rounds_share_the_seconds_left():
     rule = calibration.QUICK  # 20 ms to 100 ms per case
     assert calibration.budgeted(rule, 100.0, 500) is rule  # 200 ms each: the usual cap
@@ -766,4 +865,4 @@ def test_a_calibration_past_its_budget_skips_later_rounds(monkeypatch):
     # the synthetic networks outside the budget: every round, with their own rule
     quick = [r for r in rules if r is not calibration.NETWORK]
     assert len(quick) == cases + 3 and {r.max_time for r in quick} == {0.01}
-    assert len(rules) - len(quick) == 3 * 5 * 2
+    assert len(rules) - len(quick) == 3 * len(calibration._ContextNet.STYLES) * 2

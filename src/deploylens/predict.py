@@ -191,6 +191,14 @@ def context_kernel_seconds(calibration: dict, batch: int) -> float:
     return _by_batch(calibration.get("context_kernel_s"), batch, 0.0, log_values=False)
 
 
+def kernel_overhead(calibration: dict, batch: int) -> float:
+    """Seconds a CPU kernel costs inside a network beyond its work: the calibrated
+    per-kernel overhead, which kernels inside a network pay ``context_factor`` times over,
+    plus the per-kernel cost fitted on the synthetic networks (both measured at calibration)."""
+    return (calibration["overhead_s"]["kernel"] * context_factor(calibration, batch)
+            + context_kernel_seconds(calibration, batch))
+
+
 def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: int = 1,
                     geometry: dict | None = None) -> tuple[float, float, float]:
     """Compute, memory and overhead seconds of ``kernel`` from this machine's calibration:
@@ -203,14 +211,12 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
     compute = klass in COMPUTE_CLASSES
     distance = (_geometry_distance(geometry, calibration["vector_lanes"]) if geometry
                 else size_distance(kernel.flops, kernel.bytes, compute))
-    # kernels inside a network run slower than alone in a loop, and each costs more (both
-    # measured at calibration on synthetic networks)
     factor = context_factor(calibration, batch)
     if calibration["device"] == "cuda":  # launching an eager op costs the CPU what the nearest points' ops did
-        overhead = _log_mean([(w, p["launch_per_op_s"]) for w, p in _nearest(points, distance)]) * len(kernel.layers)
+        launch = _log_mean([(w, p["launch_per_op_s"]) for w, p in _nearest(points, distance)]) * len(kernel.layers)
+        overhead = launch * factor + context_kernel_seconds(calibration, batch)
     else:  # a CPU point's time holds its own launch
-        overhead = calibration["overhead_s"]["kernel"]
-    overhead = overhead * factor + context_kernel_seconds(calibration, batch)
+        overhead = kernel_overhead(calibration, batch)
     alone = nearest_rate(points, distance, compute, fixed)
     ceiling = calibration.get("peak_flops")
     # a kernel that runs near the ceiling alone runs so inside a network too: the factor fades
@@ -299,14 +305,24 @@ def runtime_copies(profile: Profile) -> list[KernelCost]:
     return copies
 
 
-def onnxruntime_reorders(model: Any, input_shapes: list[tuple[int, ...]], threads: int,
-                         elem: int = 4) -> list[KernelCost]:
-    """The layout copies ONNX Runtime adds on this CPU: its optimizer runs convs in a
-    channel-blocked layout (NCHWc) and puts a ReorderInput / ReorderOutput wherever such
-    a tensor meets an op without a blocked kernel (a Slice, a Concat, an SE block's Mul);
-    measured: on GhostNet, 108 of them are 27% of the time. Read from the graph the
-    optimizer produces for ``model`` (an nn.Module, exported as `bench` does, or an ONNX
-    model); each reads and writes its tensor."""
+# the kind of the kernels ONNX Runtime runs on tensor shapes (see onnxruntime_added_kernels)
+SHAPE_KIND = "shape_arithmetic"
+
+
+def onnxruntime_added_kernels(model: Any, input_shapes: list[tuple[int, ...]], threads: int,
+                              elem: int = 4) -> list[KernelCost]:
+    """The kernels ONNX Runtime runs on this CPU that the model's analysis does not hold,
+    read from the graph its optimizer produces for ``model`` (an nn.Module, exported as
+    `bench` does, or an ONNX model):
+
+    * layout copies: its optimizer runs convs in a channel-blocked layout (NCHWc) and puts
+      a ReorderInput / ReorderOutput wherever such a tensor meets an op without a blocked
+      kernel (a Slice, a Concat, an SE block's Mul); measured: on GhostNet, 108 of them are
+      27% of the time. Each reads and writes its tensor.
+    * shape arithmetic (kind ``SHAPE_KIND``): a dynamic-batch export computes a view's
+      sizes in nodes of their own (:func:`deploylens.hardware.calibrate.shape_arithmetic_nodes`),
+      each a kernel that moves nothing (measured: ShuffleNetV2 x1.0 exported so, 455 nodes,
+      ran 0.54 ms slower at batch 1 than exported with a fixed batch, 169 nodes)."""
     import os
     import tempfile
 
@@ -315,7 +331,7 @@ def onnxruntime_reorders(model: Any, input_shapes: list[tuple[int, ...]], thread
 
     from deploylens.bench.backends import export_onnx_for_bench
     from deploylens.frontends.onnx_capture import tensor_shapes
-    from deploylens.hardware.calibrate import case_runner, nchwc_reorders
+    from deploylens.hardware.calibrate import case_runner, nchwc_reorders, shape_arithmetic_nodes
 
     inputs = [torch.randn(shape) for shape in input_shapes]
     with tempfile.TemporaryDirectory(prefix="deploylens-reorders-") as workdir:
@@ -324,14 +340,16 @@ def onnxruntime_reorders(model: Any, input_shapes: list[tuple[int, ...]], thread
             model = onnx.load(os.path.join(workdir, "model.onnx"))
         optimized = os.path.join(workdir, "optimized.onnx")
         case_runner("onnxruntime", None, inputs, threads, workdir, model.SerializeToString(), optimized=optimized)
-        reorders = nchwc_reorders(optimized)
+        reorders, shape_nodes = nchwc_reorders(optimized), shape_arithmetic_nodes(optimized)
     _, shapes = tensor_shapes(model, [(shape, "float") for shape in input_shapes], [])
-    copies = []
+    added = []
     for op_type, plain in reorders:
         numel = math.prod(shapes[plain][0]) if plain in shapes else 0
-        copies.append(KernelCost(f"{op_type}:{plain}", "data_movement", [], 0, 0, numel * elem, numel * elem, 0.0,
-                                 bool(numel)))
-    return copies
+        added.append(KernelCost(f"{op_type}:{plain}", "data_movement", [], 0, 0, numel * elem, numel * elem, 0.0,
+                                bool(numel)))
+    added += [KernelCost(f"{op_type}:shape{index}", SHAPE_KIND, [], 0, 0, 0, 0, 0.0, True)
+              for index, op_type in enumerate(shape_nodes)]
+    return added
 
 
 class _Timeline:
@@ -359,7 +377,7 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
     PyTorch eager runs its ops one by one and ONNX Runtime fuses less than the analyzer's
     fused view (:func:`split_kernels`), ONNX Runtime with its slicing copies
     (:func:`runtime_copies`) and ``runtime_kernels``, copies the runtime adds that the
-    model does not have (:func:`onnxruntime_reorders`); the catalogued devices run the
+    model does not have (:func:`onnxruntime_added_kernels`); the catalogued devices run the
     fused view's kernels.
     """
     dtype = _DTYPE_KEYS.get(profile.dtype, profile.dtype)
@@ -376,13 +394,17 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
     timeline = _Timeline(view_ms, overlapped=bool(calibration) and calibration["device"] == "cuda")
     for kernel in run:
         anchor = anchors.get(kernel.layers[0]) if kernel.layers else None
-        klass = kernel_class(anchor) if anchor else "reorder"  # no anchor: a runtime's layout copy
+        # no anchor: a kernel the runtime adds, a layout copy or shape arithmetic
+        klass = kernel_class(anchor) if anchor else SHAPE_KIND if kernel.kind == SHAPE_KIND else "reorder"
         if calibration and not calibration["points"].get(klass):  # a class only some backends calibrate
             klass = _CLASS_FALLBACK.get(klass, klass)
-        compute, memory, overhead = (calibrated_time(kernel, klass, calibration, batch,
-                                                     conv_geometry_of(anchor) if anchor else None)
-                                     if calibration
-                                     else roofline_time(kernel, klass, spec, dtype))
+        if klass == SHAPE_KIND:  # it moves nothing: a kernel's overhead alone
+            compute, memory, overhead = 0.0, 0.0, kernel_overhead(calibration, batch)
+        elif calibration:
+            compute, memory, overhead = calibrated_time(kernel, klass, calibration, batch,
+                                                        conv_geometry_of(anchor) if anchor else None)
+        else:
+            compute, memory, overhead = roofline_time(kernel, klass, spec, dtype)
         body = max(compute, memory)
         spent = timeline.add(body * 1e3, overhead * 1e3)
         bound = "overhead" if spent - body * 1e3 > body * 1e3 else "compute" if compute >= memory else "memory"
@@ -482,7 +504,7 @@ def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "tor
     if backend == "onnxruntime" and calibration:
         from deploylens.analyze import resolve_model
 
-        reorders = onnxruntime_reorders(resolve_model(model)[0], [shape for shape, _ in shapes],
-                                        calibration["threads"], DTYPE_BYTES.get(profile.dtype, 4))
+        reorders = onnxruntime_added_kernels(resolve_model(model)[0], [shape for shape, _ in shapes],
+                                             calibration["threads"], DTYPE_BYTES.get(profile.dtype, 4))
     name = target.name if isinstance(target, HardwareSpec) else target
     return predict_profile(profile, name, spec, calibration, backend, batch, reorders)

@@ -44,7 +44,7 @@ from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.errors import UserError
 from deploylens.hardware.local import this_cpu, vector_lanes
 
-FORMAT, VERSION = "deploylens-calibration", 10
+FORMAT, VERSION = "deploylens-calibration", 11
 CLASSES = ("conv_dense", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul", "elementwise", "pool", "copy",
            "reorder", "slice", "transcendental")
 # classes whose rate is FLOP/s; the others are memory-bound and their rate is bytes/s
@@ -98,7 +98,7 @@ class DeviceSetting:
 # case has its first). The synthetic networks' rounds (up to 0.5 s each, ~15 s in all) and
 # the floor of each measurement (warm-up, 3 samples of the largest cases) run outside it,
 # then come ~4 s of derived figures.
-SETTINGS = {"cpu": DeviceSetting(4e9, (1, 8), 2**23, ROUNDS, budget_s=65.0,
+SETTINGS = {"cpu": DeviceSetting(4e9, (1, 8), 2**23, ROUNDS, budget_s=56.0,
                                  batched_classes=frozenset({"conv_dense", "conv_pointwise", "matmul", "elementwise",
                                                             "pool", "copy", "reorder", "slice", "transcendental"}),
                                  batched_min_hw=14),
@@ -306,6 +306,27 @@ def _conv_relu_onnx(geometry: dict, input_shape: tuple[int, ...]) -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
+def shape_arithmetic_nodes(optimized: str) -> list[str]:
+    """Op types of the nodes of an optimized ONNX Runtime graph (saved at ``optimized``)
+    that compute on tensor shapes, not on data: Shape nodes and whatever takes only their
+    results and constants. A dynamic-batch export computes a view's sizes so (ShuffleNet's
+    channel shuffles: 208-273 such nodes), and each runs as a kernel of its own (measured
+    here: a chain of 20 alone cost 0.33 us per node beyond a session run, the float ops of
+    the per-kernel overhead's chain 0.30 us)."""
+    import onnx
+
+    graph = onnx.load(optimized).graph
+    data, shapes, kinds = {port.name for port in graph.input}, set(), []
+    for node in graph.node:  # topologically sorted, as ONNX requires
+        inputs = [name for name in node.input if name]
+        if node.op_type == "Shape" or (any(n in shapes for n in inputs) and not any(n in data for n in inputs)):
+            shapes.update(node.output)
+            kinds.append(node.op_type)
+        else:
+            data.update(node.output)
+    return kinds
+
+
 def _cuda_graph(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], None]:
     """``model`` captured as a CUDA graph: its replay runs the kernels without the eager
     launch cost, so the time is the GPU's alone."""
@@ -463,6 +484,25 @@ class _SqueezeExcite(nn.Module):
         return x * nn.functional.hardsigmoid(self.expand(nn.functional.relu(self.reduce(self.pool(x)))))
 
 
+class _Concatenating(nn.Module):
+    """Branches run on the same input (``chained``: each on the one before's output) and
+    concatenated along the channels, with the input first when ``keep_input``: SqueezeNet's
+    fire expand, GhostNet's ghost module, VoVNet's one-shot aggregation."""
+
+    def __init__(self, *branches: nn.Module, chained: bool = False, keep_input: bool = False, after: nn.Module = None):
+        super().__init__()
+        self.branches, self.chained, self.keep_input = nn.ModuleList(branches), chained, keep_input
+        self.after = after or nn.Identity()
+
+    def forward(self, x):
+        outputs, y = [x] if self.keep_input else [], x
+        for branch in self.branches:
+            out = branch(y if self.chained else x)
+            outputs.append(out)
+            y = out
+        return self.after(torch.cat(outputs, 1))
+
+
 class _SplitShuffle(nn.Module):
     """Half the channels through pointwise-depthwise-pointwise, concatenated with the
     other half, then the channels shuffled: slicing, concatenation and a transpose copy."""
@@ -482,10 +522,14 @@ class _SplitShuffle(nn.Module):
 
 class _ContextNet(nn.Module):
     """Synthetic networks (not from the zoo) mixing the calibrated kernel classes the way
-    networks do. Timed whole, they measure how much slower (or faster) kernels run inside
-    a network (cache state, dispatch, layout changes at the boundaries) than alone."""
+    networks do, one per block type the field uses. Timed whole, they measure how much
+    slower (or faster) kernels run inside a network (cache state, dispatch, layout changes
+    at the boundaries) than alone."""
 
-    STYLES = ("inverted_residual", "residual", "plain", "squeeze_excite", "split_shuffle")
+    STYLES = ("inverted_residual", "residual", "plain", "squeeze_excite", "split_shuffle", "bottleneck", "separable",
+              "fire", "ghost", "aggregation", "dense_growth")
+    # styles whose blocks add their input back where the shapes allow
+    RESIDUAL = frozenset({"inverted_residual", "residual", "squeeze_excite", "bottleneck", "ghost"})
 
     def __init__(self, style: str):
         super().__init__()
@@ -517,12 +561,62 @@ class _ContextNet(nn.Module):
                                             _SqueezeExcite(hidden), nn.Conv2d(hidden, c_out, 1, bias=False),
                                             nn.BatchNorm2d(c_out)))
                 width = c_out
-        else:  # split and shuffle, as ShuffleNetV2: no residual adds
+        elif style == "split_shuffle":  # as ShuffleNetV2: no residual adds
             self.stem, width = nn.Sequential(conv_unit(3, 24, 3, 2), nn.MaxPool2d(3, 2, 1)), 24
             for c_out in (116, 232):
                 blocks += [conv_unit(width, c_out, 3, 2)] + [_SplitShuffle(c_out) for _ in range(3)]
                 width = c_out
-        self.residual = style != "split_shuffle"
+        elif style == "bottleneck":  # 1x1 reduce, 3x3, 1x1 expand, as ResNet-50
+            self.stem, width = nn.Sequential(conv_unit(3, 32, 7, 2), nn.MaxPool2d(3, 2, 1)), 32
+            for middle, c_out, stride in ((32, 128, 1), (32, 128, 1), (64, 256, 2), (64, 256, 1), (128, 512, 2),
+                                          (128, 512, 1)):
+                blocks.append(nn.Sequential(conv_unit(width, middle, 1), conv_unit(middle, middle, 3, stride),
+                                            nn.Conv2d(middle, c_out, 1, bias=False), nn.BatchNorm2d(c_out)))
+                width = c_out
+        elif style == "separable":  # depthwise then pointwise, no residual, as MobileNetV1
+            self.stem, width = conv_unit(3, 32, 3, 2), 32
+            for c_out, stride in ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)):
+                blocks.append(nn.Sequential(conv_unit(width, width, 3, stride, width), conv_unit(width, c_out, 1)))
+                width = c_out
+        elif style == "fire":  # 1x1 squeeze, then 1x1 and 3x3 expands concatenated, as SqueezeNet
+            self.stem, width = nn.Sequential(conv_unit(3, 64, 3, 2), nn.MaxPool2d(3, 2, 1)), 64
+            for squeeze, expand in ((16, 64), (16, 64), (0, 0), (32, 128), (32, 128), (0, 0), (48, 192), (64, 256)):
+                if not squeeze:
+                    blocks.append(nn.MaxPool2d(3, 2, 1))
+                    continue
+                expands = conv_unit(squeeze, expand, 1), conv_unit(squeeze, expand, 3)
+                blocks.append(nn.Sequential(conv_unit(width, squeeze, 1), _Concatenating(*expands)))
+                width = 2 * expand
+        elif style == "ghost":  # half the channels by a 1x1 conv, half by a depthwise conv on it, as GhostNet
+            self.stem, width = conv_unit(3, 16, 3, 2), 16
+
+            def ghost(c_in: int, c_out: int) -> nn.Module:
+                half = c_out // 2
+                return _Concatenating(conv_unit(c_in, half, 1), conv_unit(half, half, 3, 1, half), chained=True)
+            for hidden, c_out, stride in ((48, 24, 2), (72, 24, 1), (72, 40, 2), (120, 40, 1), (240, 80, 2),
+                                          (184, 80, 1)):
+                down = [nn.Conv2d(hidden, hidden, 3, 2, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden)]
+                blocks.append(nn.Sequential(ghost(width, hidden), *(down if stride > 1 else []), ghost(hidden, c_out)))
+                width = c_out
+        elif style == "aggregation":  # 3x3 convs in a chain, all outputs concatenated once, as VoVNet
+            self.stem, width = nn.Sequential(conv_unit(3, 32, 3, 2), conv_unit(32, 64, 3, 2)), 64
+            for growth, c_out in ((32, 128), (48, 192), (64, 256)):
+                blocks.append(nn.Sequential(_Concatenating(
+                    conv_unit(width, growth), conv_unit(growth, growth), conv_unit(growth, growth), chained=True,
+                    keep_input=True, after=conv_unit(width + 3 * growth, c_out, 1)), nn.MaxPool2d(2)))
+                width = c_out
+        elif style == "dense_growth":  # each layer's output concatenated to its input, as DenseNet
+            self.stem, width = nn.Sequential(conv_unit(3, 32, 3, 2), nn.MaxPool2d(3, 2, 1)), 32
+            for layers, growth in ((4, 16), (6, 32)):
+                for _ in range(layers):
+                    blocks.append(_Concatenating(nn.Sequential(conv_unit(width, 4 * growth, 1),
+                                                               conv_unit(4 * growth, growth)), keep_input=True))
+                    width += growth
+                blocks += [conv_unit(width, width // 2, 1), nn.AvgPool2d(2)]
+                width //= 2
+        else:
+            raise ValueError(f"unknown synthetic network style {style!r}")
+        self.residual = style in self.RESIDUAL
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 100))
 
@@ -589,21 +683,21 @@ def _context_fit(profile: dict, batch: int, rounds: int = 4) -> tuple[float, flo
     near the compute ceiling (see ``calibrated_time``), so it is fitted in ``rounds``: each
     round predicts with the factor so far and corrects it by the factor fitted on that."""
     from deploylens.analyze import analyze
-    from deploylens.predict import onnxruntime_reorders, predict_profile
+    from deploylens.predict import onnxruntime_added_kernels, predict_profile
 
     shape = (batch, 3, 224, 224)
     networks = []  # analysed once: only the factor changes between rounds
-    for style in _ContextNet.STYLES:
+    for style in (s for s in _ContextNet.STYLES if f"{s} batch {batch}" in profile["fixed_s"]):
         model = _ContextNet(style).eval()
-        reorders = (onnxruntime_reorders(model, [shape], profile["threads"]) if profile["backend"] == "onnxruntime"
-                    else [])
+        added = (onnxruntime_added_kernels(model, [shape], profile["threads"])
+                 if profile["backend"] == "onnxruntime" else [])
         networks.append((profile["fixed_s"][f"{style} batch {batch}"],
-                         analyze(model, [(shape, "float")], analysis_dtype(profile["dtype"])), reorders))
+                         analyze(model, [(shape, "float")], analysis_dtype(profile["dtype"])), added))
     factor, per_kernel = 1.0, 0.0
     for _ in range(rounds):
         profile["context_factor"], profile["context_kernel_s"] = {str(batch): factor}, {}
-        predicted = [predict_profile(analysis, "this", None, profile, profile["backend"], batch, reorders).totals
-                     for _, analysis, reorders in networks]
+        predicted = [predict_profile(analysis, "this", None, profile, profile["backend"], batch, added).totals
+                     for _, analysis, added in networks]
         correction, per_kernel = fit_context([(measured, p["latency_ms"] / 1e3, p["kernels"])
                                               for (measured, _, _), p in zip(networks, predicted)],
                                              per_kernel=batch == min(CONTEXT_BATCHES))
