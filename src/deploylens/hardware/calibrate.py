@@ -56,7 +56,7 @@ QUICK = StopRule(warmup_iters=2, warmup_time=0.01, min_iters=5, min_time=0.02, m
 # since each batch's whole-network factor rests on five of them. Measured here: quick
 # rounds of one network between the cases scattered by up to 2.8x (ONNX Runtime, 1.6 to
 # 5.5 ms), and a calibration's network timings differed from `bench`'s by -14% to +150%.
-NETWORK = StopRule(warmup_iters=3, warmup_time=0.05, min_iters=5, min_time=0.25, max_time=0.5, ci_target=0.02)
+NETWORK = StopRule(warmup_iters=3, warmup_time=0.05, min_iters=5, min_time=0.15, max_time=0.3, ci_target=0.02)
 ROUNDS = 3
 # a calibration with fewer of its cases timed quiet ran in a busy spell: measured here,
 # quiet calibrations had 16-56% of their cases quiet, one with 3% predicted every model +82%
@@ -98,7 +98,7 @@ class DeviceSetting:
 # case has its first). The synthetic networks' rounds (up to 0.5 s each, ~15 s in all) and
 # the floor of each measurement (warm-up, 3 samples of the largest cases) run outside it,
 # then come ~4 s of derived figures.
-SETTINGS = {"cpu": DeviceSetting(4e9, (1, 8), 2**23, ROUNDS, budget_s=56.0,
+SETTINGS = {"cpu": DeviceSetting(4e9, (1, 8), 2**23, ROUNDS, budget_s=58.0,
                                  batched_classes=frozenset({"conv_dense", "conv_pointwise", "matmul", "elementwise",
                                                             "pool", "copy", "reorder", "slice", "transcendental"}),
                                  batched_min_hw=14),
