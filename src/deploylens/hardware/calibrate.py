@@ -53,9 +53,11 @@ COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "
 # stable; the rounds spread it in time
 QUICK = StopRule(warmup_iters=2, warmup_time=0.01, min_iters=5, min_time=0.02, max_time=0.1, ci_target=0.05)
 # a synthetic network's round (see _ContextNet): longer, outside the budget's shrinking,
-# since each batch's whole-network factor rests on five of them. Measured here: quick
+# since each batch's whole-network factor rests on eleven of them. Measured here: quick
 # rounds of one network between the cases scattered by up to 2.8x (ONNX Runtime, 1.6 to
 # 5.5 ms), and a calibration's network timings differed from `bench`'s by -14% to +150%.
+# 0.15-0.3 s (0.25-0.5 s with five networks) keeps ONNX Runtime's default run under two
+# minutes: 112 s here, 126 s with the longer rule.
 NETWORK = StopRule(warmup_iters=3, warmup_time=0.05, min_iters=5, min_time=0.15, max_time=0.3, ci_target=0.02)
 ROUNDS = 3
 # a calibration with fewer of its cases timed quiet ran in a busy spell: measured here,
