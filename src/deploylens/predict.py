@@ -191,12 +191,13 @@ def context_kernel_seconds(calibration: dict, batch: int) -> float:
     return _by_batch(calibration.get("context_kernel_s"), batch, 0.0, log_values=False)
 
 
-def kernel_overhead(calibration: dict, batch: int) -> float:
-    """Seconds a CPU kernel costs inside a network beyond its work: the calibrated
-    per-kernel overhead, which kernels inside a network pay ``context_factor`` times over,
-    plus the per-kernel cost fitted on the synthetic networks (both measured at calibration)."""
-    return (calibration["overhead_s"]["kernel"] * context_factor(calibration, batch)
-            + context_kernel_seconds(calibration, batch))
+def kernel_overhead(calibration: dict, batch: int, launch: float | None = None) -> float:
+    """Seconds a kernel costs inside a network beyond its work: its launch (by default the
+    calibrated per-kernel overhead of a CPU), which kernels inside a network pay
+    ``context_factor`` times over, plus the per-kernel cost fitted on the synthetic
+    networks (both measured at calibration)."""
+    launch = calibration["overhead_s"]["kernel"] if launch is None else launch
+    return launch * context_factor(calibration, batch) + context_kernel_seconds(calibration, batch)
 
 
 def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: int = 1,
@@ -212,11 +213,11 @@ def calibrated_time(kernel: KernelCost, klass: str, calibration: dict, batch: in
     distance = (_geometry_distance(geometry, calibration["vector_lanes"]) if geometry
                 else size_distance(kernel.flops, kernel.bytes, compute))
     factor = context_factor(calibration, batch)
-    if calibration["device"] == "cuda":  # launching an eager op costs the CPU what the nearest points' ops did
-        launch = _log_mean([(w, p["launch_per_op_s"]) for w, p in _nearest(points, distance)]) * len(kernel.layers)
-        overhead = launch * factor + context_kernel_seconds(calibration, batch)
-    else:  # a CPU point's time holds its own launch
-        overhead = kernel_overhead(calibration, batch)
+    # on a GPU, launching an eager op costs the CPU what the nearest points' ops did; a CPU
+    # point's time holds its own launch, and a kernel costs the calibrated per-kernel overhead
+    launch = (_log_mean([(w, p["launch_per_op_s"]) for w, p in _nearest(points, distance)]) * len(kernel.layers)
+              if calibration["device"] == "cuda" else None)
+    overhead = kernel_overhead(calibration, batch, launch)
     alone = nearest_rate(points, distance, compute, fixed)
     ceiling = calibration.get("peak_flops")
     # a kernel that runs near the ceiling alone runs so inside a network too: the factor fades
@@ -376,9 +377,9 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
 
     PyTorch eager runs its ops one by one and ONNX Runtime fuses less than the analyzer's
     fused view (:func:`split_kernels`), ONNX Runtime with its slicing copies
-    (:func:`runtime_copies`) and ``runtime_kernels``, copies the runtime adds that the
-    model does not have (:func:`onnxruntime_added_kernels`); the catalogued devices run the
-    fused view's kernels.
+    (:func:`runtime_copies`) and ``runtime_kernels``, the layout copies and shape
+    arithmetic the runtime adds that the model does not have
+    (:func:`onnxruntime_added_kernels`); the catalogued devices run the fused view's kernels.
     """
     dtype = _DTYPE_KEYS.get(profile.dtype, profile.dtype)
     anchors = {layer.name: layer for layer in profile.layers}
@@ -398,7 +399,7 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
         klass = kernel_class(anchor) if anchor else SHAPE_KIND if kernel.kind == SHAPE_KIND else "reorder"
         if calibration and not calibration["points"].get(klass):  # a class only some backends calibrate
             klass = _CLASS_FALLBACK.get(klass, klass)
-        if klass == SHAPE_KIND:  # it moves nothing: a kernel's overhead alone
+        if klass == SHAPE_KIND:  # it moves nothing: a kernel's overhead alone (added with a calibration)
             compute, memory, overhead = 0.0, 0.0, kernel_overhead(calibration, batch)
         elif calibration:
             compute, memory, overhead = calibrated_time(kernel, klass, calibration, batch,
@@ -500,11 +501,11 @@ def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "tor
         specs = [(tuple(shape), "float") for shape in analyze(model, None, dtype).input_shapes]
     shapes = [((batch, *shape[1:]), kind) for shape, kind in specs]
     profile = analyze(model, shapes, dtype)
-    reorders = []
+    added = []
     if backend == "onnxruntime" and calibration:
         from deploylens.analyze import resolve_model
 
-        reorders = onnxruntime_added_kernels(resolve_model(model)[0], [shape for shape, _ in shapes],
-                                             calibration["threads"], DTYPE_BYTES.get(profile.dtype, 4))
+        added = onnxruntime_added_kernels(resolve_model(model)[0], [shape for shape, _ in shapes],
+                                          calibration["threads"], DTYPE_BYTES.get(profile.dtype, 4))
     name = target.name if isinstance(target, HardwareSpec) else target
-    return predict_profile(profile, name, spec, calibration, backend, batch, reorders)
+    return predict_profile(profile, name, spec, calibration, backend, batch, added)

@@ -97,9 +97,10 @@ class DeviceSetting:
 # cores are: one round. A CPU calibration ends within two
 # minutes however busy the host is: a busy spell makes every case run to its time cap,
 # and the cap shrinks to fit what is left of the budget; past it, later rounds stop (every
-# case has its first). The synthetic networks' rounds (up to 0.5 s each, ~15 s in all) and
+# case has its first). The synthetic networks' rounds (up to 0.3 s each, 22 a round) and
 # the floor of each measurement (warm-up, 3 samples of the largest cases) run outside it,
-# then come ~4 s of derived figures.
+# then come the derived figures (measured: 1.8 s for torch, 10.5 s for ONNX Runtime, which
+# exports and optimizes each synthetic network at both batch sizes).
 SETTINGS = {"cpu": DeviceSetting(4e9, (1, 8), 2**23, ROUNDS, budget_s=58.0,
                                  batched_classes=frozenset({"conv_dense", "conv_pointwise", "matmul", "elementwise",
                                                             "pool", "copy", "reorder", "slice", "transcendental"}),
@@ -491,7 +492,8 @@ class _Concatenating(nn.Module):
     concatenated along the channels, with the input first when ``keep_input``: SqueezeNet's
     fire expand, GhostNet's ghost module, VoVNet's one-shot aggregation."""
 
-    def __init__(self, *branches: nn.Module, chained: bool = False, keep_input: bool = False, after: nn.Module = None):
+    def __init__(self, *branches: nn.Module, chained: bool = False, keep_input: bool = False,
+                 after: nn.Module | None = None):
         super().__init__()
         self.branches, self.chained, self.keep_input = nn.ModuleList(branches), chained, keep_input
         self.after = after or nn.Identity()
