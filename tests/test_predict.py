@@ -449,12 +449,22 @@ def test_onnxruntime_case_runner_writes_into_bound_buffers(tmp_path):
 
 
 def test_onnxruntime_calibration_runs_each_case_back_to_back(monkeypatch):
+    import deploylens.predict
+
     calls = _fake_measures(monkeypatch)
-    calibration.calibrate("onnxruntime", threads=1, max_flops=1e6, rounds=2)
+
+    def export_again(*args, **kwargs):
+        raise AssertionError("the whole-network fit exported a synthetic network again")
+    # the fit reads the kernels ONNX Runtime adds from the graphs the networks' sessions saved
+    monkeypatch.setattr(deploylens.predict, "onnxruntime_added_kernels", export_again)
+    profile = calibration.calibrate("onnxruntime", threads=1, max_flops=1e6, rounds=2)
     seen = [run for run, _ in calls]
     # a session's rounds in a row (the session is dropped after them), one session per case
     assert all(seen[i] is seen[i + 1] for i in range(0, len(seen), 2))
     assert len({id(run) for run in seen}) == len(seen) // 2
+    networks = 2 * len(calibration._ContextNet.STYLES) * len(calibration.CONTEXT_BATCHES)
+    assert all(rule is calibration.NETWORK for _, rule in calls[:networks])  # first of all
+    assert set(profile["context_factor"]) == {"1", "8"}
 
 
 def test_calibration_keeps_each_case_quietest_round(monkeypatch):
@@ -853,6 +863,21 @@ def test_budgeted_rounds_share_the_seconds_left():
     assert (late.min_time, late.max_time) == (0.01, 0.01) and late.ci_target == rule.ci_target
 
 
+def test_the_budget_leaves_time_for_the_networks_to_come_and_each_rounds_fixed_cost():
+    # 100 s left, 2 network rounds and 10 case rounds in all
+    budget = calibration.Budget(deadline=100.0, case_rounds=10, network_rounds=2)
+    budget.spent(network=True, seconds=20.0, cap=calibration.NETWORK.max_time)  # one network: 20 s, one to come
+    rule = budget.case_rule(first_round=True, now=20.0)  # 80 s - 20 s (a network) = 60 s for 10 cases
+    assert rule is calibration.QUICK  # 6 s each: the usual 100 ms cap
+    budget.spent(network=False, seconds=5.1, cap=rule.max_time)  # 5 s beyond its cap: building a session
+    # 100 - 25.1 - 20 (a network) - 9 x 5 (beyond the cap) = 9.9 s for 9 rounds: 1.1 s each
+    assert budget.case_rule(first_round=False, now=25.1) is calibration.QUICK
+    budget.spent(network=False, seconds=5.0, cap=0.1)  # 2 rounds, 9.9 s beyond their caps: 4.95 each
+    # 100 - 90 - 20 - 8 x 4.95 < 0: out of time, a later round is skipped and a first runs at the floor
+    assert budget.case_rule(first_round=False, now=90.0) is None
+    assert budget.case_rule(first_round=True, now=90.0).max_time == 0.01
+
+
 def test_a_calibration_past_its_budget_skips_later_rounds(monkeypatch):
     from dataclasses import replace
 
@@ -862,7 +887,7 @@ def test_a_calibration_past_its_budget_skips_later_rounds(monkeypatch):
     rules = [rule for _, rule in calls]
     cases = sum(len(points) for points in profile["points"].values())
     # every case and overhead once (the first round), each at the 10 ms floor, none after;
-    # the synthetic networks outside the budget: every round, with their own rule
+    # the synthetic networks, which come first: every round, with their own rule
     quick = [r for r in rules if r is not calibration.NETWORK]
     assert len(quick) == cases + 3 and {r.max_time for r in quick} == {0.01}
     assert len(rules) - len(quick) == 3 * len(calibration._ContextNet.STYLES) * 2

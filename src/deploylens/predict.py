@@ -312,9 +312,32 @@ SHAPE_KIND = "shape_arithmetic"
 
 def onnxruntime_added_kernels(model: Any, input_shapes: list[tuple[int, ...]], threads: int,
                               elem: int = 4) -> list[KernelCost]:
-    """The kernels ONNX Runtime runs on this CPU that the model's analysis does not hold,
-    read from the graph its optimizer produces for ``model`` (an nn.Module, exported as
-    `bench` does, or an ONNX model):
+    """The kernels ONNX Runtime runs on this CPU that the model's analysis does not hold
+    (see :func:`added_kernels_in`), read from the graph its optimizer produces for
+    ``model`` (an nn.Module, exported as `bench` does, or an ONNX model)."""
+    import os
+    import tempfile
+
+    import onnx
+    import torch
+
+    from deploylens.bench.backends import export_onnx_for_bench
+    from deploylens.hardware.calibrate import case_runner
+
+    inputs = [torch.randn(shape) for shape in input_shapes]
+    with tempfile.TemporaryDirectory(prefix="deploylens-reorders-") as workdir:
+        if isinstance(model, torch.nn.Module):
+            export_onnx_for_bench(model, inputs, os.path.join(workdir, "model.onnx"))
+            model = onnx.load(os.path.join(workdir, "model.onnx"))
+        optimized = os.path.join(workdir, "optimized.onnx")
+        case_runner("onnxruntime", None, inputs, threads, workdir, model.SerializeToString(), optimized=optimized)
+        return added_kernels_in(model, optimized, input_shapes, elem)
+
+
+def added_kernels_in(model: Any, optimized: str, input_shapes: list[tuple[int, ...]], elem: int = 4
+                     ) -> list[KernelCost]:
+    """The kernels that ONNX Runtime's optimized graph of the ONNX ``model`` (saved at
+    ``optimized``) runs beyond the model's own:
 
     * layout copies: its optimizer runs convs in a channel-blocked layout (NCHWc) and puts
       a ReorderInput / ReorderOutput wherever such a tensor meets an op without a blocked
@@ -324,32 +347,17 @@ def onnxruntime_added_kernels(model: Any, input_shapes: list[tuple[int, ...]], t
       sizes in nodes of their own (:func:`deploylens.hardware.calibrate.shape_arithmetic_nodes`),
       each a kernel that moves nothing (measured: ShuffleNetV2 x1.0 exported so, 455 nodes,
       ran 0.54 ms slower at batch 1 than exported with a fixed batch, 169 nodes)."""
-    import os
-    import tempfile
-
-    import onnx
-    import torch
-
-    from deploylens.bench.backends import export_onnx_for_bench
     from deploylens.frontends.onnx_capture import tensor_shapes
-    from deploylens.hardware.calibrate import case_runner, nchwc_reorders, shape_arithmetic_nodes
+    from deploylens.hardware.calibrate import nchwc_reorders, shape_arithmetic_nodes
 
-    inputs = [torch.randn(shape) for shape in input_shapes]
-    with tempfile.TemporaryDirectory(prefix="deploylens-reorders-") as workdir:
-        if isinstance(model, torch.nn.Module):
-            export_onnx_for_bench(model, inputs, os.path.join(workdir, "model.onnx"))
-            model = onnx.load(os.path.join(workdir, "model.onnx"))
-        optimized = os.path.join(workdir, "optimized.onnx")
-        case_runner("onnxruntime", None, inputs, threads, workdir, model.SerializeToString(), optimized=optimized)
-        reorders, shape_nodes = nchwc_reorders(optimized), shape_arithmetic_nodes(optimized)
     _, shapes = tensor_shapes(model, [(shape, "float") for shape in input_shapes], [])
     added = []
-    for op_type, plain in reorders:
+    for op_type, plain in nchwc_reorders(optimized):
         numel = math.prod(shapes[plain][0]) if plain in shapes else 0
         added.append(KernelCost(f"{op_type}:{plain}", "data_movement", [], 0, 0, numel * elem, numel * elem, 0.0,
                                 bool(numel)))
     added += [KernelCost(f"{op_type}:shape{index}", SHAPE_KIND, [], 0, 0, 0, 0, 0.0, True)
-              for index, op_type in enumerate(shape_nodes)]
+              for index, op_type in enumerate(shape_arithmetic_nodes(optimized))]
     return added
 
 

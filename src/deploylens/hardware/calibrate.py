@@ -52,12 +52,11 @@ COMPUTE_CLASSES = frozenset({"conv_dense", "conv_pointwise", "conv_depthwise", "
 # one round of one case: short, until its samples adjusted to the probe's quiet level are
 # stable; the rounds spread it in time
 QUICK = StopRule(warmup_iters=2, warmup_time=0.01, min_iters=5, min_time=0.02, max_time=0.1, ci_target=0.05)
-# a synthetic network's round (see _ContextNet): longer, outside the budget's shrinking,
+# a synthetic network's round (see _ContextNet): longer, exempt from the budget's shrinking,
 # since each batch's whole-network factor rests on eleven of them. Measured here: quick
 # rounds of one network between the cases scattered by up to 2.8x (ONNX Runtime, 1.6 to
 # 5.5 ms), and a calibration's network timings differed from `bench`'s by -14% to +150%.
-# 0.15-0.3 s (0.25-0.5 s with five networks) keeps ONNX Runtime's default run under two
-# minutes: 112 s here, 126 s with the longer rule.
+# 0.15-0.3 s (0.25-0.5 s with five networks): the 66 rounds take ~29 s of the budget.
 NETWORK = StopRule(warmup_iters=3, warmup_time=0.05, min_iters=5, min_time=0.15, max_time=0.3, ci_target=0.02)
 ROUNDS = 3
 # a calibration with fewer of its cases timed quiet ran in a busy spell: measured here,
@@ -94,14 +93,15 @@ class DeviceSetting:
 # gain from theirs (depthwise batch-8 cases again on session 10's sweep: torch 57.3% of
 # rows within 10% with or without them, ONNX Runtime 57.3% with, 59.8% without).
 # A GPU approaches its peak only on batched work, and is not shared the way this VM's
-# cores are: one round. A CPU calibration ends within two
-# minutes however busy the host is: a busy spell makes every case run to its time cap,
-# and the cap shrinks to fit what is left of the budget; past it, later rounds stop (every
-# case has its first). The synthetic networks' rounds (up to 0.3 s each, 22 a round) and
-# the floor of each measurement (warm-up, 3 samples of the largest cases) run outside it,
-# then come the derived figures (measured: 1.8 s for torch, 10.5 s for ONNX Runtime, which
-# exports and optimizes each synthetic network at both batch sizes).
-SETTINGS = {"cpu": DeviceSetting(4e9, (1, 8), 2**23, ROUNDS, budget_s=58.0,
+# cores are: one round. A CPU calibration ends within two minutes however busy the host
+# is: the budget holds the whole run (costing the cases, the synthetic networks, the
+# derived figures); a busy spell makes every case run to its time cap, and the cap shrinks
+# to fit what is left (see Budget); past it, later rounds stop (every case has its first).
+# Measured here (`time deploylens hw calibrate`): 106 s for torch, 107 s for ONNX Runtime;
+# with a budget for the cases alone, ONNX Runtime's run had taken 130-136 s in busy spells.
+# the derived figures after the rounds (whole-network fits; measured here: 2.3-3.0 s)
+DERIVE_S = 3.0
+SETTINGS = {"cpu": DeviceSetting(4e9, (1, 8), 2**23, ROUNDS, budget_s=105.0,
                                  batched_classes=frozenset({"conv_dense", "conv_pointwise", "matmul", "elementwise",
                                                             "pool", "copy", "reorder", "slice", "transcendental"}),
                                  batched_min_hw=14),
@@ -253,6 +253,39 @@ def budgeted(rule: StopRule, seconds_left: float, measurements_left: int) -> Sto
     share = seconds_left / max(measurements_left, 1)
     return rule if share >= rule.max_time else replace(rule, min_time=min(rule.min_time, max(share, 0.01)),
                                                        max_time=max(share, 0.01))
+
+
+class Budget:
+    """How long each round of a case may run for a calibration to end by ``deadline``: an
+    equal share of the time left after the synthetic networks' rounds still to come (each
+    as long as theirs so far: they come first in each round, or first of all) and after
+    what each case round costs beyond its cap (building its session, warm-up, the minimum
+    samples: as much as the case rounds so far; measured here, ONNX Runtime's cases went 26 s
+    past a budget that left this out)."""
+
+    def __init__(self, deadline: float, case_rounds: int, network_rounds: int):
+        self.deadline, self.cases_left, self.networks_left = deadline, case_rounds, network_rounds
+        self.network_s, self.networks_done = 0.0, 0
+        self.beyond_cap_s, self.cases_done = 0.0, 0
+
+    def case_rule(self, first_round: bool, now: float) -> StopRule | None:
+        """The rule of the next case round, None when out of time (a case's first round
+        always runs)."""
+        self.cases_left -= 1
+        networks_s = self.networks_left * self.network_s / max(self.networks_done, 1)
+        left_s = self.deadline - now - networks_s - (self.cases_left + 1) * self.beyond_cap_s / max(self.cases_done, 1)
+        if left_s <= 0 and not first_round:
+            return None
+        return budgeted(QUICK, left_s, self.cases_left + 1)
+
+    def spent(self, network: bool, seconds: float, cap: float) -> None:
+        """A round took ``seconds`` under a time cap of ``cap``."""
+        if network:
+            self.networks_left, self.networks_done = self.networks_left - 1, self.networks_done + 1
+            self.network_s += seconds
+        else:
+            self.cases_done += 1
+            self.beyond_cap_s += max(seconds - cap, 0.0)
 
 
 def _case_cost(case: Case, dtype: str) -> tuple[int, int, int]:
@@ -677,7 +710,8 @@ def fit_context(networks: list[tuple[float, float, int]], per_kernel: bool = Tru
     return sum(a) / aa, 0.0
 
 
-def _context_fit(profile: dict, batch: int, rounds: int = 4) -> tuple[float, float]:
+def _context_fit(profile: dict, batch: int, rounds: int = 4, added: dict[str, list] | None = None
+                 ) -> tuple[float, float]:
     """How the synthetic networks at ``batch`` run against their prediction from the
     profile's points: a factor on every kernel and, at the smallest batch, a cost per
     kernel (see :func:`fit_context`). Measured here: at batch 1 an op inside a network costs
@@ -685,18 +719,22 @@ def _context_fit(profile: dict, batch: int, rounds: int = 4) -> tuple[float, flo
     to ~100 us and overshoots small networks by up to 2x, so larger batches take the factor
     alone (and the per-kernel cost fades to zero in log batch). The factor fades for kernels
     near the compute ceiling (see ``calibrated_time``), so it is fitted in ``rounds``: each
-    round predicts with the factor so far and corrects it by the factor fitted on that."""
+    round predicts with the factor so far and corrects it by the factor fitted on that.
+    ``added``: ONNX Runtime's added kernels per network label, read from the graphs its
+    timing sessions saved (otherwise each network is exported and optimized again here)."""
     from deploylens.analyze import analyze
     from deploylens.predict import onnxruntime_added_kernels, predict_profile
 
     shape = (batch, 3, 224, 224)
     networks = []  # analysed once: only the factor changes between rounds
-    for style in (s for s in _ContextNet.STYLES if f"{s} batch {batch}" in profile["fixed_s"]):
-        model = _ContextNet(style).eval()
-        added = (onnxruntime_added_kernels(model, [shape], profile["threads"])
-                 if profile["backend"] == "onnxruntime" else [])
-        networks.append((profile["fixed_s"][f"{style} batch {batch}"],
-                         analyze(model, [(shape, "float")], analysis_dtype(profile["dtype"])), added))
+    for label in (f"{s} batch {batch}" for s in _ContextNet.STYLES):
+        if label not in profile["fixed_s"]:
+            continue
+        model = _ContextNet(label.split()[0]).eval()
+        runtime = [] if profile["backend"] != "onnxruntime" else (added or {}).get(label) or \
+            onnxruntime_added_kernels(model, [shape], profile["threads"])
+        networks.append((profile["fixed_s"][label], analyze(model, [(shape, "float")],
+                                                            analysis_dtype(profile["dtype"])), runtime))
     factor, per_kernel = 1.0, 0.0
     for _ in range(rounds):
         profile["context_factor"], profile["context_kernel_s"] = {str(batch): factor}, {}
@@ -751,14 +789,14 @@ def compute_ceiling(profile: dict) -> float | None:
     return max([profile.get("isa_peak_flops") or 0.0, *rates]) or None
 
 
-def _derive(profile: dict) -> None:
+def _derive(profile: dict, added: dict[str, list] | None = None) -> None:
     """The compute ceiling and overheads, then per batch size the whole-network factor and
     per-kernel cost (dispatch, cache behaviour and layout change with the batch), from the
-    profile's timings."""
+    profile's timings (``added``: see :func:`_context_fit`)."""
     profile["peak_flops"] = compute_ceiling(profile)
     profile["overhead_s"] = _overheads(profile["fixed_s"], profile["device"])
     _boundary_times(profile)
-    fits = {str(b): _context_fit(profile, b) for b in CONTEXT_BATCHES}
+    fits = {str(b): _context_fit(profile, b, added=added) for b in CONTEXT_BATCHES}
     profile["context_factor"] = {b: factor for b, (factor, _) in fits.items()}
     profile["context_kernel_s"] = {b: per_kernel for b, (_, per_kernel) in fits.items()}
 
@@ -886,7 +924,34 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         def eager(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], Callable[[], object]]:
             return lambda: case_runner(backend, model, inputs, threads, workdir, device=device, dtype=dtype)
 
-        sessions = {case.label: session(case) for case in chosen}
+        added: dict[str, list] = {}  # ONNX Runtime: the kernels it adds to each synthetic network
+
+        def network(label: str, model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], Callable[[], object]]:
+            """A synthetic network's session; on ONNX Runtime its optimized graph read for the
+            kernels it adds (the derived figures need them: one export and optimization)."""
+            if backend != "onnxruntime":
+                return eager(model, inputs)
+
+            def build():
+                from deploylens.bench.backends import export_onnx_for_bench
+                from deploylens.predict import added_kernels_in
+
+                exported, optimized = (os.path.join(workdir, f"network.{suffix}") for suffix in ("onnx", "opt.onnx"))
+                export_onnx_for_bench(model, inputs, exported)
+                with open(exported, "rb") as handle:
+                    run = case_runner(backend, None, inputs, threads, workdir, handle.read(), optimized=optimized)
+                import onnx
+
+                added[label] = added_kernels_in(onnx.load(exported), optimized, [tuple(x.shape) for x in inputs])
+                return run
+            return build
+
+        # the synthetic networks first (see the deadline below)
+        networks = {f"{style} batch {batch}": (style, batch)
+                    for batch in CONTEXT_BATCHES for style in _ContextNet.STYLES}
+        sessions = {label: network(label, _ContextNet(style).eval(), [torch.randn(batch, 3, 224, 224)])
+                    for label, (style, batch) in networks.items()}
+        sessions.update({case.label: session(case) for case in chosen})
         # costs that do not depend on size: a call of one op and of a chain of ops on a
         # 1-element tensor; the slope is the per-kernel overhead, the rest the per-call one
         one = torch.randn(1)
@@ -894,10 +959,6 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         sessions["overhead chain"] = eager(_chain(_CHAIN), [one])
         if backend == "torch":  # views cost nothing in a runtime's graph
             sessions["overhead view"] = lambda: (lambda: one.view(1, 1))
-        networks = {f"{style} batch {batch}": (style, batch)
-                    for batch in CONTEXT_BATCHES for style in _ContextNet.STYLES}
-        for label, (style, batch) in networks.items():
-            sessions[label] = eager(_ContextNet(style).eval(), [torch.randn(batch, 3, 224, 224)])
         # ONNX Runtime gives each session a thread pool whose threads spin for 10-100 ms
         # after a run: beside the sessions of the cases run just before, still spinning, a
         # case ran up to 2x slower (measured here: a 1x1 conv 96->96 at 56x56, 0.44 ms
@@ -919,22 +980,20 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
             progress(next(steps), total, f"preparing {label}")
             held[label] = build()
         rounds_of: dict[str, list] = {label: [] for label in sessions}
-        deadline = started + setting.budget_s if setting.budget_s is not None else math.inf
-        left = rounds * (len(sessions) - len(networks))
+        # the derived figures come after the rounds
+        budget = Budget(started + setting.budget_s - DERIVE_S if setting.budget_s is not None else math.inf,
+                        rounds * (len(sessions) - len(networks)), rounds * len(networks))
         order = ([(index, label) for label in sessions for index in range(rounds)] if case_major
                  else [(index, label) for index in range(rounds) for label in sessions])
         for round_index, label in order:
             progress(next(steps), total, f"round {round_index + 1}/{rounds}: {label}")
-            rule = NETWORK
-            if label not in networks:
-                left -= 1
-                # out of time: the case keeps the rounds it had
-                out_of_time = round_index > 0 and time.perf_counter() > deadline
-                rule = None if out_of_time else budgeted(QUICK, deadline - time.perf_counter(), left + 1)
-            if rule:
+            began = time.perf_counter()
+            rule = NETWORK if label in networks else budget.case_rule(round_index == 0, began)
+            if rule:  # None: out of time, the case keeps the rounds it had
                 if label not in held:
                     held[label] = sessions[label]()
                 rounds_of[label].append(measure(held[label], rule, sync=sync, probe=probe))
+                budget.spent(label in networks, time.perf_counter() - began, rule.max_time)
             if not prebuilt and round_index == rounds - 1:
                 held.pop(label, None)
     read = probe if probe and probe.readings else None
@@ -976,7 +1035,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         "probe": {"level_s": level, "tolerance": read.tolerance, "quiet_share": quiet_cases / len(measured),
                   "exponent": read.exponent} if read else None,
     }
-    _derive(profile)
+    _derive(profile, added)
     progress(total, total, "done")
     profile["seconds_taken"] = round(time.perf_counter() - started, 1)
     return profile
