@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from dataclasses import replace
 from types import SimpleNamespace
@@ -26,7 +27,7 @@ from deploylens.bench.interference import (
     quiet_samples,
 )
 from deploylens.bench.runner import BLOCK_TARGET_S, StopRule, measure, quietest
-from deploylens.bench.stats import median_ci, percentile, summarize
+from deploylens.bench.stats import median_ci, percentile, reachable_share, summarize
 from deploylens.bench.store import Store
 
 QUICK = StopRule(warmup_iters=2, warmup_time=0.0, min_iters=5, min_time=0.05, max_time=0.3)
@@ -49,6 +50,17 @@ def workload(clock: FakeClock, durations):
         clock.now += next(it)
 
     return run
+
+
+def test_reachable_share_follows_the_scatter_between_passes():
+    # two rows of two passes, each pair e^0.1 apart in log: per-pass deviation
+    # sqrt((2 x 0.05^2 x 2) / 2) = 0.0707, a two-pass reference 0.05; within log(1.1) = 0.0953
+    # of it: erf(0.0953 / (0.05 sqrt 2)) = 0.9434
+    rows = [[1.0, math.exp(0.1)], [5.0, 5.0 * math.exp(-0.1)]]
+    assert reachable_share(rows) == pytest.approx(0.9434, abs=1e-4)
+    assert reachable_share(rows, tolerance=0.20) > reachable_share(rows)  # a wider band holds more
+    assert reachable_share([[3.0, 3.0, 3.0]]) == 1.0  # passes that agree exactly bound nothing
+    assert reachable_share([[3.0], [4.0]]) is None  # one pass: no scatter to read
 
 
 def test_percentiles_and_summary_by_hand():
