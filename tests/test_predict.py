@@ -154,6 +154,19 @@ def test_a_profile_calibrated_on_another_host_says_so():
     assert not [note for note in notes(platform.node()) + notes(None) if "calibrated on host" in note]
 
 
+def test_a_profile_calibrated_in_a_busy_spell_says_so():
+    profile = analyze(nn.Sequential(nn.Conv2d(16, 16, 1), nn.ReLU()).eval(), (1, 16, 32, 32))
+
+    def busy_notes(quiet_share: float | None) -> list[str]:
+        probe = {"quiet_share": quiet_share} if quiet_share is not None else None
+        return [note for note in predict_profile(profile, "this", None, {**fake_profile(), "probe": probe}, "torch",
+                                                 1).notes if "host was busy" in note]
+
+    (busy,) = busy_notes(0.03)
+    assert "only 3.0% of its cases timed quiet" in busy and "--combine" in busy
+    assert not busy_notes(calibration.BUSY_QUIET_SHARE) + busy_notes(0.5) + busy_notes(None)  # quiet, or no probe
+
+
 def test_conv_geometry_and_channel_alignment_by_hand():
     from deploylens.hardware.local import vector_lanes
     from deploylens.predict import conv_geometry_of

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from deploylens.cost.profile import KernelCost, LayerCost, Profile
 from deploylens.errors import UserError
-from deploylens.hardware.calibrate import COMPUTE_CLASSES, channel_alignment, conv_geometry
+from deploylens.hardware.calibrate import BUSY_QUIET_SHARE, COMPUTE_CLASSES, channel_alignment, conv_geometry
 from deploylens.hardware.spec import HardwareSpec
 from deploylens.ir import DTYPE_BYTES
 
@@ -434,6 +434,13 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
         # measured on two H100 machines lent in turn: launch-bound models ran 0.65-2.31x (median 1.44x) apart
         notes.append(f"calibrated on host {host}, predicted on {platform.node()}: per-op costs differ between "
                      "hosts, even of the same CPU or GPU model; calibrate here for this host's figures")
+    quiet_share = ((calibration or {}).get("probe") or {}).get("quiet_share")
+    if quiet_share is not None and quiet_share < BUSY_QUIET_SHARE:
+        # measured here: two calibrations minutes apart timed a case within 10% for only 26-33%
+        # of the cases, and ONNX Runtime's whole-network factor came out at 0.42-0.69 in nine
+        notes.append(f"the calibration ran while the host was busy (only {quiet_share:.1%} of its cases timed "
+                     "quiet): its times rest on the interference probe's adjustment; `deploylens hw calibrate "
+                     "--combine` in a quieter spell steadies them")
     if spec is not None and calibration is None and (spec.overhead is None or not spec.efficiency):
         notes.append("catalog roofline with peak efficiency and no launch overhead: an optimistic lower bound")
     bounds = {b: sum(1 for k in kernels if k.bound == b) for b in ("compute", "memory", "overhead")}
