@@ -438,6 +438,7 @@ def predict_profile(profile: Profile, target: str, spec: HardwareSpec | None, ca
     if quiet_share is not None and quiet_share < BUSY_QUIET_SHARE:
         # measured here: two calibrations minutes apart timed a case within 10% for only 26-33%
         # of the cases, and ONNX Runtime's whole-network factor came out at 0.42-0.69 in nine
+        # profiles of one afternoon
         notes.append(f"the calibration ran while the host was busy (only {quiet_share:.1%} of its cases timed "
                      "quiet): its times rest on the interference probe's adjustment; `deploylens hw calibrate "
                      "--combine` in a quieter spell steadies them")
