@@ -313,10 +313,22 @@ SHAPE_KIND = "shape_arithmetic"
 def onnxruntime_added_kernels(model: Any, input_shapes: list[tuple[int, ...]], threads: int,
                               elem: int = 4) -> list[KernelCost]:
     """The kernels ONNX Runtime runs on this CPU that the model's analysis does not hold
-    (see :func:`added_kernels_in`), read from the graph its optimizer produces for
-    ``model`` (an nn.Module, exported as `bench` does, or an ONNX model)."""
-    import os
+    (see :func:`onnxruntime_run_and_added`)."""
     import tempfile
+
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="deploylens-reorders-") as workdir:
+        return onnxruntime_run_and_added(model, [torch.randn(shape) for shape in input_shapes], threads, workdir,
+                                         elem)[1]
+
+
+def onnxruntime_run_and_added(model: Any, inputs: list, threads: int, workdir: str, elem: int = 4
+                              ) -> tuple[Callable[[], object], list[KernelCost]]:
+    """An ONNX Runtime session of ``model`` (an nn.Module, exported as `bench` does, or an
+    ONNX model) on this CPU, as a callable running it once, and the kernels its optimized
+    graph (saved in ``workdir``) runs beyond the model's own (see :func:`added_kernels_in`)."""
+    import os
 
     import onnx
     import torch
@@ -324,14 +336,12 @@ def onnxruntime_added_kernels(model: Any, input_shapes: list[tuple[int, ...]], t
     from deploylens.bench.backends import export_onnx_for_bench
     from deploylens.hardware.calibrate import case_runner
 
-    inputs = [torch.randn(shape) for shape in input_shapes]
-    with tempfile.TemporaryDirectory(prefix="deploylens-reorders-") as workdir:
-        if isinstance(model, torch.nn.Module):
-            export_onnx_for_bench(model, inputs, os.path.join(workdir, "model.onnx"))
-            model = onnx.load(os.path.join(workdir, "model.onnx"))
-        optimized = os.path.join(workdir, "optimized.onnx")
-        case_runner("onnxruntime", None, inputs, threads, workdir, model.SerializeToString(), optimized=optimized)
-        return added_kernels_in(model, optimized, input_shapes, elem)
+    if isinstance(model, torch.nn.Module):
+        export_onnx_for_bench(model, inputs, os.path.join(workdir, "model.onnx"))
+        model = onnx.load(os.path.join(workdir, "model.onnx"))
+    optimized = os.path.join(workdir, "optimized.onnx")
+    run = case_runner("onnxruntime", None, inputs, threads, workdir, model.SerializeToString(), optimized=optimized)
+    return run, added_kernels_in(model, optimized, [tuple(x.shape) for x in inputs], elem)
 
 
 def added_kernels_in(model: Any, optimized: str, input_shapes: list[tuple[int, ...]], elem: int = 4

@@ -97,7 +97,7 @@ class DeviceSetting:
 # is: the budget holds the whole run (costing the cases, the synthetic networks, the
 # derived figures); a busy spell makes every case run to its time cap, and the cap shrinks
 # to fit what is left (see Budget); past it, later rounds stop (every case has its first).
-# Measured here (`time deploylens hw calibrate`): 108 s for torch, 107 s for ONNX Runtime;
+# Measured here (`time deploylens hw calibrate`): 108 s for torch, 107-109 s for ONNX Runtime;
 # with a budget for the cases alone, ONNX Runtime's run had taken 130-136 s in busy spells.
 SETTINGS = {"cpu": DeviceSetting(4e9, (1, 8), 2**23, ROUNDS, budget_s=105.0,
                                  batched_classes=frozenset({"conv_dense", "conv_pointwise", "matmul", "elementwise",
@@ -732,15 +732,15 @@ def _context_fit(profile: dict, batch: int, rounds: int = 4, added: dict[str, li
         if label not in profile["fixed_s"]:
             continue
         model = _ContextNet(label.split()[0]).eval()
-        runtime = [] if profile["backend"] != "onnxruntime" else (added or {}).get(label) or \
-            onnxruntime_added_kernels(model, [shape], profile["threads"])
+        runtime = ([] if profile["backend"] != "onnxruntime" else added[label] if added and label in added
+                   else onnxruntime_added_kernels(model, [shape], profile["threads"]))
         networks.append((profile["fixed_s"][label], analyze(model, [(shape, "float")],
                                                             analysis_dtype(profile["dtype"])), runtime))
     factor, per_kernel = 1.0, 0.0
     for _ in range(rounds):
         profile["context_factor"], profile["context_kernel_s"] = {str(batch): factor}, {}
-        predicted = [predict_profile(analysis, "this", None, profile, profile["backend"], batch, added).totals
-                     for _, analysis, added in networks]
+        predicted = [predict_profile(analysis, "this", None, profile, profile["backend"], batch, runtime).totals
+                     for _, analysis, runtime in networks]
         correction, per_kernel = fit_context([(measured, p["latency_ms"] / 1e3, p["kernels"])
                                               for (measured, _, _), p in zip(networks, predicted)],
                                              per_kernel=batch == min(CONTEXT_BATCHES))
@@ -934,16 +934,9 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                 return eager(model, inputs)
 
             def build():
-                import onnx
+                from deploylens.predict import onnxruntime_run_and_added
 
-                from deploylens.bench.backends import export_onnx_for_bench
-                from deploylens.predict import added_kernels_in
-
-                exported, optimized = (os.path.join(workdir, f"network.{suffix}") for suffix in ("onnx", "opt.onnx"))
-                export_onnx_for_bench(model, inputs, exported)
-                with open(exported, "rb") as handle:
-                    run = case_runner(backend, None, inputs, threads, workdir, handle.read(), optimized=optimized)
-                added[label] = added_kernels_in(onnx.load(exported), optimized, [tuple(x.shape) for x in inputs])
+                run, added[label] = onnxruntime_run_and_added(model, inputs, threads, workdir)
                 return run
             return build
 
