@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from deploylens import zoo
-from deploylens.analyze import parse_input_shapes
+from deploylens.capture.loader import parse_input_shapes
 from deploylens.bench.backends import BACKENDS
 from deploylens.bench.harness import bench
 from deploylens.bench.runner import StopRule, measure

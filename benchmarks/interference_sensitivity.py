@@ -27,7 +27,7 @@ from deploylens import zoo
 from deploylens.bench import malloc
 from deploylens.bench.interference import QUIET_PERCENTILE, InterferenceProbe
 from deploylens.bench.stats import percentile
-from deploylens.hardware.calibrate import conv_unit
+from deploylens.calibration.run import conv_unit
 
 BIN = 0.15  # width of a probe-slowdown bin, in natural log units
 

@@ -31,14 +31,14 @@ import sys
 import torch
 
 from deploylens import zoo
-from deploylens.analyze import analyze
+from deploylens.analysis.api import analyze
 from deploylens.bench import malloc
 from deploylens.bench.interference import InterferenceProbe, adjusted_median
 from deploylens.bench.runner import StopRule, measure
-from deploylens.cost.profile import KernelCost
+from deploylens.analysis.profile import KernelCost
 from deploylens.errors import UserError
-from deploylens.hardware import calibrate as calibration
-from deploylens.predict import calibrated_time, conv_geometry_of, eager_epilogue, kernel_class, split_kernels
+from deploylens.calibration import run as calibration
+from deploylens.predict.api import calibrated_time, conv_geometry_of, eager_epilogue, kernel_class, split_kernels
 
 RULE = StopRule(warmup_iters=2, warmup_time=0.02, min_iters=5, min_time=0.1, max_time=0.3, ci_target=0.03)
 

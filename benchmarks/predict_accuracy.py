@@ -47,9 +47,9 @@ from deploylens.bench.interference import (
 from deploylens.bench.runner import StopRule
 from deploylens.bench.stats import reachable_share
 from deploylens.errors import UserError
-from deploylens.hardware import calibrate as calibration
-from deploylens.predict import predict
-from deploylens.report import write_atomically
+from deploylens.calibration import run as calibration
+from deploylens.predict.api import predict
+from deploylens.report.tables import write_atomically
 
 
 def spearman(a: list[float], b: list[float]) -> float:

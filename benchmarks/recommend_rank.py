@@ -14,7 +14,7 @@ import argparse
 from predict_accuracy import spearman  # noqa: E402 - the benchmarks folder is the script's own
 
 from deploylens import zoo
-from deploylens.lint.recommend import recommend
+from deploylens.recommend import recommend
 
 
 def main() -> None:

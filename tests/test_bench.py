@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from deploylens import UserError
-from deploylens.bench.environment import cpu_info
+from deploylens.hardware.local import cpu_info
 from deploylens.bench.gpu import NvmlSampler, utilization_context
 from deploylens.bench.harness import bench
 from deploylens.bench.interference import (
@@ -305,7 +305,7 @@ def test_bench_cli_json(monkeypatch, capsys, tmp_path):
 
 def test_bench_cli_probe_table_and_json(monkeypatch, capsys, tmp_path):
     from deploylens.cli import main
-    from deploylens.hardware import calibrate as calibration
+    from deploylens.calibration import run as calibration
 
     # a saved calibration of this CPU knew a quiet probe level of 1 us: the run measures against it
     monkeypatch.setenv("DEPLOYLENS_CALIBRATION_DIR", str(tmp_path))

@@ -117,8 +117,8 @@ def test_zoo_list_json_records(monkeypatch, capsys):
 
 
 def test_hw_calibrate_combine_takes_the_median_with_the_saved_profile(monkeypatch, capsys, tmp_path):
-    from deploylens.bench.environment import cpu_info
-    from deploylens.hardware import calibrate as calibration
+    from deploylens.hardware.local import cpu_info
+    from deploylens.calibration import run as calibration
     from deploylens.hardware.local import vector_lanes
 
     info = cpu_info()

@@ -10,10 +10,10 @@ import torch.nn as nn
 from deploylens import analyze
 from deploylens.bench.harness import bench
 from deploylens.bench.runner import StopRule
-from deploylens.hardware import calibrate as calibration
+from deploylens.calibration import run as calibration
 from deploylens.hardware.local import this_gpu
 from deploylens.hardware.spec import load_catalog
-from deploylens.predict import predict, predict_profile
+from deploylens.predict.api import predict, predict_profile
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
 QUICK = StopRule(warmup_iters=2, warmup_time=0.01, min_iters=5, min_time=0.05, max_time=0.3)

@@ -34,7 +34,7 @@ def only_layer(model, shape):
 
 def test_every_formula_has_a_kind_of_the_ir_vocabulary():
     from deploylens.cost.formulas import _KINDS
-    from deploylens.ir import KINDS
+    from deploylens.capture.ir import KINDS
 
     assert set(_KINDS.values()) <= set(KINDS)
 

@@ -13,7 +13,7 @@ from nets import TinyShuffleNet, randomize
 from deploylens import UserError
 from deploylens.hardware.spec import Figure, HardwareSpec
 from deploylens.lint import lint, to_sarif
-from deploylens.lint.recommend import pareto, recommend
+from deploylens.recommend import pareto, recommend
 from deploylens.lint.targets import Target
 
 F32 = 4
@@ -106,7 +106,7 @@ def test_channel_alignment_exempts_the_input_and_the_classifier():
 
 
 def test_this_cpu_aligns_channels_to_its_simd_width(monkeypatch):
-    import deploylens.bench.environment as environment
+    import deploylens.hardware.local as environment
     from deploylens.lint.targets import resolve
 
     for isa, multiple in ((["avx2", "avx512f"], (16, 16)), (["avx", "avx2"], (8, 8)), ([], None)):

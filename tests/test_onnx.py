@@ -12,7 +12,7 @@ from nets import TinyShuffleNet, TinyViT, randomize
 from onnx import TensorProto, helper, numpy_helper
 
 from deploylens import UserError, analyze, crosscheck, zoo
-from deploylens.frontends.onnx_capture import module_of, view_strides
+from deploylens.capture.onnx_capture import module_of, view_strides
 
 F32 = 4
 

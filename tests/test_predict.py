@@ -9,11 +9,11 @@ import torch
 import torch.nn as nn
 
 from deploylens import UserError, analyze
-from deploylens.cost.profile import KernelCost
-from deploylens.hardware import calibrate as calibration
+from deploylens.analysis.profile import KernelCost
+from deploylens.calibration import run as calibration
 from deploylens.hardware.local import per_cycle
 from deploylens.hardware.spec import CatalogError, Figure, HardwareSpec, load_catalog, parse_family
-from deploylens.predict import kernel_class, predict, predict_profile, roofline_time
+from deploylens.predict.api import kernel_class, predict, predict_profile, roofline_time
 
 TOY = HardwareSpec("toy", "gpu", "test", {"fp32": Figure(1e12, ("by construction",))},
                    bandwidth=Figure(100e9, ("by construction",)))
@@ -169,7 +169,7 @@ def test_a_profile_calibrated_in_a_busy_spell_says_so():
 
 def test_conv_geometry_and_channel_alignment_by_hand():
     from deploylens.hardware.local import vector_lanes
-    from deploylens.predict import conv_geometry_of
+    from deploylens.predict.api import conv_geometry_of
 
     model = nn.Conv2d(32, 64, 3, stride=2, padding=1, groups=2).eval()
     (layer,) = analyze(model, (4, 32, 56, 56)).layers
@@ -352,7 +352,7 @@ def test_overheads_split_per_kernel_and_per_call():
 
 
 def test_context_factor_interpolates_in_log_batch():
-    from deploylens.predict import context_factor
+    from deploylens.predict.api import context_factor
 
     calibration = {"context_factor": {"1": 2.0, "8": 0.5}}
     assert context_factor(calibration, 1) == 2.0 and context_factor(calibration, 8) == 0.5
@@ -430,7 +430,7 @@ def test_onnxruntime_calibration_runs_with_its_reorders():
 
 def _steady(seconds: float):
     """A measurement of five samples of ``seconds`` each, without probe readings."""
-    from deploylens.bench.runner import Timing
+    from deploylens.bench.stats import Timing
     from deploylens.bench.stats import summarize
 
     return Timing([seconds] * 5, 1, 5, 2, "stable", summarize([seconds] * 5), [])
@@ -505,7 +505,7 @@ def test_calibration_keeps_each_case_quietest_round(monkeypatch):
 
 
 def test_calibration_adjusts_busy_samples_and_times_networks_longer(monkeypatch):
-    from deploylens.bench.runner import Timing
+    from deploylens.bench.stats import Timing
     from deploylens.bench.stats import summarize
 
     busy_ms = 4 ** 0.45  # a sample slowed as the default exponent says when the probe reads 4x its level
@@ -570,7 +570,7 @@ def test_bad_targets():
 
 
 def test_timeline_serial_and_overlapped_by_hand():
-    from deploylens.predict import _Timeline
+    from deploylens.predict.api import _Timeline
 
     # launches of 5 ms each; kernels of 1, 10 and 1 ms
     serial, overlapped = _Timeline(0.0, overlapped=False), _Timeline(0.0, overlapped=True)
@@ -609,7 +609,7 @@ def test_a_gpu_calibration_overlaps_launches_with_kernels():
 
 
 def test_calibration_identity_and_profile_path(monkeypatch, tmp_path):
-    from deploylens.bench.environment import cpu_info
+    from deploylens.hardware.local import cpu_info
 
     here = calibration.identity("cpu", "torch", 2, "fp32")
     assert here["cpu"] == cpu_info()["model"] and here["gpu"] is None and here["device"] == "cpu"
@@ -690,7 +690,7 @@ class ShuffledConvs(nn.Module):
 
 
 def test_onnxruntime_reorders_come_from_its_optimized_graph():
-    from deploylens.predict import onnxruntime_added_kernels
+    from deploylens.predict.api import onnxruntime_added_kernels
 
     reorders = [k for k in onnxruntime_added_kernels(ShuffledConvs().eval(), [(2, 3, 8, 8)], threads=1)
                 if k.kind == "data_movement"]
@@ -761,7 +761,7 @@ def test_shape_arithmetic_nodes_are_found_in_the_optimized_graph(tmp_path):
 
 
 def test_onnxruntime_shape_arithmetic_costs_a_kernel_overhead_each():
-    from deploylens.predict import SHAPE_KIND, kernel_overhead, onnxruntime_added_kernels
+    from deploylens.predict.api import SHAPE_KIND, kernel_overhead, onnxruntime_added_kernels
 
     added = onnxruntime_added_kernels(ChannelShuffle().eval(), [(2, 3, 8, 8)], threads=1)
     shape_kernels = [k for k in added if k.kind == SHAPE_KIND]
@@ -818,7 +818,7 @@ def test_conv_cases_lose_the_reorders_onnxruntime_ran_around_them(tmp_path):
 
 
 def test_whole_network_fit_by_hand():
-    from deploylens.predict import context_kernel_seconds
+    from deploylens.predict.api import context_kernel_seconds
 
     # measured = 2 x predicted + 10 us per kernel, exactly: both recovered
     networks = [(2 * p + 10e-6 * n, p, n) for p, n in ((5e-3, 30), (3e-3, 50), (8e-3, 15), (4e-3, 40))]

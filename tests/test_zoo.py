@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from deploylens import analyze, zoo
-from deploylens.zoo.compare import compare
+from deploylens.analysis.published import compare
 from deploylens.zoo.registry import comparable_params, parse_figure
 from deploylens.zoo.reparam import RepBranches, reparameterize
 

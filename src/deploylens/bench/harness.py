@@ -19,7 +19,8 @@ from deploylens.bench import environment, malloc
 from deploylens.bench.backends import Prepared, export_onnx_for_bench, resolve_backends, temporary_onnx_dir
 from deploylens.bench.gpu import NvmlSampler, load_nvml
 from deploylens.bench.interference import InterferenceProbe, adjusted_median, pooled, quiet_median, quiet_samples
-from deploylens.bench.runner import StopRule, Timing, measure, quietest
+from deploylens.bench.runner import StopRule, measure, quietest
+from deploylens.bench.stats import Timing
 from deploylens.errors import UserError, first_line
 from deploylens.hardware.local import this_gpu
 from deploylens.hardware.spec import HardwareSpec, load_catalog
@@ -112,7 +113,8 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
     ``malloc_tuning`` raises glibc's mmap/trim thresholds for this process first (see
     :mod:`deploylens.bench.malloc`); the environment records the allocator state.
     """
-    from deploylens.analyze import analyze, parse_input_shapes, resolve_model
+    from deploylens.analysis.api import analyze
+    from deploylens.capture.loader import parse_input_shapes, resolve_model
 
     if device not in ("cpu", "cuda"):
         raise UserError(f"unknown device {device!r}: cpu or cuda")
@@ -141,7 +143,7 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
         if is_torch:
             shapes = [((1, 3, resolution or 224, resolution or 224), "float")]
         else:
-            from deploylens.frontends.onnx_capture import capture_onnx
+            from deploylens.capture.onnx_capture import capture_onnx
 
             shapes = [(tuple(t.shape), "float") for t in capture_onnx(built, None, None, name).inputs]
 
@@ -308,7 +310,7 @@ def _layer_times(backend: str, model, inputs, onnx_path: str, threads: int, prof
     if backend in ("torch", "torch-compile") and isinstance(model, torch.nn.Module) and profile:
         return join(torch_module_times(model, inputs), profile, by="module")
     if backend == "onnxruntime":
-        from deploylens.analyze import analyze
+        from deploylens.analysis.api import analyze
 
         onnx_profile = analyze(onnx_path, [tuple(x.shape) for x in inputs])
         import onnxruntime as ort

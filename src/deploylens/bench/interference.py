@@ -26,12 +26,9 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
-from deploylens.bench.stats import percentile
-
-if TYPE_CHECKING:
-    from deploylens.bench.runner import Timing
+from deploylens.bench.stats import Timing, percentile
 
 # a sample counts as quiet when the probe readings around it are within this of the quiet level
 TOLERANCE = 0.10

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import torch
 
-from deploylens.cost.profile import Profile
+from deploylens.analysis.profile import Profile
 
 
 @contextlib.contextmanager

@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from deploylens.bench.interference import INTERVAL_S, InterferenceProbe, adjusted
-from deploylens.bench.stats import Summary, summarize
+from deploylens.bench.stats import Summary, Timing, summarize
 
 # a timed sample spans at least this long, so the timer's own cost stays negligible
 BLOCK_TARGET_S = 2e-3
-# a run is flagged noisy when its spread is this large relative to the median
-NOISY_IQR_RATIO = 0.10
 
 
 @dataclass(frozen=True)
@@ -30,23 +28,6 @@ class StopRule:
     max_iters: int = 100_000
     ci_target: float = 0.01  # stop when the median's 95% CI is within +/- this fraction
     probe_adjusted: bool = True  # with a probe: that median is the adjusted samples' (see :func:`measure`)
-
-
-@dataclass(frozen=True)
-class Timing:
-    samples: list[float]  # seconds per iteration, one per timed block
-    block: int  # iterations per timed block
-    iterations: int  # timed iterations in all (samples x block)
-    warmup_iterations: int
-    stop_reason: str  # "stable", "max_time" or "max_iters"
-    summary: Summary
-    device_samples: list[float]  # CUDA event time per iteration, one per block (empty on CPU)
-    # per sample, the slower of the interference probe's readings before and after it (empty without a probe)
-    probe_readings: list[float] = field(default_factory=list)
-
-    @property
-    def noisy(self) -> bool:
-        return self.summary.iqr / self.summary.p50 > NOISY_IQR_RATIO if self.summary.p50 else False
 
 
 def quietest(rounds: list[Timing]) -> Timing:

@@ -4,7 +4,10 @@ of the median, and the spread measures the stopping rule reads."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+# a run is flagged noisy when its spread is this large relative to the median
+NOISY_IQR_RATIO = 0.10
 
 
 def percentile(sorted_samples: list[float], q: float) -> float:
@@ -75,3 +78,20 @@ def reachable_share(pass_estimates: list[list[float]], tolerance: float = 0.10) 
     per_pass = math.sqrt(squares / sum(len(logs) - 1 for logs in rows))
     reference = per_pass / math.sqrt(sum(len(logs) for logs in rows) / len(rows))
     return 1.0 if reference == 0 else math.erf(math.log1p(tolerance) / (reference * math.sqrt(2)))
+
+
+@dataclass(frozen=True)
+class Timing:
+    samples: list[float]  # seconds per iteration, one per timed block
+    block: int  # iterations per timed block
+    iterations: int  # timed iterations in all (samples x block)
+    warmup_iterations: int
+    stop_reason: str  # "stable", "max_time" or "max_iters"
+    summary: Summary
+    device_samples: list[float]  # CUDA event time per iteration, one per block (empty on CPU)
+    # per sample, the slower of the interference probe's readings before and after it (empty without a probe)
+    probe_readings: list[float] = field(default_factory=list)
+
+    @property
+    def noisy(self) -> bool:
+        return self.summary.iqr / self.summary.p50 > NOISY_IQR_RATIO if self.summary.p50 else False

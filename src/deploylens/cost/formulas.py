@@ -1,6 +1,6 @@
 """Cost formulas: one small pure function per neutral operator.
 
-Each formula takes an :class:`~deploylens.ir.Op` and returns its :class:`Work`
+Each formula takes an :class:`~deploylens.capture.ir.Op` and returns its :class:`Work`
 (FLOPs and MACs). Memory traffic is derived separately by :func:`traffic` because it
 follows one rule for almost every op (read each distinct input once, write each
 output once) with a few documented exceptions.
@@ -22,7 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from deploylens.ir import DTYPE_BYTES, FREE_OPS, Op
+from deploylens.dtypes import DTYPE_BYTES
+from deploylens.capture.ir import FREE_OPS, Op
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from deploylens.errors import UserError
 
 def _row(step: str, subject: Any, input_shape: tuple[int, ...], error: float | None, latency: Callable | None,
          **extra) -> dict:
-    from deploylens.analyze import analyze
+    from deploylens.analysis.api import analyze
 
     totals = analyze(subject, input_shape).totals
     return {"step": step, "params": totals.params, "macs": totals.macs, "bytes_fused": totals.bytes_fused,
@@ -38,7 +38,7 @@ def run_chain(model: Any, input_shape: Any = None, reparam: bool = False, fuse: 
               force: bool = False, progress: Callable[[str], None] = lambda message: None) -> dict:
     """Run the requested steps on ``model`` (any form ``analyze`` takes that is a PyTorch
     model); returns {"steps": [...], "sensitivity": ..., "warnings": [...]}."""
-    from deploylens.analyze import parse_input_shapes, resolve_model
+    from deploylens.capture.loader import parse_input_shapes, resolve_model
 
     built, _ = resolve_model(model)
     if not isinstance(built, torch.nn.Module):

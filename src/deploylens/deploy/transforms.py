@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deploylens.errors import UserError
-from deploylens.ir import FREE_OPS
+from deploylens.capture.ir import FREE_OPS
 from deploylens.zoo.reparam import fold_bn
 from deploylens.zoo.reparam import reparameterize as fold_rep_branches
 
@@ -50,7 +50,7 @@ def _enforce(name: str, check: Check, force: bool) -> None:
 
 
 def default_inputs(model: nn.Module, input_shape: Any) -> list[torch.Tensor]:
-    from deploylens.analyze import DEFAULT_IMAGE_SHAPE, parse_input_shapes
+    from deploylens.capture.loader import DEFAULT_IMAGE_SHAPE, parse_input_shapes
 
     specs = parse_input_shapes(input_shape) or [(DEFAULT_IMAGE_SHAPE, "float")]
     generator = torch.Generator().manual_seed(0)
@@ -73,7 +73,7 @@ def foldable_pairs(model: nn.Module, inputs: list[torch.Tensor]) -> list[tuple[s
     """(producer module, BatchNorm module) pairs whose fold is exact: the BN reads the
     output of a conv / linear module that nothing else reads, and each module runs once
     (a shared conv feeding two BNs, or a BN reused, is left alone)."""
-    from deploylens.frontends.torch_capture import capture_torch
+    from deploylens.capture.torch_capture import capture_torch
 
     graph = capture_torch(model, [(tuple(x.shape), "float" if x.is_floating_point() else str(x.dtype)[6:])
                                   for x in inputs], "float32", "model")

@@ -3,10 +3,36 @@ GPU when present, matched to the catalog."""
 
 from __future__ import annotations
 
+import os
+import platform
+from pathlib import Path
+
 import torch
 
-from deploylens.bench.environment import cpu_info
 from deploylens.hardware.spec import Figure, HardwareSpec
+
+_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
+              "amx_tile", "amx_bf16", "amx_int8", "asimd", "asimddp", "asimdhp", "sve", "sve2", "i8mm", "bf16")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """CPU model and the SIMD extensions relevant to inference, from /proc/cpuinfo."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.exists() else ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return {
+        "model": fields.get("model name") or fields.get("Model") or platform.processor() or platform.machine(),
+        "machine": platform.machine(),
+        "logical_cpus": os.cpu_count(),
+        "mhz": float(fields["cpu MHz"]) if "cpu MHz" in fields else None,
+        "isa": [flag for flag in _ISA_FLAGS if flag in flags],
+    }
+
 
 _SOURCE = ("derived: cores x clock (/proc/cpuinfo) x FLOPs per cycle of the ISA "
            "(shared/reference/hardware.md section 5: AVX2+FMA 32, AVX-512 with two FMA units 64, "

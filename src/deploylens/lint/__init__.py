@@ -27,7 +27,7 @@ class LintReport:
 
 def predicted_ms(profile, target: Target) -> float | None:
     """Predicted latency of an analysed model on ``target``, or None without a latency model."""
-    from deploylens.predict import predict_profile
+    from deploylens.predict.api import predict_profile
 
     try:
         if target.calibration:
@@ -42,8 +42,8 @@ def predicted_ms(profile, target: Target) -> float | None:
 def lint(model: Any, target: str | Target = "nvidia-gpu", input_shape: Any = None, select: list[str] | None = None,
          ignore: list[str] | None = None, int8: bool = False) -> LintReport:
     """Check ``model`` (any form ``analyze`` takes) against the rules that apply to ``target``."""
-    from deploylens.analyze import capture
-    from deploylens.cost.profile import build_profile
+    from deploylens.analysis.api import capture
+    from deploylens.analysis.profile import build_profile
 
     for rule_id in (select or []) + (ignore or []):
         if rule_id not in RULES:

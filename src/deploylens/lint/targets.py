@@ -74,8 +74,8 @@ def resolve(name: str, int8: bool = False) -> Target:
     if name == "this":
         import torch
 
-        from deploylens.bench.environment import cpu_info
-        from deploylens.hardware import calibrate as calibration
+        from deploylens.hardware.local import cpu_info
+        from deploylens.calibration import run as calibration
         from deploylens.hardware.local import this_cpu, vector_lanes
 
         path = calibration.profile_path("torch", torch.get_num_threads())

@@ -25,7 +25,7 @@ def compare(name: str) -> dict:
     figure describes (re-parameterized for RepVGG / MobileOne) and under the source's
     counting rule.
     """
-    from deploylens.analyze import analyze
+    from deploylens.analysis.api import analyze
 
     v = variant(name)
     with torch.device("meta"):

@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deploylens.cost.formulas import has_formula, traffic
-from deploylens.ir import DTYPE_BYTES, FREE_OPS, Graph, Op, Tensor
+from deploylens.dtypes import DTYPE_BYTES
+from deploylens.capture.ir import FREE_OPS, Graph, Op, Tensor
 
 # kernels that can take an element-wise epilogue
 _HOST_KINDS = frozenset({"conv", "conv_transpose", "linear", "matmul", "elementwise", "activation", "norm"})

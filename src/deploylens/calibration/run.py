@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from deploylens.bench import malloc
-from deploylens.bench.environment import cpu_info
+from deploylens.hardware.local import cpu_info
 from deploylens.bench.interference import (
     InterferenceProbe,
     adjusted_median,
@@ -291,7 +291,7 @@ class Budget:
 
 def _case_cost(case: Case, dtype: str) -> tuple[int, int, int]:
     """FLOPs, bytes (fused view) and the number of ops an eager call of ``case`` runs."""
-    from deploylens.analyze import analyze
+    from deploylens.analysis.api import analyze
 
     if case.cost:
         return case.cost
@@ -723,8 +723,8 @@ def _context_fit(profile: dict, batch: int, rounds: int = 4, added: dict[str, li
     round predicts with the factor so far and corrects it by the factor fitted on that.
     ``added``: ONNX Runtime's added kernels per network label, read from the graphs its
     timing sessions saved (otherwise each network is exported and optimized again here)."""
-    from deploylens.analyze import analyze
-    from deploylens.predict import onnxruntime_added_kernels, predict_profile
+    from deploylens.analysis.api import analyze
+    from deploylens.predict.api import onnxruntime_added_kernels, predict_profile
 
     shape = (batch, 3, 224, 224)
     networks = []  # analysed once: only the factor changes between rounds
@@ -758,7 +758,7 @@ def _boundary_times(profile: dict) -> None:
     networks came out 14-28% fast (with batch-1 rates before, MobileNetV2's within 1%), and
     at the rates of reorders of padded channels too (30-65 GB/s) the reorders took more than
     the whole time of some small depthwise cases."""
-    from deploylens.predict import nearest_rate, size_distance
+    from deploylens.predict.api import nearest_rate, size_distance
 
     lanes = profile["vector_lanes"]
 
@@ -934,7 +934,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
                 return eager(model, inputs)
 
             def build():
-                from deploylens.predict import onnxruntime_run_and_added
+                from deploylens.predict.api import onnxruntime_run_and_added
 
                 run, added[label] = onnxruntime_run_and_added(model, inputs, threads, workdir)
                 return run
@@ -1069,7 +1069,7 @@ def known_probe_level(threads: int, directory: Path | None = None) -> float | No
 
 
 def save(profile: dict, path: Path) -> Path:
-    from deploylens.report import write_atomically
+    from deploylens.output import write_atomically
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, json.dumps(profile, indent=1))

@@ -20,7 +20,7 @@ from torch.utils._pytree import tree_flatten
 
 from deploylens.cost.formulas import has_formula, kind_of
 from deploylens.errors import UserError, first_line
-from deploylens.ir import ACTIVATION, BUFFER, CONSTANT, INPUT, PARAM, Graph, Op, Tensor, unique_layer_names
+from deploylens.capture.ir import ACTIVATION, BUFFER, CONSTANT, INPUT, PARAM, Graph, Op, Tensor, unique_layer_names
 
 # --- aten -> neutral op table ------------------------------------------------------
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from deploylens.dtypes import DTYPE_BYTES
+
 KINDS = (
     "conv",
     "conv_transpose",
@@ -34,27 +36,9 @@ KINDS = (
 ACTIVATION, INPUT, PARAM, BUFFER, CONSTANT = "activation", "input", "param", "buffer", "constant"
 STATE_ROLES = frozenset({PARAM, BUFFER, CONSTANT})
 
-DTYPE_BYTES = {
-    "float64": 8,
-    "float32": 4,
-    "float16": 2,
-    "bfloat16": 2,
-    "float8_e4m3fn": 1,
-    "float8_e5m2": 1,
-    "int64": 8,
-    "int32": 4,
-    "int16": 2,
-    "int8": 1,
-    "uint8": 1,
-    "bool": 1,
-    "complex64": 8,
-    "complex128": 16,
-}
 # Neutral ops that only re-describe existing memory (reshape, slice, split, squeeze,
 # a torch transpose, an allocation without a write): they move no bytes.
 FREE_OPS = frozenset({"view", "alloc", "shape"})
-
-FLOAT_DTYPES = frozenset({"float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"})
 
 
 @dataclass(frozen=True)

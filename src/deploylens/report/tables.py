@@ -5,15 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from deploylens.cost.profile import Profile
-from deploylens.ir import FREE_OPS
+from deploylens.analysis.profile import Profile
+from deploylens.capture.ir import FREE_OPS
 
 
 def human(n: float | int | None, unit: str = "") -> str:
@@ -91,16 +88,3 @@ def render_table(profile: Profile, table_rows: list[dict], console: Console) -> 
     console.print(table)
     for note in profile.notes:
         console.print(f"note: {note}")
-
-
-def write_atomically(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a failure never leaves a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

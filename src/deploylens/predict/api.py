@@ -28,11 +28,11 @@ import platform
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from deploylens.cost.profile import KernelCost, LayerCost, Profile
+from deploylens.analysis.profile import KernelCost, LayerCost, Profile
 from deploylens.errors import UserError
-from deploylens.hardware.calibrate import BUSY_QUIET_SHARE, COMPUTE_CLASSES, channel_alignment, conv_geometry
+from deploylens.calibration.run import BUSY_QUIET_SHARE, COMPUTE_CLASSES, channel_alignment, conv_geometry
 from deploylens.hardware.spec import HardwareSpec
-from deploylens.ir import DTYPE_BYTES
+from deploylens.dtypes import DTYPE_BYTES
 
 _DTYPE_KEYS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "fp32": "fp32",
                "fp16": "fp16", "bf16": "bf16"}
@@ -79,7 +79,7 @@ class Prediction:
 
 
 def conv_geometry_of(anchor: LayerCost) -> dict | None:
-    """The conv geometry (see :func:`deploylens.hardware.calibrate.conv_geometry`) of a
+    """The conv geometry (see :func:`deploylens.calibration.run.conv_geometry`) of a
     conv anchor; None for other ops."""
     if anchor.kind not in ("conv", "conv_transpose") or len(anchor.inputs) < 2 or not anchor.outputs:
         return None
@@ -129,7 +129,7 @@ def _geometry_distance(geometry: dict, lanes: int) -> Callable[[dict], float]:
     """Distance between conv geometries: log channels, log channels per group and log
     output pixels, plus fixed steps for another kernel size, stride or each level of
     channel alignment (a conv whose channels do not fill the SIMD vectors runs a slower
-    path: :func:`~deploylens.hardware.calibrate.channel_alignment`)."""
+    path: :func:`~deploylens.calibration.run.channel_alignment`)."""
     alignment = channel_alignment(geometry["c_in"], geometry["c_out"], geometry["groups"], lanes)
 
     def features(g: dict) -> tuple[float, ...]:
@@ -334,7 +334,7 @@ def onnxruntime_run_and_added(model: Any, inputs: list, threads: int, workdir: s
     import torch
 
     from deploylens.bench.backends import export_onnx_for_bench
-    from deploylens.hardware.calibrate import case_runner
+    from deploylens.calibration.run import case_runner
 
     if isinstance(model, torch.nn.Module):
         export_onnx_for_bench(model, inputs, os.path.join(workdir, "model.onnx"))
@@ -354,11 +354,11 @@ def added_kernels_in(model: Any, optimized: str, input_shapes: list[tuple[int, .
       kernel (a Slice, a Concat, an SE block's Mul); measured: on GhostNet, 108 of them are
       27% of the time. Each reads and writes its tensor.
     * shape arithmetic (kind ``SHAPE_KIND``): a dynamic-batch export computes a view's
-      sizes in nodes of their own (:func:`deploylens.hardware.calibrate.shape_arithmetic_nodes`),
+      sizes in nodes of their own (:func:`deploylens.calibration.run.shape_arithmetic_nodes`),
       each a kernel that moves nothing (measured: ShuffleNetV2 x1.0 exported so, 455 nodes,
       ran 0.54 ms slower at batch 1 than exported with a fixed batch, 169 nodes)."""
-    from deploylens.frontends.onnx_capture import tensor_shapes
-    from deploylens.hardware.calibrate import nchwc_reorders, shape_arithmetic_nodes
+    from deploylens.capture.onnx_capture import tensor_shapes
+    from deploylens.calibration.run import nchwc_reorders, shape_arithmetic_nodes
 
     _, shapes = tensor_shapes(model, [(shape, "float") for shape in input_shapes], [])
     added = []
@@ -481,7 +481,7 @@ def resolve_target(target: str | HardwareSpec, backend: str, threads: int | None
         return catalog[target], None
     import torch
 
-    from deploylens.hardware import calibrate as calibration
+    from deploylens.calibration import run as calibration
 
     threads = threads or torch.get_num_threads()
     calibration.identity(device, backend, threads, dtype)  # a bad combination fails before any file is read
@@ -508,7 +508,8 @@ def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "tor
 
     ``calibration``: a profile to use instead of the stored one for ``this``.
     """
-    from deploylens.analyze import analyze, parse_input_shapes
+    from deploylens.analysis.api import analyze
+    from deploylens.capture.loader import parse_input_shapes
 
     if batch <= 0:
         raise UserError("--batch must be a positive integer")
@@ -529,7 +530,7 @@ def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "tor
     profile = analyze(model, shapes, dtype)
     added = []
     if backend == "onnxruntime" and calibration:
-        from deploylens.analyze import resolve_model
+        from deploylens.capture.loader import resolve_model
 
         added = onnxruntime_added_kernels(resolve_model(model)[0], [shape for shape, _ in shapes],
                                           calibration["threads"], DTYPE_BYTES.get(profile.dtype, 4))

@@ -67,7 +67,7 @@ def _joined_shapes(shapes: Optional[List[str]]) -> Optional[str]:
 
 
 def _emit(text: str, output: Optional[str]) -> None:
-    from deploylens.report import write_atomically
+    from deploylens.output import write_atomically
 
     if output:
         write_atomically(output, text)
@@ -77,7 +77,7 @@ def _emit(text: str, output: Optional[str]) -> None:
 
 def _emit_records(records: list[dict], fmt: "Format", output: Optional[str] = None) -> bool:
     """Write ``records`` as JSON or CSV when that is the format asked; False for a table."""
-    from deploylens.report import to_csv
+    from deploylens.report.tables import to_csv
 
     if fmt is Format.json:
         _emit(json.dumps(records, indent=2), output)
@@ -118,8 +118,8 @@ def analyze(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
 ) -> None:
     """Per-layer FLOPs, MACs, params, bytes, arithmetic intensity and fused kernels."""
-    from deploylens.analyze import analyze as run_analysis
-    from deploylens.report import render_table, rows, to_csv, to_json
+    from deploylens.analysis.api import analyze as run_analysis
+    from deploylens.report.tables import render_table, rows, to_csv, to_json
 
     profile = run_analysis(model, _joined_shapes(input_shape), dtype)
     _warn_incomplete(profile.totals.unknown_ops)
@@ -146,8 +146,8 @@ def crosscheck(
     fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
     """Compare a PyTorch model's analysis with its ONNX export's and explain differences."""
-    from deploylens.analyze import analyze as run_analysis
-    from deploylens.analyze import crosscheck as compare
+    from deploylens.analysis.api import analyze as run_analysis
+    from deploylens.analysis.crosscheck import crosscheck as compare
 
     shapes = _joined_shapes(input_shape)
     result = compare(run_analysis(model, shapes), run_analysis(onnx_file, shapes))
@@ -210,8 +210,8 @@ def bench(
     from deploylens.bench.interference import InterferenceProbe
     from deploylens.bench.runner import StopRule
     from deploylens.bench.store import Store
-    from deploylens.hardware.calibrate import known_probe_level
-    from deploylens.report import to_csv
+    from deploylens.calibration.run import known_probe_level
+    from deploylens.report.tables import to_csv
 
     if min_time > max_time:
         raise UserError(f"--min-time {min_time} exceeds --max-time {max_time}")
@@ -419,7 +419,7 @@ def hw_calibrate(
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from deploylens.hardware import calibrate as calibration
+    from deploylens.calibration import run as calibration
 
     threads = threads or torch.get_num_threads()
     expected = calibration.identity(device, backend, threads, dtype)
@@ -494,8 +494,8 @@ def predict(
     """Roofline latency per fused kernel: compute-, memory- or overhead-bound, and totals."""
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from deploylens.predict import predict as run_prediction
-    from deploylens.report import to_csv
+    from deploylens.predict.api import predict as run_prediction
+    from deploylens.report.tables import to_csv
 
     with Progress(TextColumn("{task.description}"), BarColumn(), console=stderr, transient=True) as progress:
         task = progress.add_task("predicting", total=None)
@@ -556,7 +556,7 @@ def deploy(
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from deploylens.deploy.chain import run_chain
-    from deploylens.report import human
+    from deploylens.report.tables import human
 
     if not (reparam or fuse or onnx_path):
         raise UserError("nothing to do: give --reparam, --fuse and/or --onnx PATH")
@@ -647,8 +647,8 @@ def recommend_command(
     """Every zoo model ranked by latency on a target, with top-1, lint findings and the Pareto front."""
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from deploylens.lint.recommend import recommend
-    from deploylens.report import human
+    from deploylens.recommend import recommend
+    from deploylens.report.tables import human
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   console=stderr, transient=True) as progress:
@@ -691,8 +691,8 @@ def zoo_list(
     from rich.progress import Progress
 
     from deploylens import zoo
-    from deploylens.report import human
-    from deploylens.zoo.compare import compare
+    from deploylens.report.tables import human
+    from deploylens.analysis.published import compare
 
     selected = [n for n in zoo.names() if family is None or zoo.variant(n).family == family]
     if not selected:
@@ -724,9 +724,9 @@ def zoo_show(
 ) -> None:
     """Architecture summary of one zoo model, its figures and their sources."""
     from deploylens import zoo
-    from deploylens.analyze import analyze as run_analysis
-    from deploylens.report import human
-    from deploylens.zoo.compare import compare
+    from deploylens.analysis.api import analyze as run_analysis
+    from deploylens.report.tables import human
+    from deploylens.analysis.published import compare
 
     record = compare(name)
     profile = run_analysis(name)

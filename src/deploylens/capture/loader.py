@@ -1,4 +1,5 @@
-"""The public analysis API: resolve a model reference, capture it, cost it."""
+"""Model references and input shapes: what a user names on the command line or passes
+to the API, turned into an ``nn.Module`` or ONNX model and the shapes to run it on."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deploylens.cost.profile import Profile, build_profile
+from deploylens.dtypes import DTYPE_BYTES
 from deploylens.errors import UserError
-from deploylens.ir import DTYPE_BYTES, Graph
 
 InputSpec = tuple[tuple[int, ...], str]  # (shape, dtype); dtype "float" follows --dtype
 DEFAULT_IMAGE_SHAPE = (1, 3, 224, 224)
@@ -78,7 +78,7 @@ def resolve_model(model: Any) -> tuple[Any, str]:
     import torch
 
     from deploylens import zoo
-    from deploylens.frontends.onnx_capture import load_onnx
+    from deploylens.capture.onnx_capture import load_onnx
 
     if isinstance(model, (torch.nn.Module, onnx.ModelProto)):
         return model, type(model).__name__ if isinstance(model, torch.nn.Module) else model.graph.name or "onnx"
@@ -98,59 +98,14 @@ def resolve_model(model: Any) -> tuple[Any, str]:
                     f"file.py:factory or a zoo name (deploylens zoo list)")
 
 
-def capture(model: Any, input_shape: Any = None, dtype: str | None = None) -> Graph:
-    """Capture ``model`` (any form :func:`resolve_model` accepts) into the IR."""
+def default_input_specs(model: Any, built: Any) -> list[InputSpec] | None:
+    """The input a model runs on when none is given: a zoo model's published resolution,
+    1x3x224x224 for any other module; None for ONNX (the file's own shapes)."""
     import torch
 
-    if dtype is not None and dtype not in DTYPE_BYTES:
-        raise UserError(f"unknown dtype {dtype!r}: one of float32, float16, bfloat16, ...")
-    specs = parse_input_shapes(input_shape)
-    built, name = resolve_model(model)
-    if isinstance(built, torch.nn.Module):
-        from deploylens import zoo
-        from deploylens.frontends.torch_capture import capture_torch
+    from deploylens import zoo
 
-        if specs is None:
-            resolution = zoo.resolution_of(model) if isinstance(model, str) else None
-            specs = [((1, 3, resolution, resolution) if resolution else DEFAULT_IMAGE_SHAPE, "float")]
-        return capture_torch(built, specs, dtype or "float32", name)
-    from deploylens.frontends.onnx_capture import capture_onnx
-
-    return capture_onnx(built, specs, dtype, name)
-
-
-def analyze(model: Any, input_shape: Any = None, dtype: str | None = None) -> Profile:
-    """Per-layer FLOPs, MACs, params, bytes and fused kernels of ``model``.
-
-    ``model``: an ``nn.Module``, an ``onnx.ModelProto``, an ``.onnx`` path,
-    ``package.module:factory``, ``file.py:factory`` or a zoo name.
-    ``input_shape``: ``(1, 3, 224, 224)``, a list of shapes for several inputs, or the
-    CLI text form ``"1,3,224,224;1,16:int64"``. Defaults: the zoo model's resolution,
-    1x3x224x224 for other modules, the file's own shapes for ONNX.
-    """
-    return build_profile(capture(model, input_shape, dtype))
-
-
-def crosscheck(module_profile: Profile, onnx_profile: Profile) -> dict:
-    """Compare a module's profile with its ONNX export's and explain the differences."""
-    mp, op = module_profile.totals, onnx_profile.totals
-    bn_module = sum(1 for layer in module_profile.layers if layer.op == "batch_norm")
-    bn_onnx = sum(1 for layer in onnx_profile.layers if layer.op == "batch_norm")
-    bn_params = sum(layer.params for layer in module_profile.layers if layer.op == "batch_norm")
-    explanations = []
-    if bn_onnx < bn_module:
-        explanations.append(
-            f"the exporter folded {bn_module - bn_onnx} of {bn_module} BatchNorm layers into the preceding convs "
-            f"(BN scale/shift: {bn_params} params in the module); export with do_constant_folding=False "
-            "to keep them")
-    bytes_delta = (op.bytes_eager - mp.bytes_eager) / mp.bytes_eager if mp.bytes_eager else 0.0
-    return {
-        "macs_equal": mp.macs == op.macs,
-        "macs": [mp.macs, op.macs],
-        "params_equal": mp.params == op.params,
-        "params": [mp.params, op.params],
-        "bytes_eager": [mp.bytes_eager, op.bytes_eager],
-        "bytes_eager_rel_diff": round(bytes_delta, 5),
-        "batch_norm_layers": [bn_module, bn_onnx],
-        "explanations": explanations,
-    }
+    if not isinstance(built, torch.nn.Module):
+        return None
+    resolution = zoo.resolution_of(model) if isinstance(model, str) else None
+    return [((1, 3, resolution, resolution) if resolution else DEFAULT_IMAGE_SHAPE, "float")]

@@ -1,4 +1,4 @@
-"""Turn a captured :class:`~deploylens.ir.Graph` into a :class:`Profile`: per-layer and
+"""Turn a captured :class:`~deploylens.capture.ir.Graph` into a :class:`Profile`: per-layer and
 per-kernel costs, totals and roll-ups."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from deploylens.cost.formulas import traffic, work
-from deploylens.cost.fusion import alias_roots, consumers_by_kernel, group_kernels, kernel_bytes
-from deploylens.ir import FREE_OPS, PARAM, Graph
+from deploylens.kernels.fusion import alias_roots, consumers_by_kernel, group_kernels, kernel_bytes
+from deploylens.capture.ir import FREE_OPS, PARAM, Graph
 
 
 def _intensity(flops: int | None, nbytes: int) -> float | None:

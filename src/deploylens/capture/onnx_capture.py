@@ -21,7 +21,8 @@ from onnx import helper, numpy_helper
 
 from deploylens.cost.formulas import has_formula, kind_of
 from deploylens.errors import UserError, first_line
-from deploylens.ir import ACTIVATION, BUFFER, CONSTANT, FLOAT_DTYPES, INPUT, PARAM, Graph, Op, Tensor
+from deploylens.dtypes import FLOAT_DTYPES
+from deploylens.capture.ir import ACTIVATION, BUFFER, CONSTANT, INPUT, PARAM, Graph, Op, Tensor
 
 # --- loading -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ def _deploy_profile(name: str, target: Target):
     """The analysis of ``name`` in its deploy form (where the family has one), costed in
     the target's dtype: the source of the candidate's params, MACs and prediction."""
     from deploylens import zoo
-    from deploylens.analyze import analyze
+    from deploylens.analysis.api import analyze
     from deploylens.zoo.reparam import reparameterize
 
     variant = zoo.variant(name)

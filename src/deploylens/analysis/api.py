@@ -1,0 +1,41 @@
+"""The public analysis API: resolve a model reference, capture it, cost it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploylens.analysis.profile import Profile, build_profile
+from deploylens.capture.loader import default_input_specs, parse_input_shapes, resolve_model
+from deploylens.capture.ir import Graph
+from deploylens.dtypes import DTYPE_BYTES
+from deploylens.errors import UserError
+
+
+def capture(model: Any, input_shape: Any = None, dtype: str | None = None) -> Graph:
+    """Capture ``model`` (any form :func:`resolve_model` accepts) into the IR."""
+    import torch
+
+    if dtype is not None and dtype not in DTYPE_BYTES:
+        raise UserError(f"unknown dtype {dtype!r}: one of float32, float16, bfloat16, ...")
+    specs = parse_input_shapes(input_shape)
+    built, name = resolve_model(model)
+    if isinstance(built, torch.nn.Module):
+        from deploylens.capture.torch_capture import capture_torch
+
+        specs = specs or default_input_specs(model, built)
+        return capture_torch(built, specs, dtype or "float32", name)
+    from deploylens.capture.onnx_capture import capture_onnx
+
+    return capture_onnx(built, specs, dtype, name)
+
+
+def analyze(model: Any, input_shape: Any = None, dtype: str | None = None) -> Profile:
+    """Per-layer FLOPs, MACs, params, bytes and fused kernels of ``model``.
+
+    ``model``: an ``nn.Module``, an ``onnx.ModelProto``, an ``.onnx`` path,
+    ``package.module:factory``, ``file.py:factory`` or a zoo name.
+    ``input_shape``: ``(1, 3, 224, 224)``, a list of shapes for several inputs, or the
+    CLI text form ``"1,3,224,224;1,16:int64"``. Defaults: the zoo model's resolution,
+    1x3x224x224 for other modules, the file's own shapes for ONNX.
+    """
+    return build_profile(capture(model, input_shape, dtype))

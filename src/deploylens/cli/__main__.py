@@ -1,0 +1,3 @@
+from deploylens.cli import main
+
+main()
