@@ -14,6 +14,8 @@ import time
 
 import torch
 
+from record import recorded  # the benchmarks folder is the script's own
+
 import deploylens
 from deploylens import zoo
 
@@ -74,4 +76,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("analyze_speed") as run:
+        run.results = main() or {}

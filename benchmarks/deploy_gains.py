@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from record import recorded  # the benchmarks folder is the script's own
+
 from deploylens import zoo
 from deploylens.bench.harness import bench
 from deploylens.bench.runner import StopRule
@@ -132,4 +134,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("deploy_gains") as run:
+        run.results = main() or {}

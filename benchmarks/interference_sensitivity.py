@@ -23,11 +23,13 @@ from typing import Callable
 
 import torch
 
+from record import recorded  # the benchmarks folder is the script's own
+
 from deploylens import zoo
 from deploylens.bench import malloc
 from deploylens.bench.interference import QUIET_PERCENTILE, InterferenceProbe
 from deploylens.bench.stats import percentile
-from deploylens.calibration.run import conv_unit
+from deploylens.zoo.blocks import ConvBnAct
 
 BIN = 0.15  # width of a probe-slowdown bin, in natural log units
 
@@ -35,7 +37,7 @@ BIN = 0.15  # width of a probe-slowdown bin, in natural log units
 def workloads() -> dict[str, Callable[[], object]]:
     """Kernels from cache-resident to DRAM-bound, then two models."""
     def conv(c_in: int, c_out: int, k: int, hw: int, batch: int = 1, groups: int = 1) -> Callable[[], object]:
-        module, x = conv_unit(c_in, c_out, k, 1, groups).eval(), torch.randn(batch, c_in, hw, hw)
+        module, x = ConvBnAct(c_in, c_out, k, 1, groups).eval(), torch.randn(batch, c_in, hw, hw)
         return lambda: module(x)
 
     def copy(elements: int) -> Callable[[], object]:
@@ -107,4 +109,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("interference_sensitivity") as run:
+        run.results = main() or {}

@@ -30,15 +30,21 @@ import sys
 
 import torch
 
+from record import recorded  # the benchmarks folder is the script's own
+
 from deploylens import zoo
 from deploylens.analysis.api import analyze
 from deploylens.bench import malloc
 from deploylens.bench.interference import InterferenceProbe, adjusted_median
 from deploylens.bench.runner import StopRule, measure
-from deploylens.analysis.profile import KernelCost
+from deploylens.cost.records import KernelCost
 from deploylens.errors import UserError
-from deploylens.calibration import run as calibration
-from deploylens.predict.api import calibrated_time, conv_geometry_of, eager_epilogue, kernel_class, split_kernels
+from deploylens import calibration
+from deploylens.calibration.sessions import case_runner
+from deploylens.hardware.kernel_classes import conv_geometry_of, kernel_class
+from deploylens.kernels.runtimes import POLICIES, runtime_kernels
+from deploylens.predict.calibrated import calibrated_time
+from deploylens.zoo.blocks import ConvBnAct
 
 RULE = StopRule(warmup_iters=2, warmup_time=0.02, min_iters=5, min_time=0.1, max_time=0.3, ci_target=0.03)
 
@@ -51,7 +57,7 @@ def zoo_units(batch: int, models: list[str]) -> list[dict]:
         resolution = zoo.registry.resolution_of(name) or 224
         profile = analyze(zoo.create(name).eval(), [((batch, 3, resolution, resolution), "float")], "float32")
         layers = {layer.name: layer for layer in profile.layers}
-        for kernel in split_kernels(profile, eager_epilogue):
+        for kernel in runtime_kernels(profile.layers, profile.kernels, POLICIES["torch"], profile.dtype):
             anchor = layers[kernel.layers[0]]
             geometry = conv_geometry_of(anchor)
             if not geometry:
@@ -67,8 +73,8 @@ def zoo_units(batch: int, models: list[str]) -> list[dict]:
 def time_unit(unit: dict, probe: InterferenceProbe) -> None:
     """Times ``unit`` alone; keeps its samples and probe readings."""
     g = unit["geometry"]
-    module = calibration.conv_unit(g["c_in"], g["c_out"], g["kernel"], g["stride"], g["groups"]).eval()
-    run = calibration.case_runner("torch", module, [torch.randn(*unit["shape"])], torch.get_num_threads(), "")
+    module = ConvBnAct(g["c_in"], g["c_out"], g["kernel"], g["stride"], g["groups"]).eval()
+    run = case_runner("torch", module, [torch.randn(*unit["shape"])], torch.get_num_threads(), "")
     timing = measure(run, RULE, probe=probe)
     unit["samples_s"], unit["readings_s"] = timing.samples, timing.probe_readings
 
@@ -78,7 +84,7 @@ def lone_prediction(unit: dict, profile: dict) -> float:
     points' rate with no whole-network factor, plus the per-call cost a lone case pays."""
     kernel = KernelCost("unit", "conv", ["unit"], unit["flops"], 0, unit["bytes"], 0, None, True)
     compute, memory, overhead = calibrated_time(kernel, unit["class"], profile, unit["shape"][0], unit["geometry"])
-    return max(compute, memory) + overhead + profile["overhead_s"]["call"]
+    return max(compute, memory) + overhead + profile.overhead_s.call
 
 
 def main() -> None:
@@ -93,7 +99,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     profile = calibration.load(args.profile or calibration.profile_path("torch", args.threads))
     lone = copy.deepcopy(profile)
-    lone["context_factor"], lone["context_kernel_s"] = {}, {}  # a lone kernel: no network around it
+    lone.context_factor, lone.context_kernel_s = {}, {}  # a lone kernel: no network around it
     if args.measured:
         with open(args.measured) as handle:
             saved = json.load(handle)
@@ -144,8 +150,8 @@ def main() -> None:
               f"{rmspe:.1%}, median {statistics.median(e for e, _ in errors):+.1%}; lowest "
               + ", ".join(f"{name} {e:+.0%}" for e, name in errors[:3]) + "; highest "
               + ", ".join(f"{name} {e:+.0%}" for e, name in errors[-3:]))
-    points = {json.dumps(p["geometry"], sort_keys=True): p["seconds"]
-              for points in profile["points"].values() for p in points if p.get("geometry")}
+    points = {json.dumps(p.geometry, sort_keys=True): p.seconds
+              for points in profile.points.values() for p in points if p.geometry}
     repeats = [points[key] / u["measured_s"] - 1 for u in units
                if (key := json.dumps(u["geometry"], sort_keys=True)) in points]
     if repeats:
@@ -157,6 +163,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     try:
-        main()
+        with recorded("kernel_accuracy") as run:
+            run.results = main() or {}
     except (UserError, OSError, json.JSONDecodeError) as error:  # a missing or unreadable profile or --measured file
         sys.exit(f"error: {error}")

@@ -34,6 +34,8 @@ import sys
 
 import torch
 
+from record import recorded  # the benchmarks folder is the script's own
+
 from deploylens import zoo
 from deploylens.bench.harness import bench
 from deploylens.bench.interference import (
@@ -47,9 +49,10 @@ from deploylens.bench.interference import (
 from deploylens.bench.runner import StopRule
 from deploylens.bench.stats import reachable_share
 from deploylens.errors import UserError
-from deploylens.calibration import run as calibration
-from deploylens.predict.api import predict
-from deploylens.report.tables import write_atomically
+from deploylens import calibration
+from deploylens.dtypes import analysis_name
+from deploylens.output import write_atomically
+from deploylens.predict import predict
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -106,11 +109,11 @@ def main() -> None:
             print(f"calibrating {backend} on {args.device} ({args.threads} threads, {args.dtype}) ...", flush=True)
             profile = calibration.calibrate(backend, args.threads, device=args.device, dtype=args.dtype,
                                             probe_level=calibration.known_probe_level(args.threads))
-            seconds = profile["seconds_taken"]
+            seconds = profile.seconds_taken
             if index > 0:
                 profile = calibration.combine(calibration.load(path), profile)
             calibration.save(profile, path)
-            print(f"  {seconds} s; whole-network factors {profile['context_factor']}", flush=True)
+            print(f"  {seconds} s; whole-network factors {profile.context_factor}", flush=True)
     rule = StopRule(warmup_iters=2, warmup_time=0.1, min_iters=3, min_time=args.min_time, max_time=args.max_time,
                     ci_target=0.02)
     names = args.models.split(",")
@@ -177,9 +180,9 @@ def main() -> None:
     rows = []
     print(f"{'model':24s} {'backend':12s} {'batch':>5s} {'predicted':>10s} {'measured':>10s} {'error':>8s}  passes")
     for (name, backend, batch), runs in passes.items():
-        predicted = predict(models[name], "this", backend, batch, calibration.analysis_dtype(args.dtype),
+        predicted = predict(models[name], "this", backend, batch, analysis_name(args.dtype),
                             threads=args.threads, input_shape=shapes[name], device=args.device,
-                            calibration=saved if saved and saved["backend"] == backend else None
+                            calibration=saved if saved and saved.backend == backend else None
                             ).totals["latency_ms"]
         exponent = exponents[(backend, batch)][0]
         medians = [reference_of([run], exponent) for run in runs]
@@ -220,10 +223,12 @@ def main() -> None:
                   + (f"  an exact predictor within 10%: ~{reachable:.0%}" if reachable is not None else ""))
     if args.json:
         write_atomically(args.json, json.dumps(rows, indent=1))
+    return {"rows": [{key: value for key, value in r.items() if key != "passes"} for r in rows]}
 
 
 if __name__ == "__main__":
     try:
-        main()
+        with recorded("predict_accuracy") as run:
+            run.results = main() or {}
     except (UserError, OSError, json.JSONDecodeError) as error:  # an unreadable --profile, --measured, --exponents-from
         sys.exit(f"error: {error}")

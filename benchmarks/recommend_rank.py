@@ -13,11 +13,13 @@ import argparse
 
 from predict_accuracy import spearman  # noqa: E402 - the benchmarks folder is the script's own
 
+from record import recorded  # the benchmarks folder is the script's own
+
 from deploylens import zoo
 from deploylens.recommend import recommend
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(zoo.names()))
     args = parser.parse_args()
@@ -29,7 +31,9 @@ def main() -> None:
         print(f"{name:24s} {predicted[name]:12.2f} {measured[name]:12.2f}")
     rho = spearman([predicted[m] for m in models], [measured[m] for m in models])
     print(f"Spearman rank correlation, predicted vs measured, {len(models)} models: {rho:.3f} (goal >= 0.8)")
+    return {"spearman": rho, "predicted_ms": predicted, "measured_ms": measured}
 
 
 if __name__ == "__main__":
-    main()
+    with recorded("recommend_rank") as run:
+        run.results = main() or {}

@@ -13,7 +13,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "deploylens"
 MAX_LINES = 500
 # the one-way order: a package may import only packages listed before it (the root
 # modules errors / dtypes / output are the base every package may use)
-LAYERS = ("errors", "dtypes", "output", "onnx_runtime", "zoo", "capture", "cost", "kernels", "analysis", "hardware",
+LAYERS = ("errors", "dtypes", "output", "numerics", "onnx_runtime", "zoo", "capture", "cost", "kernels", "analysis", "hardware",
           "bench", "predict", "calibration", "lint", "recommend", "deploy", "report", "cli")
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from deploylens import analyze
+from deploylens import analyze, capture
+from deploylens.analysis.profile import build_profile
+from deploylens.cost.formulas import _FORMULAS, Work, formula
 
 F32 = 4
 
@@ -32,11 +36,74 @@ def only_layer(model, shape):
     return layers[0]
 
 
-def test_every_formula_has_a_kind_of_the_ir_vocabulary():
-    from deploylens.cost.formulas import _KINDS
-    from deploylens.capture.ir import KINDS
+def test_a_formula_for_an_op_outside_the_ir_table_is_rejected():
+    registered = dict(_FORMULAS)
+    with pytest.raises(ValueError, match="'convolution'.*not an op of the IR table"):
+        formula("convolution")
+    with pytest.raises(ValueError, match="'aten.cumsum'"):
+        formula("aten.cumsum")(lambda op: Work(0))
+    assert _FORMULAS == registered
 
-    assert set(_KINDS.values()) <= set(KINDS)
+
+def test_a_second_formula_for_an_op_is_rejected():
+    registered = dict(_FORMULAS)
+    with pytest.raises(ValueError, match="'relu' would have two formulas"):
+        formula("relu")
+    with pytest.raises(ValueError, match="'lp_pool' would have two formulas"):
+        formula("lp_pool", "lp_pool")
+    assert _FORMULAS == registered
+
+
+class Cumulative(nn.Module):
+    def forward(self, x):
+        return torch.cumsum(x, dim=-1).relu()
+
+
+def _cumsum(op):
+    # one add per element after the first of each row
+    x = op.inputs[0]
+    return Work(flops=x.numel - x.numel // x.shape[-1])
+
+
+def test_a_custom_formula_counts_an_op_unknown_to_the_ir():
+    profile = analyze(Cumulative(), (2, 8), custom_formulas={"aten.cumsum": _cumsum})
+    assert profile.totals.unknown_ops == {} and profile.totals.complete
+    cumsum = next(layer for layer in profile.layers if layer.op == "aten.cumsum")
+    assert (cumsum.kind, cumsum.flops, cumsum.macs) == ("other", 2 * 7, 0)
+    assert profile.totals.flops == 2 * 7 + 16  # + relu
+    assert all(kernel.complete for kernel in profile.kernels)
+    assert profile.notes == []
+
+
+def test_a_custom_formula_overrides_a_registered_one():
+    def conv_with_bias_adds(op):
+        macs = op.outputs[0].numel * math.prod(op.inputs[1].shape[1:])
+        return Work(flops=2 * macs + op.outputs[0].numel, macs=macs)
+
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    profile = analyze(conv, (1, 3, 16, 16), custom_formulas={"conv": conv_with_bias_adds})
+    layer = compute_layers(profile)[0]
+    assert (layer.macs, layer.flops) == (8 * 256 * 27, 2 * 8 * 256 * 27 + 8 * 256)
+
+
+def test_custom_formulas_do_not_outlive_their_call():
+    registered = dict(_FORMULAS)
+    analyze(Cumulative(), (2, 8), custom_formulas={"aten.cumsum": _cumsum, "relu": lambda op: Work(flops=0)})
+    assert _FORMULAS == registered
+    after = analyze(Cumulative(), (2, 8))
+    assert after.totals.unknown_ops == {"aten.cumsum": 1}
+    assert after.totals.flops == 16  # relu's own formula again
+    assert build_profile(capture(Cumulative(), (2, 8))).totals.unknown_ops == {"aten.cumsum": 1}
+
+
+def test_a_custom_formula_for_an_op_the_model_lacks_is_noted_and_bad_ones_refused():
+    profile = analyze(nn.ReLU(), (2, 3), custom_formulas={"aten.cumsum": _cumsum})
+    assert profile.notes == ["custom formulas for ops this model does not run: aten.cumsum "
+                             "(keys are the op names of layers[].op)"]
+    with pytest.raises(TypeError, match="to a function"):
+        analyze(nn.ReLU(), (2, 3), custom_formulas={"relu": 1})
+    with pytest.raises(TypeError, match="returned 1, not a Work"):
+        analyze(nn.ReLU(), (2, 3), custom_formulas={"relu": lambda op: 1})
 
 
 def test_pointwise_conv_bytes_are_shufflenet_v2_memory_access_cost():

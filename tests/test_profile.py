@@ -150,12 +150,28 @@ def test_peak_activation_memory_of_a_chain():
 
 
 def test_rollups_by_kind_and_module():
-    profile = analyze("resnet18", (1, 3, 32, 32))
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ReLU())
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 4, 10))
+
+        def forward(self, x):
+            return self.head(self.stem(x))
+
+    profile = analyze(Net(), (1, 3, 4, 4))
+    conv_macs, linear_macs = 4 * 16 * 27, 64 * 10
     kinds = profile.by_kind()
-    assert kinds["conv"]["macs"] == profile.totals.macs - kinds["linear"]["macs"]
-    modules = profile.by_module(1)
-    assert set(modules) == {"stem", "stages", "head"}
-    assert sum(m["flops"] for m in modules.values()) == profile.totals.flops
+    assert {kind: (k["layers"], k["flops"], k["macs"], k["params"]) for kind, k in kinds.items()} == {
+        "conv": (1, 2 * conv_macs, conv_macs, 108), "activation": (1, 64, 0, 0),
+        "data_movement": (2, 0, 0, 0),  # the flatten and the weight's transpose: views
+        "linear": (1, 2 * linear_macs, linear_macs, 650)}
+    assert kinds["linear"]["bytes_read"] == F32 * (64 + 640 + 10)
+    top = profile.by_module(1)
+    assert {name: (m["flops"], m["params"]) for name, m in top.items()} == {
+        "stem": (2 * conv_macs + 64, 108), "head": (2 * linear_macs, 650)}
+    assert {name: m["layers"] for name, m in profile.by_module(2).items()} == {
+        "stem.0": 1, "stem.1": 1, "head.0": 1, "head.1": 2}
 
 
 def test_per_element_table_is_documented_in_the_readme():

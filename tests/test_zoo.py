@@ -43,9 +43,10 @@ def test_the_issue_names_are_registered():
 def test_variant_matches_its_published_figures(name):
     record = compare(name)
     assert record["complete"]
-    assert record["params_ok"] is not False, record
-    assert record["macs_ok"] is not False, record
-    assert record["published_params"] is not None and record["source"]
+    assert record["source"] and record["published_params"] is not None
+    assert record["params_ok"] is True, record
+    # a source that prints no MACs (the VoVNet paper tables) leaves the check undecided
+    assert record["macs_ok"] is (True if record["published_macs"] is not None else None), record
 
 
 @pytest.mark.parametrize("name", zoo.names())

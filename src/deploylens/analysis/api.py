@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from deploylens.analysis.profile import Profile, build_profile
 from deploylens.capture.loader import default_input_specs, parse_input_shapes, resolve_model
 from deploylens.capture.ir import Graph
+from deploylens.cost.formulas import Formula
 from deploylens.dtypes import DTYPE_BYTES
 from deploylens.errors import UserError
 
 
-def capture(model: Any, input_shape: Any = None, dtype: str | None = None) -> Graph:
-    """Capture ``model`` (any form :func:`resolve_model` accepts) into the IR."""
+def capture(model: Any, input_shape: Any = None, dtype: str | None = None, name: str | None = None) -> Graph:
+    """Capture ``model`` (any form :func:`resolve_model` accepts) into the IR; ``name``:
+    the model's name in the report (default: the reference, or the module's class)."""
     import torch
 
     if dtype is not None and dtype not in DTYPE_BYTES:
         raise UserError(f"unknown dtype {dtype!r}: one of float32, float16, bfloat16, ...")
     specs = parse_input_shapes(input_shape)
-    built, name = resolve_model(model)
+    built, resolved_name = resolve_model(model)
+    name = name or resolved_name
     if isinstance(built, torch.nn.Module):
         from deploylens.capture.torch_capture import capture_torch
 
@@ -29,7 +33,8 @@ def capture(model: Any, input_shape: Any = None, dtype: str | None = None) -> Gr
     return capture_onnx(built, specs, dtype, name)
 
 
-def analyze(model: Any, input_shape: Any = None, dtype: str | None = None) -> Profile:
+def analyze(model: Any, input_shape: Any = None, dtype: str | None = None,
+            custom_formulas: Mapping[str, Formula] | None = None, name: str | None = None) -> Profile:
     """Per-layer FLOPs, MACs, params, bytes and fused kernels of ``model``.
 
     ``model``: an ``nn.Module``, an ``onnx.ModelProto``, an ``.onnx`` path,
@@ -37,5 +42,14 @@ def analyze(model: Any, input_shape: Any = None, dtype: str | None = None) -> Pr
     ``input_shape``: ``(1, 3, 224, 224)``, a list of shapes for several inputs, or the
     CLI text form ``"1,3,224,224;1,16:int64"``. Defaults: the zoo model's resolution,
     1x3x224x224 for other modules, the file's own shapes for ONNX.
+    ``custom_formulas``: for this call only (as ``custom_mapping`` of torch's
+    ``FlopCounterMode``), formulas that add to or override the registered ones. A key
+    is an op name as it appears in ``layers[].op``: a neutral op (``conv``, ``relu``,
+    ...) or, for an op the IR does not know, its native name as it appears in
+    ``totals.unknown_ops`` (``aten.cumsum``, ``onnx.LRN``). A value takes the
+    :class:`~deploylens.capture.ir.Op` (its ``inputs`` / ``outputs`` tensors with their
+    shapes, and ``attrs``: an unknown ONNX node's own attributes) and returns a
+    :class:`~deploylens.cost.formulas.Work` (``flops``, ``macs``).
+    ``name``: the model's name in the report (default: the reference, or the module's class).
     """
-    return build_profile(capture(model, input_shape, dtype))
+    return build_profile(capture(model, input_shape, dtype, name), custom_formulas)

@@ -4,50 +4,13 @@ per-kernel costs, totals and roll-ups."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from deploylens.cost.formulas import traffic, work
+from deploylens.cost.formulas import Formula, formulas, traffic, work
+from deploylens.cost.records import KernelCost, LayerCost, intensity
 from deploylens.kernels.fusion import alias_roots, consumers_by_kernel, group_kernels, kernel_bytes
 from deploylens.capture.ir import FREE_OPS, PARAM, Graph
-
-
-def _intensity(flops: int | None, nbytes: int) -> float | None:
-    return round(flops / nbytes, 4) if flops is not None and nbytes else None
-
-
-@dataclass
-class LayerCost:
-    name: str
-    module: str
-    kind: str
-    op: str
-    native: str
-    inputs: list[list[int]]
-    outputs: list[list[int]]
-    flops: int | None  # None: no formula for this op (listed in totals.unknown_ops)
-    macs: int | None
-    params: int
-    bytes_read: int
-    bytes_written: int
-    intensity: float | None
-    kernel: str | None  # the fused kernel this op runs in; None for free views
-
-
-@dataclass
-class KernelCost:
-    name: str
-    kind: str
-    layers: list[str]
-    flops: int
-    macs: int
-    bytes_read: int
-    bytes_written: int
-    intensity: float | None
-    complete: bool
-
-    @property
-    def bytes(self) -> int:
-        return self.bytes_read + self.bytes_written
 
 
 @dataclass
@@ -132,7 +95,13 @@ def _peak_activation_bytes(graph: Graph, root: dict[int, int]) -> int:
     return peak
 
 
-def build_profile(graph: Graph) -> Profile:
+def build_profile(graph: Graph, custom_formulas: Mapping[str, Formula] | None = None) -> Profile:
+    """Cost every op of ``graph`` and group the ops into fused kernels.
+
+    ``custom_formulas``: op name (as in ``layers[].op``) -> formula, used for this
+    profile only, over the registered formulas (see :func:`deploylens.analyze`).
+    """
+    table = formulas(custom_formulas)
     root = alias_roots(graph)
     kernels = group_kernels(graph, root)
     consumer_kernels = consumers_by_kernel(graph, kernels, root)
@@ -144,7 +113,7 @@ def build_profile(graph: Graph) -> Profile:
     layers: list[LayerCost] = []
     unknown: Counter[str] = Counter()
     for index, op in enumerate(graph.ops):
-        cost = work(op)
+        cost = work(op, table)
         if cost is None:
             unknown[op.op] += 1
         read, written = traffic(op)
@@ -153,7 +122,7 @@ def build_profile(graph: Graph) -> Profile:
             name=op.name, module=op.module, kind=op.kind, op=op.op, native=op.native,
             inputs=[list(t.shape) for t in op.inputs], outputs=[list(t.shape) for t in op.outputs],
             flops=cost.flops if cost else None, macs=cost.macs if cost else None, params=params,
-            bytes_read=read, bytes_written=written, intensity=_intensity(cost.flops if cost else None, read + written),
+            bytes_read=read, bytes_written=written, intensity=intensity(cost.flops if cost else None, read + written),
             kernel=kernel_of.get(index)))
 
     kernel_costs = []
@@ -164,7 +133,7 @@ def build_profile(graph: Graph) -> Profile:
         kernel_costs.append(KernelCost(
             name=members[0].name, kind=members[0].kind, layers=[m.name for m in members], flops=flops,
             macs=sum(m.macs or 0 for m in members), bytes_read=moved.read, bytes_written=moved.written,
-            intensity=_intensity(flops, moved.read + moved.written),
+            intensity=intensity(flops, moved.read + moved.written),
             complete=all(m.flops is not None for m in members)))
 
     totals = Totals(
@@ -180,5 +149,10 @@ def build_profile(graph: Graph) -> Profile:
         layers=len(layers),
         kernels=len(kernel_costs),
     )
+    notes = list(graph.notes)
+    unused = sorted(set(custom_formulas or ()) - {op.op for op in graph.ops})
+    if unused:
+        notes.append(f"custom formulas for ops this model does not run: {', '.join(unused)} "
+                     "(keys are the op names of layers[].op)")
     return Profile(model=graph.model, source=graph.source, input_shapes=[list(t.shape) for t in graph.inputs],
-                   dtype=graph.dtype, totals=totals, layers=layers, kernels=kernel_costs, notes=list(graph.notes))
+                   dtype=graph.dtype, totals=totals, layers=layers, kernels=kernel_costs, notes=notes)

@@ -11,14 +11,15 @@ import importlib.util
 import os
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from deploylens.dtypes import RUN_PRECISIONS, torch_dtype
 from deploylens.errors import UserError
+from deploylens.onnx_runtime import session as onnxruntime_session
 
 
 @dataclass
@@ -54,19 +55,16 @@ def _cuda_event_timer(block: Callable[[], None]) -> float:
     return start.elapsed_time(end) / 1e3
 
 
-_TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
 def _torch_prepare(model: torch.nn.Module, inputs: list[torch.Tensor], device: str, dtype: str,
                    compile_model: bool) -> Prepared:
-    torch_dtype = _TORCH_DTYPES[dtype]
+    precision = torch_dtype(dtype)
 
     def load():
-        moved = model.to(device=device, dtype=torch_dtype).eval()
+        moved = model.to(device=device, dtype=precision).eval()
         return torch.compile(moved) if compile_model else moved
 
     runnable, load_s = _timed(load)
-    args = [x.to(device=device, dtype=torch_dtype if x.is_floating_point() else x.dtype) for x in inputs]
+    args = [x.to(device=device, dtype=precision if x.is_floating_point() else x.dtype) for x in inputs]
     cuda = device == "cuda"
 
     def run():
@@ -86,26 +84,10 @@ def _torch_prepare(model: torch.nn.Module, inputs: list[torch.Tensor], device: s
                     info={"torch": torch.__version__, "compiled": compile_model})
 
 
-def export_onnx_for_bench(model: torch.nn.Module, inputs: list[torch.Tensor], path: str) -> None:
-    """A dynamic-batch ONNX export for the runtime backends."""
-    names = [f"input{i}" for i in range(len(inputs))]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model.float().eval(), tuple(inputs), path, dynamo=False, opset_version=17,
-                          input_names=names, dynamic_axes={n: {0: "batch"} for n in names})
-
-
 def _onnxruntime_prepare(onnx_path: str, inputs: list[np.ndarray], threads: int, device: str) -> Prepared:
     import onnxruntime as ort
 
-    providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-    if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
-        raise UserError("onnxruntime has no CUDA provider here (install onnxruntime-gpu)")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session, load_s = _timed(lambda: ort.InferenceSession(onnx_path, options, providers=providers))
+    session, load_s = _timed(lambda: onnxruntime_session(onnx_path, threads, device))
     feeds = {i.name: x for i, x in zip(session.get_inputs(), inputs)}
 
     def run():
@@ -145,7 +127,7 @@ class Backend:
     needs_torch_model: bool
     module: str | None  # the package that must be importable
     prepare: Callable[..., Prepared]
-    dtypes: tuple[str, ...] = ("fp32",)
+    dtypes: tuple[str, ...] = ("fp32",)  # precision keys (deploylens.dtypes)
 
     def missing(self) -> str | None:
         if self.module and importlib.util.find_spec(self.module) is None:
@@ -155,9 +137,9 @@ class Backend:
 
 BACKENDS = {
     "torch": Backend("torch", True, None, lambda m, x, t, d, dt: _torch_prepare(m, x, d, dt, False),
-                     ("fp32", "fp16", "bf16")),
+                     RUN_PRECISIONS),
     "torch-compile": Backend("torch-compile", True, None, lambda m, x, t, d, dt: _torch_prepare(m, x, d, dt, True),
-                             ("fp32", "fp16", "bf16")),
+                             RUN_PRECISIONS),
     "onnxruntime": Backend("onnxruntime", False, "onnxruntime", _onnxruntime_prepare),
     "openvino": Backend("openvino", False, "openvino", _openvino_prepare),
     "tensorrt": Backend("tensorrt", False, "tensorrt", _tensorrt_prepare),

@@ -12,20 +12,23 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from deploylens.bench import environment, malloc
-from deploylens.bench.backends import Prepared, export_onnx_for_bench, resolve_backends, temporary_onnx_dir
+from deploylens.bench.backends import Prepared, resolve_backends, temporary_onnx_dir
 from deploylens.bench.gpu import NvmlSampler, load_nvml
 from deploylens.bench.interference import InterferenceProbe, adjusted_median, pooled, quiet_median, quiet_samples
 from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.bench.stats import Timing
+from deploylens.dtypes import RUN_PRECISIONS
 from deploylens.errors import UserError, first_line
 from deploylens.hardware.local import this_gpu
 from deploylens.hardware.spec import HardwareSpec, load_catalog
+from deploylens.numerics import example_inputs, max_relative_error
+from deploylens.onnx_runtime import export_for_runtime, session as onnxruntime_session
 
-TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 5e-2}  # max |diff| relative to max |reference|
+# per precision the backends run in: max |diff| relative to max |reference| (deploylens.numerics)
+TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 5e-2}
 
 
 @dataclass
@@ -73,26 +76,6 @@ class Measurement:
         return asdict(self)
 
 
-def _max_rel_error(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float:
-    worst = 0.0
-    for out, ref in zip(outputs, reference):
-        if out.shape != ref.shape:
-            return float("inf")
-        scale = max(float(np.abs(ref).max()), 1e-6)
-        worst = max(worst, float(np.abs(out.astype(np.float32) - ref).max()) / scale)
-    return worst
-
-
-def _inputs(shapes: list[tuple[tuple[int, ...], str]], batch: int, seed: int = 0) -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    made = []
-    for shape, dtype in shapes:
-        shape = (batch, *shape[1:])
-        made.append(torch.randn(shape, generator=generator) if dtype == "float"
-                    else torch.zeros(shape, dtype=getattr(torch, dtype)))
-    return made
-
-
 def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batches: list[int] | tuple[int, ...] = (1,),
           threads: int | None = None, device: str = "cpu", dtype: str = "fp32", input_shape: Any = None,
           rule: StopRule = StopRule(), layers: bool = False, store: Any = None,
@@ -114,14 +97,14 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
     :mod:`deploylens.bench.malloc`); the environment records the allocator state.
     """
     from deploylens.analysis.api import analyze
-    from deploylens.capture.loader import parse_input_shapes, resolve_model
+    from deploylens.capture.loader import default_input_specs, parse_input_shapes, resolve_model
 
     if device not in ("cpu", "cuda"):
         raise UserError(f"unknown device {device!r}: cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA GPU is visible here (the CUDA paths are skipped)")
-    if dtype not in TOLERANCE:
-        raise UserError(f"unknown dtype {dtype!r}: one of {', '.join(TOLERANCE)}")
+    if dtype not in RUN_PRECISIONS:
+        raise UserError(f"unknown dtype {dtype!r}: one of {', '.join(RUN_PRECISIONS)}")
     if rounds < 1:
         raise UserError("--rounds must be at least 1")
     if not batches or any(b <= 0 for b in batches):
@@ -135,23 +118,17 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
     is_torch = isinstance(built, torch.nn.Module)
     if not is_torch and any(b.needs_torch_model for b in chosen):
         raise UserError("torch backends need a PyTorch model, not an ONNX file")
-    shapes = parse_input_shapes(input_shape)
-    if shapes is None:
-        from deploylens import zoo
+    shapes = parse_input_shapes(input_shape) or default_input_specs(model, built)
+    if shapes is None:  # an ONNX model: the file's own input shapes
+        from deploylens.capture.onnx_capture import capture_onnx
 
-        resolution = zoo.resolution_of(model) if isinstance(model, str) else None
-        if is_torch:
-            shapes = [((1, 3, resolution or 224, resolution or 224), "float")]
-        else:
-            from deploylens.capture.onnx_capture import capture_onnx
-
-            shapes = [(tuple(t.shape), "float") for t in capture_onnx(built, None, None, name).inputs]
+        shapes = [(tuple(t.shape), "float") for t in capture_onnx(built, None, None, name).inputs]
 
     with temporary_onnx_dir() as workdir:
         onnx_path = os.path.join(workdir, "model.onnx")
         prepared: list[tuple[Any, int, Prepared, float | None, list]] = []
         for batch in batches:
-            inputs = _inputs(shapes, batch)
+            inputs = example_inputs([((batch, *shape[1:]), kind) for shape, kind in shapes])
             reference = None
             if is_torch:
                 try:
@@ -170,7 +147,7 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
                     if not os.path.exists(onnx_path):
                         if is_torch:
                             try:
-                                export_onnx_for_bench(built, inputs, onnx_path)
+                                export_for_runtime(built, inputs, onnx_path)
                             except Exception as error:  # noqa: BLE001 - the exporter's error, in one line
                                 raise UserError(f"cannot export the model to ONNX for {backend.name}: "
                                                 f"{first_line(error)}") from error
@@ -184,7 +161,7 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
                         raise
                     except Exception as error:  # noqa: BLE001 - runtimes raise their own types
                         raise UserError(f"{backend.name} cannot run the model: {first_line(error)}") from error
-                error = _max_rel_error(session.outputs(), reference) if reference is not None else None
+                error = max_relative_error(session.outputs(), reference) if reference is not None else None
                 if error is not None and error > TOLERANCE[dtype]:
                     raise UserError(f"outputs of {backend.name} differ from torch eager by {error:.2e} "
                                     f"(relative, tolerance {TOLERANCE[dtype]:.0e}) at batch {batch}: not timed")
@@ -313,9 +290,7 @@ def _layer_times(backend: str, model, inputs, onnx_path: str, threads: int, prof
         from deploylens.analysis.api import analyze
 
         onnx_profile = analyze(onnx_path, [tuple(x.shape) for x in inputs])
-        import onnxruntime as ort
-
-        names = [i.name for i in ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).get_inputs()]
+        names = [i.name for i in onnxruntime_session(onnx_path).get_inputs()]
         feeds = dict(zip(names, [x.numpy() for x in inputs]))
         return join(onnxruntime_node_times(onnx_path, feeds, threads), onnx_profile, by="name",
                     owners=output_owners(onnx_path))

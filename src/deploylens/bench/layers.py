@@ -12,6 +12,7 @@ from collections import defaultdict
 import torch
 
 from deploylens.analysis.profile import Profile
+from deploylens.onnx_runtime import session as onnxruntime_session
 
 
 @contextlib.contextmanager
@@ -61,13 +62,8 @@ def torch_module_times(model: torch.nn.Module, inputs: list[torch.Tensor], repea
 def onnxruntime_node_times(onnx_path: str, feeds: dict, threads: int, repeats: int = 10) -> dict[str, float]:
     """Mean seconds per run of every node ONNX Runtime executed (fused nodes keep the
     name of the node they absorbed into)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.enable_profiling = True
-    options.profile_file_prefix = os.path.join(os.path.dirname(onnx_path), "ort_profile")
-    session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(onnx_path, threads,
+                                  profile_prefix=os.path.join(os.path.dirname(onnx_path), "ort_profile"))
     session.run(None, feeds)
     for _ in range(repeats):
         session.run(None, feeds)

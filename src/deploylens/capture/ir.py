@@ -69,8 +69,10 @@ class Op:
     """One executed operator, in framework-neutral terms.
 
     ``op`` is the neutral operator name the cost formulas are keyed on (``conv``,
-    ``matmul``, ``relu``, ``view``, ...); ``native`` is the front end's own name
-    (``aten.convolution``, ``Conv``) so users can find it in their framework.
+    ``matmul``, ``relu``, ``view``, ...: the table of :mod:`deploylens.capture.ops`,
+    which also gives ``kind``), or ``aten.<name>`` / ``onnx.<OpType>`` for an op outside
+    it; ``native`` is the front end's own name (``aten.convolution``, ``Conv``) so users
+    can find it in their framework.
     """
 
     name: str

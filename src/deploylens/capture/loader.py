@@ -98,14 +98,16 @@ def resolve_model(model: Any) -> tuple[Any, str]:
                     f"file.py:factory or a zoo name (deploylens zoo list)")
 
 
-def default_input_specs(model: Any, built: Any) -> list[InputSpec] | None:
+def default_input_specs(model: Any, built: Any, notes: list[str] | None = None) -> list[InputSpec]:
     """The input a model runs on when none is given: a zoo model's published resolution,
-    1x3x224x224 for any other module; None for ONNX (the file's own shapes)."""
+    1x3x224x224 for any other module, an ONNX model's own input shapes (a dynamic batch
+    of 1, which ``notes`` record)."""
     import torch
 
     from deploylens import zoo
+    from deploylens.capture.onnx_shapes import own_input_specs
 
     if not isinstance(built, torch.nn.Module):
-        return None
+        return own_input_specs(built, [] if notes is None else notes)
     resolution = zoo.resolution_of(model) if isinstance(model, str) else None
     return [((1, 3, resolution, resolution) if resolution else DEFAULT_IMAGE_SHAPE, "float")]

@@ -1,10 +1,9 @@
 """ONNX front end: map each node onto the same neutral ops the PyTorch front end uses.
 
-Shapes come from ONNX shape inference (with data propagation, after fixing dynamic
-input dims from ``--input-shape``); where inference leaves a shape unknown, one
-ONNX Runtime run on generated inputs fills it in. Subgraphs that depend only on
-weights and constants (shape arithmetic, weight reshapes) are folded, as ONNX Runtime
-folds them when it creates a session, and cost nothing.
+Shapes come from :mod:`deploylens.capture.onnx_shapes` (ONNX shape inference, else one
+ONNX Runtime run). Subgraphs that depend only on weights and constants (shape
+arithmetic, weight reshapes) are folded, as ONNX Runtime folds them when it creates a
+session, and cost nothing.
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
-from deploylens.cost.formulas import has_formula, kind_of
-from deploylens.errors import UserError, first_line
+from deploylens.errors import UserError
 from deploylens.dtypes import FLOAT_DTYPES
 from deploylens.capture.ir import ACTIVATION, BUFFER, CONSTANT, INPUT, PARAM, Graph, Op, Tensor
+from deploylens.capture.onnx_shapes import dtype_name, tensor_shapes
+from deploylens.capture.ops import is_neutral, kind_of
 
 # --- loading -----------------------------------------------------------------------
 
@@ -61,90 +61,6 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read the external data of {path}: {error}") from error
     return model
-
-
-# --- shapes ------------------------------------------------------------------------
-
-
-def _dtype_name(elem_type: int) -> str:
-    if elem_type == onnx.TensorProto.BFLOAT16:
-        return "bfloat16"
-    try:
-        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)).name
-    except (KeyError, TypeError):
-        return "float32"
-
-
-def _fix_input_shapes(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...], str]] | None,
-                      notes: list[str]) -> None:
-    initializers = {i.name for i in model.graph.initializer}
-    graph_inputs = [i for i in model.graph.input if i.name not in initializers]
-    if input_specs is not None and len(input_specs) != len(graph_inputs):
-        raise UserError(f"the model has {len(graph_inputs)} input(s) "
-                        f"({', '.join(i.name for i in graph_inputs)}); {len(input_specs)} shape(s) given")
-    for index, value in enumerate(graph_inputs):
-        dims = value.type.tensor_type.shape.dim
-        if input_specs is not None:
-            shape = input_specs[index][0]
-            if len(shape) != len(dims):
-                raise UserError(f"input shape {list(shape)} does not fit input {value.name!r} of rank {len(dims)}")
-            for dim, size in zip(dims, shape):
-                if dim.HasField("dim_value") and dim.dim_value != size:
-                    raise UserError(f"input shape {list(shape)} does not fit input {value.name!r}: "
-                                    f"expected {[d.dim_value or d.dim_param for d in dims]}")
-                dim.Clear()
-                dim.dim_value = size
-        else:
-            for position, dim in enumerate(dims):
-                if not dim.HasField("dim_value"):
-                    if position != 0:
-                        raise UserError(f"input {value.name!r} has dynamic dim {dim.dim_param or '?'}: "
-                                        "pass --input-shape")
-                    notes.append(f"dynamic batch dim of input {value.name!r} set to 1")
-                    dim.Clear()
-                    dim.dim_value = 1
-
-
-def _known_shapes(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], str]]:
-    shapes = {}
-    graph = model.graph
-    for value in [*graph.input, *graph.value_info, *graph.output]:
-        tensor_type = value.type.tensor_type
-        if tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in tensor_type.shape.dim):
-            shapes[value.name] = (tuple(d.dim_value for d in tensor_type.shape.dim), _dtype_name(tensor_type.elem_type))
-    for init in graph.initializer:
-        shapes[init.name] = (tuple(init.dims), _dtype_name(init.data_type))
-    return shapes
-
-
-def _shapes_by_running(model: onnx.ModelProto, missing: list[str],
-                       shapes: dict[str, tuple[tuple[int, ...], str]]) -> None:
-    """Fill in shapes inference could not derive by running the model once."""
-    import onnxruntime as ort
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    del probe.graph.output[:]
-    probe.graph.output.extend([onnx.ValueInfoProto(name=name) for name in missing])
-    initializers = {i.name for i in model.graph.initializer}
-    feeds = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        shape, dtype = shapes[value.name]
-        feeds[value.name] = (np.random.default_rng(0).standard_normal(shape).astype(dtype)
-                             if dtype.startswith("float") else np.zeros(shape, dtype=dtype))
-    try:
-        session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-        results = session.run(missing, feeds)
-    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise UserError(f"shapes of {len(missing)} tensors could not be inferred and the model does not run "
-                        f"in onnxruntime: {first_line(error)}") from error
-    for name, value in zip(missing, results):
-        if isinstance(value, list):  # a tensor sequence: costed as its elements laid end to end
-            shapes[name] = ((sum(v.size for v in value),), value[0].dtype.name if value else "float32")
-        else:
-            shapes[name] = (tuple(value.shape), value.dtype.name)
 
 
 # --- node -> neutral op table ------------------------------------------------------
@@ -385,30 +301,12 @@ def _initializer_roles(graph: onnx.GraphProto) -> dict[str, str]:
     roles = {}
     for init in graph.initializer:
         # float weights, and the integer weights of a quantized (QDQ) model
-        is_weight = ((_dtype_name(init.data_type) in FLOAT_DTYPES or init.name in quantized)
+        is_weight = ((dtype_name(init.data_type) in FLOAT_DTYPES or init.name in quantized)
                      and np.prod(init.dims, dtype=np.int64) > 1)
         used_as = slot_roles.get(init.name, set())
         roles[init.name] = (PARAM if PARAM in used_as else BUFFER) if is_weight and used_as else CONSTANT
     return roles
 
-
-def tensor_shapes(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...], str]] | None,
-                  notes: list[str]) -> tuple[onnx.ModelProto, dict[str, tuple[tuple[int, ...], str]]]:
-    """The model with its input shapes fixed and inferred, and (shape, dtype) of every
-    tensor by name: from shape inference, or else from one onnxruntime run."""
-    model_copy = onnx.ModelProto()
-    model_copy.CopyFrom(model)
-    _fix_input_shapes(model_copy, input_specs, notes)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model_copy, strict_mode=True, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as error:
-        raise UserError(f"the input shape does not fit the model: {first_line(error)}") from error
-    shapes = _known_shapes(inferred)
-    missing = [o for n in inferred.graph.node if n.op_type != "Constant" for o in n.output if o and o not in shapes]
-    if missing:
-        _shapes_by_running(inferred, missing, shapes)
-        notes.append(f"{len(missing)} tensor shapes taken from one onnxruntime run")
-    return inferred, shapes
 
 
 def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...], str]] | None,
@@ -476,12 +374,11 @@ def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...]
             outputs.append(values[out])
         attrs_raw = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         op_name = (spec.op(node, inputs) if callable(spec.op) else spec.op) if spec else f"onnx.{node.op_type}"
-        if not has_formula(op_name):
+        if not is_neutral(op_name):
             op_name = f"onnx.{node.op_type}"
-        kind = kind_of(op_name)
-        if op_name == "matmul" and any(t.is_state for t in inputs[:2]):
-            kind = "linear"
-        attrs = spec.attrs(attrs_raw, inputs) if spec and spec.attrs else {}
+        kind = kind_of(op_name, operands_are_state=any(t.is_state for t in inputs[:2]))
+        # an op the IR does not know keeps the node's own attributes, for a custom formula
+        attrs = (spec.attrs(attrs_raw, inputs) if spec.attrs else {}) if spec else attrs_raw
         layer = node.name or f"{node.op_type}_{index}"
         while layer in names_seen:
             layer += "'"

@@ -18,9 +18,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from deploylens.cost.formulas import has_formula, kind_of
 from deploylens.errors import UserError, first_line
 from deploylens.capture.ir import ACTIVATION, BUFFER, CONSTANT, INPUT, PARAM, Graph, Op, Tensor, unique_layer_names
+from deploylens.capture.ops import is_neutral, kind_of
 
 # --- aten -> neutral op table ------------------------------------------------------
 
@@ -281,11 +281,9 @@ class _Recorder(TorchDispatchMode):
         else:
             role, name = ACTIVATION, None
         outputs = [rec.new_tensor(t, role, name) for t in out_objs]
-        kind = kind_of(op_name)
-        if op_name == "matmul" and any(t.is_state for t in inputs[:2]):
-            kind = "linear"
+        kind = kind_of(op_name, operands_are_state=any(t.is_state for t in inputs[:2]))
         attrs = spec.attrs(args) if spec and spec.attrs else {}
-        if not has_formula(op_name):
+        if not is_neutral(op_name):
             op_name = f"aten.{native}"
         rec.ops.append(Op("", self.modules.current, kind, op_name, f"aten.{func.overloadpacket.__name__}",
                           inputs, outputs, attrs))

@@ -19,11 +19,13 @@ Conventions (also in the README and ``deploylens analyze --help``):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
-from deploylens.dtypes import DTYPE_BYTES
 from deploylens.capture.ir import FREE_OPS, Op
+from deploylens.capture.ops import is_neutral
+from deploylens.dtypes import DTYPE_BYTES
 
 
 @dataclass(frozen=True)
@@ -35,34 +37,61 @@ class Work:
 Formula = Callable[[Op], Work]
 
 _FORMULAS: dict[str, Formula] = {}
-_KINDS: dict[str, str] = {}
 
 
-def formula(*names: str, kind: str) -> Callable[[Formula], Formula]:
-    """Register ``fn`` as the cost formula of the neutral ops ``names``."""
+def formula(*names: str) -> Callable[[Formula], Formula]:
+    """Register ``fn`` as the cost formula of the neutral ops ``names``.
+
+    Each name must be an op of the IR table (:data:`deploylens.capture.ops.OP_KINDS`)
+    that has no formula yet: a misspelt name or a second formula for one op is a
+    ``ValueError`` when the module registering it is imported.
+    """
+    _check_new(names)
 
     def register(fn: Formula) -> Formula:
+        _check_new(names)
         for name in names:
             _FORMULAS[name] = fn
-            _KINDS[name] = kind
         return fn
 
     return register
 
 
-def kind_of(op_name: str) -> str:
-    """The kind of a neutral op; ``other`` for an op with no formula."""
-    return _KINDS.get(op_name, "other")
+def _check_new(names: tuple[str, ...]) -> None:
+    for index, name in enumerate(names):
+        if not is_neutral(name):
+            raise ValueError(f"no formula for {name!r}: it is not an op of the IR table (capture/ops.py)")
+        if name in _FORMULAS or name in names[:index]:
+            raise ValueError(f"op {name!r} would have two formulas")
 
 
 def has_formula(op_name: str) -> bool:
+    """Whether the registry has a formula for ``op_name`` (custom formulas aside)."""
     return op_name in _FORMULAS
 
 
-def work(op: Op) -> Work | None:
-    """FLOPs and MACs of ``op``, or None when no formula exists (never a silent zero)."""
-    fn = _FORMULAS.get(op.op)
-    return fn(op) if fn else None
+def formulas(custom: Mapping[str, Formula] | None = None) -> Mapping[str, Formula]:
+    """The formula table of one analysis: the registered formulas, overridden or
+    extended by ``custom`` (op name as in ``layers[].op`` -> formula). Nothing global
+    changes: the registry is the same after the call."""
+    if not custom:
+        return _FORMULAS
+    for name, fn in custom.items():
+        if not isinstance(name, str) or not callable(fn):
+            raise TypeError(f"custom formulas map an op name to a function Op -> Work; got {name!r}: {fn!r}")
+    return {**_FORMULAS, **custom}
+
+
+def work(op: Op, table: Mapping[str, Formula] | None = None) -> Work | None:
+    """FLOPs and MACs of ``op`` from ``table`` (default: the registered formulas), or
+    None when no formula exists (never a silent zero)."""
+    fn = (_FORMULAS if table is None else table).get(op.op)
+    if fn is None:
+        return None
+    result = fn(op)
+    if not isinstance(result, Work):
+        raise TypeError(f"the formula of {op.op!r} returned {result!r}, not a Work")
+    return result
 
 
 # --- compute-bound operators -------------------------------------------------------
@@ -72,7 +101,7 @@ def _mac_work(macs: int) -> Work:
     return Work(flops=2 * macs, macs=macs)
 
 
-@formula("conv", kind="conv")
+@formula("conv")
 def conv(op: Op) -> Work:
     # weight is [C_out, C_in/groups, *kernel]: each output element costs one MAC per
     # weight element of its group.
@@ -80,7 +109,7 @@ def conv(op: Op) -> Work:
     return _mac_work(op.outputs[0].numel * math.prod(weight.shape[1:]))
 
 
-@formula("conv_transpose", kind="conv_transpose")
+@formula("conv_transpose")
 def conv_transpose(op: Op) -> Work:
     # weight is [C_in, C_out/groups, *kernel]: each input element is scattered to
     # C_out/groups * prod(kernel) outputs.
@@ -88,13 +117,13 @@ def conv_transpose(op: Op) -> Work:
     return _mac_work(op.inputs[0].numel * math.prod(weight.shape[1:]))
 
 
-@formula("matmul", kind="matmul")
+@formula("matmul")
 def matmul(op: Op) -> Work:
     # every output element is a dot product of length k (the contracted dimension).
     return _mac_work(op.outputs[0].numel * op.attrs["k"])
 
 
-@formula("einsum", kind="matmul")
+@formula("einsum")
 def einsum(op: Op) -> Work:
     # naive evaluation: one multiply per operand beyond the first for every point of
     # the full index space.
@@ -111,7 +140,7 @@ def einsum(op: Op) -> Work:
     return _mac_work((len(inputs_spec) - 1) * math.prod(sizes.values()))
 
 
-@formula("attention", kind="attention")
+@formula("attention")
 def attention(op: Op) -> Work:
     # softmax(q k^T) v: L*S*E MACs for the scores and L*S*Ev for the weighted sum,
     # summed over batch and heads, plus the softmax over the L*S scores per head.
@@ -178,9 +207,6 @@ PER_ELEMENT_FLOPS: dict[str, int] = {
     "softmax": 5,
     "log_softmax": 5,
 }
-_ACTIVATIONS = {"relu", "clamp", "leaky_relu", "prelu", "hardswish", "hardsigmoid", "sigmoid", "silu", "gelu",
-                "tanh", "elu", "softplus", "mish"}
-_NORMS = {"batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"}
 
 
 def _per_element(flops_per_element: int) -> Formula:
@@ -191,15 +217,13 @@ def _per_element(flops_per_element: int) -> Formula:
 
 
 for _name, _flops in PER_ELEMENT_FLOPS.items():
-    _kind = ("activation" if _name in _ACTIVATIONS else "norm" if _name in _NORMS
-             else "softmax" if _name.endswith("softmax") else "elementwise")
-    formula(_name, kind=_kind)(_per_element(_flops))
+    formula(_name)(_per_element(_flops))
 
 
 # --- pooling, reductions, resizing -------------------------------------------------
 
 
-@formula("max_pool", "avg_pool", "lp_pool", kind="pool")
+@formula("max_pool", "avg_pool", "lp_pool")
 def window_pool(op: Op) -> Work:
     return Work(flops=op.outputs[0].numel * math.prod(op.attrs["kernel"]))
 
@@ -209,7 +233,7 @@ def _adaptive_window_sum(in_size: int, out_size: int) -> int:
     return sum(-(-(i + 1) * in_size // out_size) - (i * in_size // out_size) for i in range(out_size))
 
 
-@formula("adaptive_avg_pool", "adaptive_max_pool", kind="pool")
+@formula("adaptive_avg_pool", "adaptive_max_pool")
 def adaptive_pool(op: Op) -> Work:
     x, y = op.inputs[0], op.outputs[0]
     spatial = len(op.attrs["output_size"])
@@ -220,7 +244,7 @@ def adaptive_pool(op: Op) -> Work:
     return Work(flops=leading * visits)
 
 
-@formula("reduce", kind="reduce")
+@formula("reduce")
 def reduce(op: Op) -> Work:
     return Work(flops=op.inputs[0].numel)
 
@@ -233,7 +257,7 @@ def _resize_flops_per_element(mode: str, spatial_dims: int) -> int:
     return max(2 * neighbours - 1, 0)
 
 
-@formula("resize", kind="resize")
+@formula("resize")
 def resize(op: Op) -> Work:
     y = op.outputs[0]
     per_element = _resize_flops_per_element(op.attrs["mode"], len(y.shape) - 2)
@@ -243,13 +267,12 @@ def resize(op: Op) -> Work:
 # --- data movement (no arithmetic) -------------------------------------------------
 
 
-@formula("cat", "copy", "pad", "transpose", "expand", "gather", "view", "alloc", "shape",
-         kind="data_movement")
+@formula("cat", "copy", "pad", "transpose", "expand", "gather", "view", "alloc", "shape")
 def data_movement(op: Op) -> Work:
     return Work(flops=0)
 
 
-@formula("embedding", kind="embedding")
+@formula("embedding")
 def embedding(op: Op) -> Work:
     return Work(flops=0)
 

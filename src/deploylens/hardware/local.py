@@ -35,8 +35,8 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
 
 
 _SOURCE = ("derived: cores x clock (/proc/cpuinfo) x FLOPs per cycle of the ISA "
-           "(shared/reference/hardware.md section 5: AVX2+FMA 32, AVX-512 with two FMA units 64, "
-           "Zen 4 AVX-512 32, AMX BF16 ~1024 and INT8 ~2048, AVX-512 VNNI 256 per cycle)")
+           "(AVX2+FMA 32, AVX-512 with two FMA units 64, Zen 4 AVX-512 32, AMX BF16 ~1024 and INT8 ~2048, AVX-512 "
+           "VNNI 256 per cycle: pigirons/cpufp measured per-core peaks; numberworld.org's Zen 4/5 AVX-512 analysis)")
 
 
 def per_cycle(isa: list[str], model: str) -> dict[str, float]:

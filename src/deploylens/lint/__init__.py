@@ -27,13 +27,13 @@ class LintReport:
 
 def predicted_ms(profile, target: Target) -> float | None:
     """Predicted latency of an analysed model on ``target``, or None without a latency model."""
-    from deploylens.predict.api import predict_profile
+    from deploylens.predict.core import predict_profile
 
     try:
         if target.calibration:
-            return predict_profile(profile, target.name, None, target.calibration, "torch", 1).totals["latency_ms"]
+            return predict_profile(profile, target.calibration, "torch", target=target.name).totals["latency_ms"]
         if target.spec is not None and target.spec.bandwidth and target.spec.peak_flops(target.dtype):
-            return predict_profile(profile, target.name, target.spec, None, "tensorrt", 1).totals["latency_ms"]
+            return predict_profile(profile, target.spec, "tensorrt", target=target.name).totals["latency_ms"]
     except UserError:
         return None
     return None

@@ -42,7 +42,8 @@ class Context:
 
     def ms(self, flops: float, nbytes: float, kernel_class: str) -> float | None:
         """Predicted time of a (real or hypothetical) kernel on the target, or None."""
-        from deploylens.predict.api import calibrated_time, roofline_time
+        from deploylens.predict.calibrated import calibrated_time
+        from deploylens.predict.roofline import roofline_time
 
         kernel = KernelCost("what-if", "conv", [], int(flops), int(flops // 2), int(nbytes), 0, None, True)
         target = self.target
@@ -139,9 +140,9 @@ def g2_groups(ctx: Context) -> list[Finding]:
 @rule("G3", "Network fragmentation (many small kernels in a block) reduces parallelism; each kernel pays the "
       "target's launch overhead.", "ShuffleNetV2 (ECCV 2018) Table 3")
 def g3_fragmentation(ctx: Context) -> list[Finding]:
-    from deploylens.predict.api import kernel_class
+    from deploylens.hardware.kernel_classes import kernel_class
 
-    overhead = (ctx.target.calibration or {}).get("overhead_s", {}).get("kernel") if ctx.target.calibration else \
+    overhead = ctx.target.calibration.overhead_s.kernel if ctx.target.calibration else \
         (ctx.target.spec.overhead.value if ctx.target.spec and ctx.target.spec.overhead else None)
     if not overhead:
         return []  # the target's per-kernel overhead is unknown: fragmentation cannot be judged

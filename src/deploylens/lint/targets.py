@@ -6,14 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deploylens.errors import UserError
+from deploylens.hardware.calibration_profile import CalibrationProfile
 from deploylens.hardware.spec import HardwareSpec, load_catalog
 
-_GUIDE = "the field guide behind deploylens (shared/DESIGN.md, seed)"
+_GUIDE = "ShuffleNetV2 (ECCV 2018) Table 8 and MobileNetV2 (CVPR 2018): depthwise networks measured fast on ARM CPUs"
 _NVIDIA_TC = "NVIDIA Deep Learning Performance Guide, Tensor Core requirements (FP16: multiples of 8; INT8: 16)"
 _NNIE = "HiSilicon Hi351x NNIE documentation as quoted by the field guide (inputs multiple of 4, outputs of 16)"
 _RKNN = "rockchip-linux/rknn-toolkit2 doc/RKNNToolKit2_OP_Support-1.4.0.md (ops marked Not Supported)"
 _SIMD = ("this CPU's SIMD width in fp32 lanes (oneDNN and ONNX Runtime block channels by it); measured on an "
-         "AVX-512 machine: misaligned channels cost 1.2-2.4x the time per FLOP (README, calibration)")
+         "AVX-512 machine: misaligned channels cost 1.2-2.4x the time per FLOP (docs/device-models.md)")
 _GGHOST = "G-GhostNet (IJCV 2022); MobileDets (CVPR 2021); CSPNet: depthwise conv is memory-bound on accelerators"
 
 # ONNX ops the RKNN Toolkit2 1.4.0 op list marks "Not Supported"
@@ -35,7 +36,7 @@ class Target:
     device_class: str  # cpu, gpu or npu
     spec: HardwareSpec | None  # numbers for impacts (None: bytes only)
     dtype: str = "fp32"
-    calibration: dict | None = None  # for "this"
+    calibration: CalibrationProfile | None = None  # for "this"
     channel_multiple: tuple[int, int] | None = None  # (inputs, outputs)
     channel_source: str = ""
     depthwise_optimized: bool | None = None
@@ -74,12 +75,11 @@ def resolve(name: str, int8: bool = False) -> Target:
     if name == "this":
         import torch
 
-        from deploylens.hardware.local import cpu_info
-        from deploylens.calibration import run as calibration
-        from deploylens.hardware.local import this_cpu, vector_lanes
+        from deploylens.hardware.calibration_profile import load, profile_path
+        from deploylens.hardware.local import cpu_info, this_cpu, vector_lanes
 
-        path = calibration.profile_path("torch", torch.get_num_threads())
-        profile = calibration.load(path) if path.exists() else None
+        path = profile_path("torch", torch.get_num_threads())
+        profile = load(path) if path.exists() else None
         lanes = vector_lanes(cpu_info()["isa"])
         return Target("this", "cpu", this_cpu(), "fp32", calibration=profile, depthwise_optimized=True,
                       depthwise_source="CPU", channel_multiple=(lanes, lanes) if lanes > 1 else None,
@@ -94,8 +94,9 @@ def resolve(name: str, int8: bool = False) -> Target:
         target.dtype = "int8" if int8 else "fp16"
         target.depthwise_optimized, target.depthwise_source = False, _GGHOST
     if name.startswith("horizon_sunrise_x3"):
-        target.depthwise_optimized, target.depthwise_source = True, "Horizon X3 BPU has an optimized depthwise path (" \
-            + _GUIDE + ")"
+        target.depthwise_optimized = True
+        target.depthwise_source = "Horizon X3 BPU has an optimized depthwise path (the field guide's claim; no vendor " \
+            "document read)"
         target.int8 = True
     elif spec.device_class == "npu":
         target.depthwise_optimized, target.depthwise_source, target.int8 = False, _GGHOST, True

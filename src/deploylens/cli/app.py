@@ -1,0 +1,104 @@
+"""The ``deploylens`` typer app, the options and helpers its commands share, and
+``main``: a user's mistake is one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+
+from deploylens.errors import UserError
+from deploylens.output import emit
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="How fast will this CNN run on that device, why, and what to change.")
+# piped output keeps full-width tables instead of rich's 80-column default
+stdout = Console(width=None if sys.stdout.isatty() else 200)
+stderr = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+MODEL_HELP = "An .onnx file, package.module:factory, path/to/file.py:factory, or a zoo name."
+SHAPE_HELP = ("Input shape, e.g. 1,3,224,224; repeat the option (or separate with ';') for several inputs; "
+              "append :int64 for an integer input.")
+OUTPUT_HELP = "Write to this file instead of stdout."
+STORE_HELP = "SQLite results store (default: $DEPLOYLENS_STORE or ~/.local/share/deploylens/runs.sqlite)."
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def joined_shapes(shapes: Optional[List[str]]) -> Optional[str]:
+    return ";".join(shapes) if shapes else None
+
+
+def csv_list(text: str, convert=str) -> list:
+    try:
+        return [convert(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"bad list {text!r}: expected comma-separated values")
+
+
+def emit_json(data, output: Optional[str] = None) -> None:
+    emit(json.dumps(data, indent=2), output)
+
+
+def emit_records(records: list[dict], fmt: Format, output: Optional[str] = None) -> bool:
+    """Write ``records`` as JSON or CSV when that is the format asked; False for a table."""
+    from deploylens.report.tables import to_csv
+
+    if fmt is Format.json:
+        emit_json(records, output)
+    elif fmt is Format.csv:
+        emit(to_csv(records), output)
+    else:
+        return False
+    return True
+
+
+@contextmanager
+def page(output: Optional[str] = None) -> Iterator[Console]:
+    """The console a human view prints on. What it printed goes through the one writer
+    when the block ends (nothing when it raises): to ``output`` as plain text 200 columns
+    wide, else to stdout as the terminal shows it."""
+    console = Console(file=io.StringIO(), width=200) if output else stdout
+    with console.capture() as captured:
+        yield console
+    emit(captured.get(), output)
+
+
+def table(columns: tuple[str, ...], left: tuple[str, ...]):
+    """A rich table with ``columns``, numbers right-aligned, ``left`` ones left-aligned."""
+    from rich.table import Table
+
+    made = Table(header_style="bold")
+    for column in columns:
+        made.add_column(column, justify="left" if column in left else "right")
+    return made
+
+
+def warn(text: str) -> None:
+    stderr.print(f"warning: {text}", markup=False, highlight=False)
+
+
+def main() -> None:
+    # click reports usage errors itself (exit 2); everything else is one line here
+    try:
+        app()
+    except UserError as error:
+        stderr.print(f"deploylens: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except Exception as error:  # noqa: BLE001 - an internal fault: one line, traceback on request
+        if os.environ.get("DEPLOYLENS_DEBUG"):
+            raise
+        stderr.print(f"deploylens: internal error: {type(error).__name__}: {error} "
+                     "(set DEPLOYLENS_DEBUG=1 for the traceback)", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,72 @@
+"""``deploylens deploy``: fold BN, re-parameterize, export ONNX, quantize INT8."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from deploylens.cli.app import SHAPE_HELP, Format, app, emit_json, joined_shapes, page, stderr, table, warn
+from deploylens.errors import UserError
+
+
+@app.command()
+def deploy(
+    model: str = typer.Argument(..., help="A PyTorch model: zoo name, package.module:factory or file.py:factory."),
+    reparam: bool = typer.Option(False, "--reparam", help="Merge parallel conv branches (RepVGG, MobileOne, ...)."),
+    fuse: bool = typer.Option(False, "--fuse", help="Fold BatchNorm into the conv / linear before it."),
+    onnx_path: Optional[str] = typer.Option(None, "--onnx", help="Export to this ONNX file (checked in onnxruntime)."),
+    int8: bool = typer.Option(False, "--int8", help="INT8 post-training static quantization of the export (QDQ)."),
+    int8_path: Optional[str] = typer.Option(None, "--int8-out", help="INT8 model path (default: NAME.int8.onnx)."),
+    calib: Optional[str] = typer.Option(None, help="Calibration data: an .npy file or a folder of images."),
+    per_tensor: bool = typer.Option(False, "--per-tensor", help="Per-tensor weight scales (default: per-channel)."),
+    method: str = typer.Option("minmax", help="Calibration method: minmax, entropy or percentile."),
+    activations: str = typer.Option("uint8", help="INT8 activation type: uint8 (x86 fast path) or int8."),
+    opset: int = typer.Option(17, help="ONNX opset."),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
+    bench: bool = typer.Option(False, "--bench", help="Measure latency after every step (benchmark harness)."),
+    force: bool = typer.Option(False, "--force", help="Keep a step's output even when its error exceeds tolerance."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Fold BN, re-parameterize, export ONNX, quantize INT8: each step checked numerically."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from deploylens.deploy.chain import run_chain
+
+    if not (reparam or fuse or onnx_path):
+        raise UserError("nothing to do: give --reparam, --fuse and/or --onnx PATH")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=stderr, transient=True) as progress:
+        task = progress.add_task("deploying", total=None)
+        result = run_chain(model, joined_shapes(input_shape), reparam, fuse, onnx_path, int8, int8_path, calib,
+                           not per_tensor, method, activations, opset, bench, force,
+                           progress=lambda message: progress.update(task, description=message))
+    for warning in result["warnings"]:
+        warn(warning)
+    if fmt is Format.json:
+        emit_json(result)
+        return
+    with page() as console:
+        _render(console, result)
+
+
+def _render(console, result: dict) -> None:
+    from deploylens.report.tables import human
+
+    shown = table(("step", "params", "MACs", "bytes (fused)", "max rel error vs original", "latency ms", "notes"),
+                  left=("step", "notes"))
+    for row in result["steps"]:
+        notes = []
+        if row.get("simplified_by"):
+            notes.append(f"simplified by {row['simplified_by']}")
+        if row.get("top1_agreement") is not None:
+            notes.append(f"top-1 agreement {row['top1_agreement'] * 100:.1f}%, cosine {row['cosine']:.4f}")
+        if row.get("path"):
+            notes.append(row["path"])
+        shown.add_row(row["step"], human(row["params"]), human(row["macs"]), human(row["bytes_fused"], "B"),
+                      f"{row['max_rel_error']:.2e}", "" if row["latency_ms"] is None else f"{row['latency_ms']:.3f}",
+                      "; ".join(notes))
+    console.print(shown)
+    if result["sensitivity"]:
+        worst = result["sensitivity"]["layers"][:5]
+        console.print("least accurate INT8 layers (SQNR, dB): " +
+                      ", ".join(f"{w['tensor']} {w['sqnr_db']:.1f}" for w in worst), markup=False, highlight=False)

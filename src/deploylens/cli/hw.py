@@ -1,0 +1,164 @@
+"""``deploylens hw``: the device catalog, this machine, and its calibration."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from deploylens.cli.app import Format, app, emit_json, emit_records, page, stderr, table, warn
+from deploylens.errors import UserError
+
+hw_app = typer.Typer(no_args_is_help=True, help="Hardware: the device catalog and this machine.")
+app.add_typer(hw_app, name="hw")
+
+
+@hw_app.command("list")
+def hw_list(fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv.")) -> None:
+    """Catalogued devices with their peaks, bandwidth and ridge point."""
+    from deploylens.hardware.spec import load_catalog
+
+    rows = []
+    for spec in load_catalog().values():
+        dtype = "fp32" if "fp32" in spec.peak else next(iter(spec.peak))
+        rows.append({"name": spec.name, "class": spec.device_class, "family": spec.family,
+                     **{f"peak_{d}_tflops": (spec.peak_flops(d) or 0) / 1e12 or None for d in ("fp32", "fp16", "int8")},
+                     "bandwidth_gbs": spec.bandwidth.value / 1e9 if spec.bandwidth else None,
+                     "ridge_point": spec.ridge_point(dtype), "ridge_dtype": dtype})
+    if emit_records(rows, fmt):
+        return
+    shown = table(("name", "class", "fp32 TFLOPS", "fp16 TFLOPS", "int8 TOPS", "GB/s", "ridge FLOP/B"),
+                  left=("name", "class"))
+
+    def cell(value, digits=1):
+        return "" if value is None else f"{value:.{digits}f}"
+
+    for r in rows:
+        shown.add_row(r["name"], r["class"], cell(r["peak_fp32_tflops"], 2), cell(r["peak_fp16_tflops"]),
+                      cell(r["peak_int8_tflops"]), cell(r["bandwidth_gbs"]),
+                      "" if r["ridge_point"] is None else f"{r['ridge_point']:.1f} ({r['ridge_dtype']})")
+    with page() as console:
+        console.print(shown)
+        console.print("every figure carries its source: deploylens hw show NAME", markup=False)
+
+
+@hw_app.command("show")
+def hw_show(name: str = typer.Argument(..., help="A catalog name, or 'this' for this machine."),
+            fmt: Format = typer.Option(Format.table, "--format", help="table or json.")) -> None:
+    """One device: every figure with its source, and the ridge point per dtype."""
+    from deploylens.hardware.local import this_cpu, this_gpu
+    from deploylens.hardware.spec import load_catalog
+
+    catalog = load_catalog()
+    lines = []
+    if name == "this":
+        spec = this_cpu()
+        gpu = this_gpu(catalog)
+        if gpu is not None:
+            lines.append(f"CUDA GPU: {gpu.name} (catalog entry: deploylens hw show {gpu.name})")
+    elif name in catalog:
+        spec = catalog[name]
+    else:
+        raise UserError(f"unknown device {name!r}; one of: this, {', '.join(sorted(catalog))}")
+    data = spec.to_dict()
+    if fmt is Format.json:
+        emit_json(data)
+        return
+    with page() as console:
+        for line in lines:
+            console.print(line, markup=False)
+        console.print(f"{spec.name}  ({spec.device_class}, {spec.family})  {spec.notes}", markup=False)
+        for dtype, figure in spec.peak.items():
+            ridge = spec.ridge_point(dtype)
+            console.print(f"  peak {dtype}: {figure.value / 1e12:.3f} T{'OPS' if dtype == 'int8' else 'FLOPS'} "
+                          f"[{figure.status}]  ridge {'' if ridge is None else f'{ridge:.1f} FLOP/byte'}  "
+                          f"source: {'; '.join(figure.sources)} {figure.note}", markup=False, highlight=False)
+        for label, figure, unit in (("bandwidth", spec.bandwidth, 1e9), ("memory", spec.memory, 1e9)):
+            if figure:
+                console.print(f"  {label}: {figure.value / unit:g} {'GB/s' if label == 'bandwidth' else 'GB'} "
+                              f"[{figure.status}]  source: {'; '.join(figure.sources)} {figure.note}",
+                              markup=False, highlight=False)
+
+
+@hw_app.command("calibrate")
+def hw_calibrate(
+    backend: str = typer.Option("torch", help="torch or onnxruntime."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Threads (default: torch's count)."),
+    device: str = typer.Option("cpu", help="cpu, or cuda (torch backend): this machine's GPU."),
+    dtype: str = typer.Option("fp32", help="fp32; on cuda also fp16 or bf16."),
+    rounds: Optional[int] = typer.Option(None, min=1, help="Passes over the cases; a case's time is the median of "
+                                                           "all its samples adjusted to the interference probe's "
+                                                           "quiet level (default: 3 on the CPU, 1 on a GPU)."),
+    combine: bool = typer.Option(False, "--combine", help="Combine with the profile already saved: every timing "
+                                 "the median of all the calibrations combined (repeat on a noisy machine)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Profile path (default: the per-user "
+                                                                      "calibration folder predict reads)."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Micro-benchmark each kernel class on this machine; save the calibrated profile."""
+    from pathlib import Path
+
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from deploylens.calibration import run as calibration
+
+    threads = threads or torch.get_num_threads()
+    expected = calibration.identity(device, backend, threads, dtype)
+    path = Path(output) if output else calibration.profile_path(backend, threads, device, dtype)
+    # the saved profile is read before the minutes of calibration, so a bad one fails at once
+    earlier = calibration.load(path) if combine and path.exists() else None
+    if earlier is not None:
+        calibration.check_combinable(earlier, expected)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=stderr, transient=True) as progress:
+        task = progress.add_task("calibrating", total=None)
+        profile = calibration.calibrate(backend, threads, rounds=rounds, device=device, dtype=dtype,
+                                        progress=lambda done, total, label: progress.update(
+            task, completed=done, total=total, description=f"calibrating: {label}"),
+                                        probe_level=calibration.known_probe_level(threads))
+    quiet_share = (profile.get("probe") or {}).get("quiet_share")
+    if quiet_share is not None and quiet_share < calibration.BUSY_QUIET_SHARE:
+        warn(f"the host was busy during this calibration (only {quiet_share:.0%} of its cases ran while the "
+             "interference probe was at its quiet speed): its times rest on the adjustment for interference; run it "
+             "again later with --combine")
+    if earlier is not None:
+        profile = calibration.combine(earlier, profile)
+    calibration.save(profile, path)
+    summary = {"path": str(path), "device": device, "gpu": expected["gpu"], "backend": backend, "threads": threads,
+               "dtype": dtype, "seconds": profile["seconds_taken"],
+               "overhead_us": profile["overhead_s"]["kernel"] * 1e6,
+               "call_overhead_us": profile["overhead_s"]["call"] * 1e6, "context_factor": profile["context_factor"],
+               "quiet_share": quiet_share,
+               "isa_peak_gflops": (profile.get("isa_peak_flops") or 0) / 1e9 or None,
+               "compute_ceiling_gflops": (profile.get("peak_flops") or 0) / 1e9 or None, "classes": {}}
+    for klass, points in profile["points"].items():
+        if not points:  # reorders: ONNX Runtime only
+            continue
+        compute = klass in calibration.COMPUTE_CLASSES
+        rates = [(p["flops"] if compute else p["bytes"]) / p["seconds"] for p in points]
+        summary["classes"][klass] = {"points": len(points), "unit": "GFLOP/s" if compute else "GB/s",
+                                     "best": max(rates) / 1e9, "median": sorted(rates)[len(rates) // 2] / 1e9}
+    if fmt is Format.json:
+        emit_json(summary)
+        return
+    with page() as console:
+        _render_calibration(console, summary)
+
+
+def _render_calibration(console, summary: dict) -> None:
+    where = f"{summary['gpu']} ({summary['dtype']})" if summary["device"] == "cuda" else f"{summary['threads']} threads"
+    console.print(f"calibrated {summary['backend']} on {where} in {summary['seconds']} s -> {summary['path']}",
+                  markup=False)
+    factors = ", ".join(f"{f:.2f}x at batch {b}" for b, f in summary["context_factor"].items())
+    console.print(f"  per-kernel overhead {summary['overhead_us']:.1f} us, per call {summary['call_overhead_us']:.1f} "
+                  f"us; kernels inside a network run {factors} of their isolated time", markup=False)
+    if summary["compute_ceiling_gflops"] and summary["isa_peak_gflops"]:
+        faster = summary["compute_ceiling_gflops"] / summary["isa_peak_gflops"]
+        console.print(f"  compute ceiling {summary['compute_ceiling_gflops']:.1f} GFLOP/s (the ISA's peak at the "
+                      f"nominal clock: {summary['isa_peak_gflops']:.1f}"
+                      + (f"; the fastest case ran {faster:.2f}x that: the cores ran above their nominal clock)"
+                         if faster > 1 else ")"), markup=False, highlight=False)
+    for klass, c in summary["classes"].items():
+        console.print(f"  {klass:15s} {c['points']:4d} points  best {c['best']:8.1f} {c['unit']}  "
+                      f"median {c['median']:8.1f} {c['unit']}", markup=False, highlight=False)

@@ -1,0 +1,84 @@
+"""``deploylens predict``: roofline latency per fused kernel on a device."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from deploylens.cli.app import (
+    MODEL_HELP,
+    OUTPUT_HELP,
+    SHAPE_HELP,
+    Format,
+    app,
+    emit_json,
+    joined_shapes,
+    page,
+    stderr,
+    table,
+    warn,
+)
+from deploylens.output import emit
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    target: str = typer.Option("this", help="A catalog device (deploylens hw list) or 'this' (calibrated)."),
+    backend: str = typer.Option("torch", help="torch or onnxruntime on 'this'."),
+    batch: int = typer.Option(1, min=1, help="Batch size."),
+    dtype: Optional[str] = typer.Option(None, help="float32 (default), float16, bfloat16 or int8."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Threads of the calibration on 'this'."),
+    device: str = typer.Option("cpu", help="On 'this': cpu, or cuda (this machine's GPU, calibrated)."),
+    input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
+    top: int = typer.Option(10, min=0, help="Slowest kernels to list (0: all)."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
+) -> None:
+    """Roofline latency per fused kernel: compute-, memory- or overhead-bound, and totals."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from deploylens.predict.api import predict as run_prediction
+    from deploylens.report.tables import to_csv
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), console=stderr, transient=True) as progress:
+        task = progress.add_task("predicting", total=None)
+        prediction = run_prediction(
+            model, target, backend, batch, dtype, joined_shapes(input_shape), threads,
+            progress=lambda done, total, label: progress.update(
+                task, completed=done, total=total, description=f"no calibration yet, calibrating: {label}"),
+            device=device)
+    for note in prediction.notes:
+        if note.startswith("incomplete"):
+            warn(note)
+    data = prediction.to_dict()
+    if fmt is Format.json:
+        emit_json(data, output)
+        return
+    if fmt is Format.csv:
+        emit(to_csv(data["kernels"]), output)
+        return
+    with page(output) as console:
+        _render(console, prediction, top)
+
+
+def _render(console, prediction, top: int) -> None:
+    t = prediction.totals
+    console.print(f"[bold]{prediction.model}[/] on {prediction.target} ({prediction.backend}), "
+                  f"batch {prediction.batch}, "
+                  f"{prediction.dtype}: [bold]{t['latency_ms']:.3f} ms[/]  ({t['throughput']:.1f} samples/s)  "
+                  f"kernels {t['kernels']}: {t['bound_counts']['compute']} compute-, {t['bound_counts']['memory']} "
+                  f"memory-, {t['bound_counts']['overhead']} overhead-bound  complete {t['complete']}")
+    by_share = sorted(prediction.share_by_kind.items(), key=lambda kv: -kv[1])
+    shares = ", ".join(f"{k} {v * 100:.1f}%" for k, v in by_share)
+    console.print(f"time by kind: {shares}", markup=False)
+    shown = table(("kernel", "class", "MFLOPs", "KB", "compute ms", "memory ms", "overhead ms", "time ms", "bound"),
+                  left=("kernel", "class", "bound"))
+    slowest = sorted(prediction.kernels, key=lambda k: -k.time_ms)
+    for k in slowest[:top] if top else slowest:
+        shown.add_row(k.name, k.kernel_class, f"{k.flops / 1e6:.2f}", f"{k.bytes / 1e3:.1f}", f"{k.compute_ms:.4f}",
+                      f"{k.memory_ms:.4f}", f"{k.overhead_ms:.4f}", f"{k.time_ms:.4f}", k.bound)
+    console.print(shown)
+    for note in prediction.notes:
+        console.print(f"note: {note}", markup=False)

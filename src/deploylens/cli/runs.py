@@ -1,0 +1,68 @@
+"""``deploylens runs``: the bench runs saved in the results store."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from deploylens.cli.app import STORE_HELP, Format, app, emit_json, page
+
+runs_app = typer.Typer(no_args_is_help=True, help="Stored bench runs: list, show, compare.")
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+def runs_list(store: Optional[str] = typer.Option(None, help=STORE_HELP),
+              fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """The most recent runs."""
+    from deploylens.bench.store import Store
+
+    rows = Store(store).runs()
+    if fmt is Format.json:
+        emit_json(rows)
+        return
+    with page() as console:
+        for row in rows:
+            console.print(f"{row['id']:5d}  {row['created']}  {row['status']:11s}  {row['measurements']:3d} "
+                          f"measurements  {row['model']}", markup=False, highlight=False)
+
+
+@runs_app.command("show")
+def runs_show(run_id: int = typer.Argument(...), store: Optional[str] = typer.Option(None, help=STORE_HELP),
+              fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """One run: arguments, environment and measurements."""
+    from deploylens.bench.store import Store
+
+    run = Store(store).run(run_id)
+    if fmt is Format.json:
+        emit_json(run)
+        return
+    with page() as console:
+        console.print(f"run {run['id']}  {run['created']}  {run['model']}  {run['status']}", markup=False)
+        for m in run["measurements"]:
+            console.print(f"  {m['backend']:14s} batch {m['batch']:4d}  p50 {m['p50_ms']:9.3f} ms  "
+                          f"{m['throughput']:9.1f} samples/s  {m['stop_reason']}", markup=False, highlight=False)
+
+
+@runs_app.command("compare")
+def runs_compare(baseline: int = typer.Argument(...), candidate: int = typer.Argument(...),
+                 store: Optional[str] = typer.Option(None, help=STORE_HELP),
+                 fail_above: Optional[float] = typer.Option(None, help="Exit 1 when a p50 ratio exceeds this "
+                                                                        "(e.g. 1.10: a 10% regression)."),
+                 fmt: Format = typer.Option(Format.table, "--format")) -> None:
+    """Candidate / baseline ratios of the median latency and throughput."""
+    from deploylens.bench.store import Store
+
+    result = Store(store).compare(baseline, candidate)
+    if fmt is Format.json:
+        emit_json(result)
+    else:
+        with page() as console:
+            console.print(f"run {candidate} vs {baseline} ({result['models'][1]} vs {result['models'][0]})",
+                          markup=False)
+            for row in result["rows"]:
+                console.print(f"  {row['backend']:14s} batch {row['batch']:4d}  p50 {row['baseline_p50_ms']:9.3f} -> "
+                              f"{row['p50_ms']:9.3f} ms  x{row['p50_ratio']:.3f}", markup=False, highlight=False)
+    if fail_above is not None and any(row["p50_ratio"] > fail_above for row in result["rows"]):
+        raise typer.Exit(1)
