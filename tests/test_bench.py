@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import statistics
 import sys
 from dataclasses import replace
 from types import SimpleNamespace
@@ -165,11 +166,14 @@ def test_backends_agree_and_are_measured(tmp_path):
     assert [(r.backend, r.batch) for r in results] == [("torch", 1), ("torch-compile", 1), ("onnxruntime", 1),
                                                          ("torch", 2), ("torch-compile", 2), ("onnxruntime", 2)]
     for r in results:
-        assert r.max_rel_error <= 1e-3
-        assert r.p50_ms > 0 and r.min_ms <= r.p50_ms <= r.p99_ms
+        # torch eager runs the very reference computation; the others agree far inside the
+        # 1e-3 tolerance (a bench over it raises before timing)
+        assert r.max_rel_error == 0.0 if r.backend == "torch" else r.max_rel_error < 1e-5
+        # the figures are those of the samples kept (one round: its samples)
+        assert r.p50_ms == pytest.approx(statistics.median(r.samples_ms)) and r.min_ms == min(r.samples_ms)
         assert r.throughput == pytest.approx(r.batch / r.p50_ms * 1e3)
         assert r.scenario == ("latency" if r.batch == 1 else "throughput")
-        assert r.cold_ms["load"] >= 0 and r.cold_ms["first_inference"] > 0
+        assert set(r.cold_ms) == {"load", "first_inference"}
         assert r.flops == r.batch * (2 * 8 * 27 * 256 + 2 * 8 * 4) + r.batch * (8 * 256 * 3 + 8 * 256 + 4 * 0)
     run = store.run(store.runs()[0]["id"])
     assert run["status"] == "complete" and len(run["measurements"]) == 6
@@ -208,7 +212,7 @@ def test_rounds_run_round_robin_and_keep_the_quietest(monkeypatch):
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino is an optional extra")
 def test_openvino_when_installed():
     result = bench(small_net(), ["openvino"], [1, 2], input_shape=(1, 3, 16, 16), rule=QUICK)
-    assert [r.batch for r in result] == [1, 2] and all(r.max_rel_error <= 1e-3 for r in result)
+    assert [r.batch for r in result] == [1, 2] and all(r.max_rel_error < 1e-4 for r in result)
 
 
 def test_module_factory_and_layers(tmp_path):
@@ -305,11 +309,11 @@ def test_bench_cli_json(monkeypatch, capsys, tmp_path):
 
 def test_bench_cli_probe_table_and_json(monkeypatch, capsys, tmp_path):
     from deploylens.cli import main
-    from deploylens.calibration import run as calibration
+    from deploylens.hardware import calibration_profile as calibration
 
     # a saved calibration of this CPU knew a quiet probe level of 1 us: the run measures against it
     monkeypatch.setenv("DEPLOYLENS_CALIBRATION_DIR", str(tmp_path))
-    saved = calibration.profile_path("torch", 1, directory=tmp_path)
+    saved = calibration.profile_path("torch", 1, folder=tmp_path)
     saved.write_text(json.dumps({"format": calibration.FORMAT, "probe": {"level_s": 1e-6}}))
     common = ["deploylens", "bench", "resnet18", "-i", "1,3,32,32", "--min-time", "0.05", "--max-time", "0.2",
               "--no-store", "--probe", "--threads", "1"]
@@ -420,6 +424,8 @@ def test_bench_with_a_probe_reports_the_quiet_samples():
     assert quiet["probe_level_ms"] == pytest.approx(probe.level() * 1e3) and quiet["tolerance"] == 0.1
     assert quiet["adjusted_p50_ms"] == pytest.approx(adjusted_median(result.samples_ms, result.probe_ms,
                                                                      probe.level() * 1e3, 0.45))
-    assert quiet["adjusted_p50_ms"] <= result.p50_ms
-    assert quiet["samples"] == round(quiet["share"] * len(result.samples_ms))
-    assert quiet["p50_ms"] is None or quiet["p50_ms"] > 0
+    assert quiet["adjusted_p50_ms"] <= result.p50_ms  # the adjustment only ever takes interference out
+    quiet_ones = quiet_samples(result.samples_ms, result.probe_ms, probe, probe.level() * 1e3)
+    assert quiet["samples"] == len(quiet_ones) and quiet["share"] == len(quiet_ones) / len(result.samples_ms)
+    expected = quiet_median(quiet_ones)
+    assert quiet["p50_ms"] == (None if expected is None else pytest.approx(expected))

@@ -158,3 +158,29 @@ def test_hw_calibrate_combine_takes_the_median_with_the_saved_profile(monkeypatc
     monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: pytest.fail("calibrated before refusing"))
     code, out, err = run(monkeypatch, capsys, "hw", "calibrate", "--threads", "2", "-o", str(path), "--combine")
     assert code == 2 and "differ in threads" in err and "Traceback" not in err
+
+
+def test_a_table_goes_to_the_output_file_like_json_and_csv(monkeypatch, capsys, tmp_path):
+    target = tmp_path / "kinds.txt"
+    code, out, err = run(monkeypatch, capsys, "analyze", "resnet18", "-i", "1,3,32,32", "--by", "kind", "-o",
+                         str(target))
+    assert code in (0, None) and out == ""
+    lines = target.read_text().splitlines()
+    assert lines[0] == "resnet18  (torch)  inputs [[1, 3, 32, 32]]  float32"
+    assert any(line.startswith("│ conv ") and " 20 │" in line for line in lines)
+
+
+def test_deploy_json_reports_every_step_checked(monkeypatch, capsys, tmp_path):
+    source = tmp_path / "net.py"
+    source.write_text("import torch.nn as nn\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 8, 3), "
+                      "nn.BatchNorm2d(8), nn.ReLU()).eval()\n")
+    exported = tmp_path / "net.onnx"
+    code, out, err = run(monkeypatch, capsys, "deploy", f"{source}:build", "-i", "1,3,16,16", "--fuse", "--onnx",
+                         str(exported), "--format", "json")
+    assert code in (0, None), err
+    steps = json.loads(out)["steps"]
+    assert [s["step"] for s in steps] == ["original", "fuse_bn", "export_onnx"]
+    # conv 3->8 3x3 on 14x14 outputs: 8 * 27 * 196 MACs, and 8 * 27 + 8 params once BN is folded in
+    assert [s["macs"] for s in steps] == [8 * 27 * 196] * 3 and steps[1]["params"] == 8 * 27 + 8
+    assert steps[0]["max_rel_error"] == 0.0 and all(s["max_rel_error"] < 1e-5 for s in steps[1:])
+    assert steps[2]["path"] == str(exported) and exported.exists()

@@ -10,10 +10,12 @@ import torch.nn as nn
 from deploylens import analyze
 from deploylens.bench.harness import bench
 from deploylens.bench.runner import StopRule
-from deploylens.calibration import run as calibration
+from deploylens.calibration import calibrate
+from deploylens.calibration.sessions import _cuda_graph
+from deploylens.dtypes import analysis_name
 from deploylens.hardware.local import this_gpu
 from deploylens.hardware.spec import load_catalog
-from deploylens.predict.api import predict, predict_profile
+from deploylens.predict import predict, predict_profile
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible")
 QUICK = StopRule(warmup_iters=2, warmup_time=0.01, min_iters=5, min_time=0.05, max_time=0.3)
@@ -53,7 +55,7 @@ class Recorder(nn.Module):
 
 def test_a_cuda_graph_replays_the_model():
     model, x = Recorder().cuda().eval(), torch.randn(2, 32, 16, 16, device="cuda")
-    replay = calibration._cuda_graph(model, [x])
+    replay = _cuda_graph(model, [x])
     for _ in range(2):  # a new input in the captured buffer: the replay computes it again
         x.copy_(torch.randn_like(x))
         with torch.no_grad():
@@ -66,19 +68,22 @@ def test_a_cuda_graph_replays_the_model():
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_gpu_calibration_runs_and_predicts(dtype):
-    profile = calibration.calibrate("torch", threads=1, max_flops=2e7, device="cuda", dtype=dtype)
-    assert profile["device"] == "cuda" and profile["dtype"] == dtype and profile["vector_lanes"] == 8
-    assert profile["machine"]["gpu"] == torch.cuda.get_device_name(0)
-    assert profile["overhead_s"]["in_points"] == 0.0 and profile["overhead_s"]["kernel"] > 0
+    profile = calibrate("torch", threads=1, max_flops=2e7, device="cuda", dtype=dtype, budget_s=20,
+                        styles=("residual", "separable"))
+    assert (profile.device, profile.dtype, profile.vector_lanes, profile.budget_s) == ("cuda", dtype, 8, 20)
+    assert profile.machine.gpu == torch.cuda.get_device_name(0) and profile.probe is None
+    assert profile.overhead_s.in_points == 0.0 and profile.overhead_s.kernel > 0
+    assert profile.peak_flops is None  # TF32 and fp16 tensor cores run above the fp32 peak: no ceiling
     # every point: the GPU's time of a graph replay, and the CPU's launch cost per eager op
-    assert all(p["seconds"] > 0 and p["launch_per_op_s"] > 0 for points in profile["points"].values() for p in points)
-    assert {p["geometry"]["pixels"] for p in profile["points"]["conv_pointwise"]} & {16 * 7 * 7}  # batched cases
-    prediction = predict("mobilenet_v2_050", "this", batch=4, dtype=calibration.analysis_dtype(dtype),
+    points = [p for points in profile.points.values() for p in points]
+    assert points and all(p.seconds > 0 and p.launch_per_op_s > 0 for p in points)
+    assert {p.geometry["pixels"] for p in profile.points["conv_pointwise"]} & {16 * 7 * 7}  # batched cases
+    assert set(profile.context_factor) == {"1", "8"}
+    prediction = predict("mobilenet_v2_050", "this", batch=4, dtype=analysis_name(dtype),
                          input_shape=(1, 3, 96, 96), calibration=profile)
     assert prediction.totals["latency_ms"] > 0 and prediction.totals["complete"]
     # overlapped: the total is below the serial sum of launches and kernels
     serial = sum(k.overhead_ms + max(k.compute_ms, k.memory_ms) for k in prediction.kernels)
     assert prediction.totals["latency_ms"] - prediction.totals["call_overhead_ms"] <= serial + 1e-9
-    one = predict_profile(analyze(conv_unit(), (1, 32, 56, 56), calibration.analysis_dtype(dtype)), "this", None,
-                          profile, "torch", 1)
+    one = predict_profile(analyze(conv_unit(), (1, 32, 56, 56), analysis_name(dtype)), profile)
     assert one.kernels[0].kernel_class == "conv_dense"

@@ -129,8 +129,13 @@ def small_onnx(tmp_path):
 
 def test_export_checks_onnxruntime_against_torch(small_onnx):
     path, report = small_onnx
-    assert path.exists() and report.max_rel_error < 1e-4 and report.nodes > 0
+    # far inside the 1e-4 tolerance over which the export is refused
+    assert path.exists() and report.max_rel_error < 1e-5
     onnx.checker.check_model(str(path))
+    # the exporter folds the BatchNorm into the first conv
+    assert [n.op_type for n in onnx.load(str(path)).graph.node] == ["Conv", "Relu", "Conv", "Relu",
+                                                                    "GlobalAveragePool", "Flatten", "Gemm"]
+    assert report.nodes == 7
 
 
 def test_quantize_per_channel_and_per_tensor_with_sensitivity(small_onnx, tmp_path):
@@ -145,7 +150,7 @@ def test_quantize_per_channel_and_per_tensor_with_sensitivity(small_onnx, tmp_pa
         assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
         results[per_channel] = sensitivity(path, out, data)
     for report in results.values():
-        assert report.samples == 16 and 0.0 <= report.top1_agreement <= 1.0
+        assert report.samples == 16 and report.top1_agreement >= 0.9
         assert report.cosine_similarity > 0.9 and report.layers
         assert all(0 < row["sqnr_db"] < 100 for row in report.layers)
         assert [row["sqnr_db"] for row in report.layers] == sorted(row["sqnr_db"] for row in report.layers)

@@ -39,18 +39,24 @@ def _one(output: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     return worst, worst / scale
 
 
-def output_error(outputs: Sequence[Any], reference: Sequence[Any]) -> OutputError:
-    """How far ``outputs`` are from ``reference`` (lists of arrays or tensors, in order):
-    per output, max |difference| and that relative to the output's max |reference|; the
-    worst of each over all outputs. A different count or shape of outputs is an infinite
-    error, and so is a NaN where the reference has a number."""
+def _listed(outputs: Any) -> list:
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def output_error(outputs: Any, reference: Any) -> OutputError:
+    """How far ``outputs`` are from ``reference`` (each a model's outputs: an array or
+    tensor, or a list or tuple of them, in order): per output, max |difference| and that
+    relative to the output's max |reference|; the worst of each over all outputs. A
+    different count or shape of outputs is an infinite error, and so is a NaN where the
+    reference has a number."""
+    outputs, reference = _listed(outputs), _listed(reference)
     if len(outputs) != len(reference):
         return OutputError(float("inf"), float("inf"))
     pairs = [_one(_array(o), _array(r)) for o, r in zip(outputs, reference)]
     return OutputError(max((a for a, _ in pairs), default=0.0), max((r for _, r in pairs), default=0.0))
 
 
-def max_relative_error(outputs: Sequence[Any], reference: Sequence[Any]) -> float:
+def max_relative_error(outputs: Any, reference: Any) -> float:
     """:func:`output_error`'s relative figure."""
     return output_error(outputs, reference).max_rel
 

@@ -133,11 +133,10 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
             if is_torch:
                 try:
                     with torch.inference_mode():
-                        reference = [o for o in _as_list(built.float().eval()(*inputs))]
+                        reference = built.float().eval()(*inputs)
                 except Exception as error:  # noqa: BLE001 - the model's own error
                     raise UserError(f"the model rejects batch {batch} with input shapes "
                                     f"{[list(x.shape) for x in inputs]}: {first_line(error)}") from error
-                reference = [r.detach().float().numpy() for r in reference]
             for backend in chosen:
                 progress(f"preparing {backend.name} batch {batch}")
                 if backend.needs_torch_model:
@@ -243,10 +242,6 @@ def quiet_figures(timings: list[Timing], probe: InterferenceProbe) -> dict:
             "share": len(quiet) / len(samples),
             "adjusted_p50_ms": adjusted_median(samples, readings, level, probe.exponent) * 1e3,
             "probe_level_ms": level * 1e3, "tolerance": probe.tolerance, "exponent": probe.exponent}
-
-
-def _as_list(outputs: Any) -> list:
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 def _measurement(model: str, backend: str, device: str, dtype: str, batch: int, threads: int, timing, session,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from deploylens.bench.interference import INTERVAL_S, InterferenceProbe, adjusted
-from deploylens.bench.stats import Summary, Timing, summarize
+from deploylens.bench.stats import Timing, summarize
 
 # a timed sample spans at least this long, so the timer's own cost stays negligible
 BLOCK_TARGET_S = 2e-3

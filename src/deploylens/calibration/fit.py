@@ -65,10 +65,11 @@ def context_fit(profile: CalibrationProfile, batch: int, rounds: int = 4,
         extra = ([] if profile.backend != "onnxruntime" else added[name] if added and name in added
                  else added_kernels(model, [shape], profile.threads))
         networks.append((profile.fixed_s[name], analysis, kernels_to_run(analysis, profile, profile.backend, extra)))
+    trial = copy.copy(profile)  # the profile itself keeps its figures: each round predicts from a trial factor
     factor, per_kernel = 1.0, 0.0
     for _ in range(rounds):
-        profile.context_factor, profile.context_kernel_s = {str(batch): factor}, {}
-        predicted = [predict_profile(analysis, profile, profile.backend, batch, kernels).totals
+        trial.context_factor, trial.context_kernel_s = {str(batch): factor}, {}
+        predicted = [predict_profile(analysis, trial, profile.backend, batch, kernels).totals
                      for _, analysis, kernels in networks]
         correction, per_kernel = fit_context([(measured, p["latency_ms"] / 1e3, p["kernels"])
                                               for (measured, _, _), p in zip(networks, predicted)],

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from deploylens.dtypes import torch_dtype
+from deploylens.hardware.calibration_profile import Overheads
 from deploylens.kernels.onnxruntime_graph import nchwc_reorders
 from deploylens.onnx_runtime import export_for_runtime, session
 
@@ -34,11 +35,11 @@ def launch_seconds(run: Callable[[], object], sync: Callable[[], None], calls: i
     return statistics.median(means)
 
 
-def launch_per_op(call_seconds: float, ops: int, overheads: dict[str, float]) -> float:
+def launch_per_op(call_seconds: float, ops: int, overheads: Overheads) -> float:
     """A case's launch cost per eager op, from the host time of one call of its ``ops`` ops:
-    the call's own cost (``overheads["call"]``) is paid once per inference, not per op, and
-    no op launches for less than an element-wise op in a chain (``overheads["kernel"]``)."""
-    return max((call_seconds - overheads["call"]) / max(ops, 1), overheads["kernel"])
+    the call's own cost (``overheads.call``) is paid once per inference, not per op, and
+    no op launches for less than an element-wise op in a chain (``overheads.kernel``)."""
+    return max((call_seconds - overheads.call) / max(ops, 1), overheads.kernel)
 
 
 def _cuda_graph(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], None]:

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from deploylens.cli.app import MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, Format, app, emit_json, joined_shapes, page, warn
+from deploylens.cli.app import MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, Format, app, joined_shapes, page, show, warn
 from deploylens.output import emit
 
 CONVENTIONS = """
@@ -92,13 +92,12 @@ def crosscheck(
     from deploylens.analysis.crosscheck import crosscheck as compare
 
     shapes = joined_shapes(input_shape)
-    result = compare(run_analysis(model, shapes), run_analysis(onnx_file, shapes))
-    if fmt is Format.json:
-        emit_json(result)
-        return
-    with page() as console:
-        for key, value in result.items():
-            if key != "explanations":
-                console.print(f"{key}: {value}", markup=False, highlight=False)
-        for line in result["explanations"]:
-            console.print(f"note: {line}", markup=False, highlight=False)
+    show(compare(run_analysis(model, shapes), run_analysis(onnx_file, shapes)), fmt, _render_crosscheck)
+
+
+def _render_crosscheck(console, result: dict) -> None:
+    for key, value in result.items():
+        if key != "explanations":
+            console.print(f"{key}: {value}", markup=False, highlight=False)
+    for line in result["explanations"]:
+        console.print(f"note: {line}", markup=False, highlight=False)

@@ -9,7 +9,7 @@ import os
 import sys
 from contextlib import contextmanager
 from enum import Enum
-from typing import Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -73,6 +73,16 @@ def page(output: Optional[str] = None) -> Iterator[Console]:
     with console.capture() as captured:
         yield console
     emit(captured.get(), output)
+
+
+def show(data: Any, fmt: Format, render: Callable[[Console, Any], None], output: Optional[str] = None) -> None:
+    """``data`` as JSON when that is the format asked, else the human view that
+    ``render(console, data)`` prints: either way through the one writer."""
+    if fmt is Format.json:
+        emit_json(data, output)
+        return
+    with page(output) as console:
+        render(console, data)
 
 
 def table(columns: tuple[str, ...], left: tuple[str, ...]):

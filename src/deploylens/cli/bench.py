@@ -65,7 +65,7 @@ def bench(
     from deploylens.bench.interference import InterferenceProbe
     from deploylens.bench.runner import StopRule
     from deploylens.bench.store import Store
-    from deploylens.calibration.run import known_probe_level
+    from deploylens.hardware.calibration_profile import known_probe_level
     from deploylens.report.tables import to_csv
 
     if min_time > max_time:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from deploylens.cli.app import SHAPE_HELP, Format, app, emit_json, joined_shapes, page, stderr, table, warn
+from deploylens.cli.app import SHAPE_HELP, Format, app, joined_shapes, show, stderr, table, warn
 from deploylens.errors import UserError
 
 
@@ -42,11 +42,7 @@ def deploy(
                            progress=lambda message: progress.update(task, description=message))
     for warning in result["warnings"]:
         warn(warning)
-    if fmt is Format.json:
-        emit_json(result)
-        return
-    with page() as console:
-        _render(console, result)
+    show(result, fmt, _render)
 
 
 def _render(console, result: dict) -> None:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deploylens.cli.app import Format, app, emit_json, emit_records, page, stderr, table, warn
+from deploylens.cli.app import Format, app, emit_records, page, show, stderr, table, warn
 from deploylens.errors import UserError
 
 hw_app = typer.Typer(no_args_is_help=True, help="Hardware: the device catalog and this machine.")
@@ -60,24 +60,27 @@ def hw_show(name: str = typer.Argument(..., help="A catalog name, or 'this' for 
         spec = catalog[name]
     else:
         raise UserError(f"unknown device {name!r}; one of: this, {', '.join(sorted(catalog))}")
-    data = spec.to_dict()
-    if fmt is Format.json:
-        emit_json(data)
-        return
-    with page() as console:
+
+    def render(console, _data) -> None:
         for line in lines:
             console.print(line, markup=False)
-        console.print(f"{spec.name}  ({spec.device_class}, {spec.family})  {spec.notes}", markup=False)
-        for dtype, figure in spec.peak.items():
-            ridge = spec.ridge_point(dtype)
-            console.print(f"  peak {dtype}: {figure.value / 1e12:.3f} T{'OPS' if dtype == 'int8' else 'FLOPS'} "
-                          f"[{figure.status}]  ridge {'' if ridge is None else f'{ridge:.1f} FLOP/byte'}  "
-                          f"source: {'; '.join(figure.sources)} {figure.note}", markup=False, highlight=False)
-        for label, figure, unit in (("bandwidth", spec.bandwidth, 1e9), ("memory", spec.memory, 1e9)):
-            if figure:
-                console.print(f"  {label}: {figure.value / unit:g} {'GB/s' if label == 'bandwidth' else 'GB'} "
-                              f"[{figure.status}]  source: {'; '.join(figure.sources)} {figure.note}",
-                              markup=False, highlight=False)
+        _render_spec(console, spec)
+
+    show(spec.to_dict(), fmt, render)
+
+
+def _render_spec(console, spec) -> None:
+    console.print(f"{spec.name}  ({spec.device_class}, {spec.family})  {spec.notes}", markup=False)
+    for dtype, figure in spec.peak.items():
+        ridge = spec.ridge_point(dtype)
+        console.print(f"  peak {dtype}: {figure.value / 1e12:.3f} T{'OPS' if dtype == 'int8' else 'FLOPS'} "
+                      f"[{figure.status}]  ridge {'' if ridge is None else f'{ridge:.1f} FLOP/byte'}  "
+                      f"source: {'; '.join(figure.sources)} {figure.note}", markup=False, highlight=False)
+    for label, figure, unit in (("bandwidth", spec.bandwidth, 1e9), ("memory", spec.memory, 1e9)):
+        if figure:
+            console.print(f"  {label}: {figure.value / unit:g} {'GB/s' if label == 'bandwidth' else 'GB'} "
+                          f"[{figure.status}]  source: {'; '.join(figure.sources)} {figure.note}",
+                          markup=False, highlight=False)
 
 
 @hw_app.command("calibrate")
@@ -139,11 +142,7 @@ def hw_calibrate(
         rates = [(p["flops"] if compute else p["bytes"]) / p["seconds"] for p in points]
         summary["classes"][klass] = {"points": len(points), "unit": "GFLOP/s" if compute else "GB/s",
                                      "best": max(rates) / 1e9, "median": sorted(rates)[len(rates) // 2] / 1e9}
-    if fmt is Format.json:
-        emit_json(summary)
-        return
-    with page() as console:
-        _render_calibration(console, summary)
+    show(summary, fmt, _render_calibration)
 
 
 def _render_calibration(console, summary: dict) -> None:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deploylens.cli.app import Format, app, csv_list, emit_json, page, stderr, table
+from deploylens.cli.app import Format, app, csv_list, show, stderr, table
 
 
 @app.command("recommend")
@@ -28,11 +28,7 @@ def recommend_command(
         result = recommend(target, budget_ms, measure, csv_list(models) if models else None,
                            progress=lambda done, total, name: progress.update(task, completed=done, total=total,
                                                                               description=f"ranking: {name}"))
-    if fmt is Format.json:
-        emit_json(result)
-        return
-    with page() as console:
-        _render(console, result)
+    show(result, fmt, _render)
 
 
 def _render(console, result: dict) -> None:

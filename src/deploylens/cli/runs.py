@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deploylens.cli.app import STORE_HELP, Format, app, emit_json, page
+from deploylens.cli.app import STORE_HELP, Format, app, show
 
 runs_app = typer.Typer(no_args_is_help=True, help="Stored bench runs: list, show, compare.")
 app.add_typer(runs_app, name="runs")
@@ -18,14 +18,13 @@ def runs_list(store: Optional[str] = typer.Option(None, help=STORE_HELP),
     """The most recent runs."""
     from deploylens.bench.store import Store
 
-    rows = Store(store).runs()
-    if fmt is Format.json:
-        emit_json(rows)
-        return
-    with page() as console:
-        for row in rows:
-            console.print(f"{row['id']:5d}  {row['created']}  {row['status']:11s}  {row['measurements']:3d} "
-                          f"measurements  {row['model']}", markup=False, highlight=False)
+    show(Store(store).runs(), fmt, _render_runs)
+
+
+def _render_runs(console, rows: list[dict]) -> None:
+    for row in rows:
+        console.print(f"{row['id']:5d}  {row['created']}  {row['status']:11s}  {row['measurements']:3d} measurements  "
+                      f"{row['model']}", markup=False, highlight=False)
 
 
 @runs_app.command("show")
@@ -34,15 +33,14 @@ def runs_show(run_id: int = typer.Argument(...), store: Optional[str] = typer.Op
     """One run: arguments, environment and measurements."""
     from deploylens.bench.store import Store
 
-    run = Store(store).run(run_id)
-    if fmt is Format.json:
-        emit_json(run)
-        return
-    with page() as console:
-        console.print(f"run {run['id']}  {run['created']}  {run['model']}  {run['status']}", markup=False)
-        for m in run["measurements"]:
-            console.print(f"  {m['backend']:14s} batch {m['batch']:4d}  p50 {m['p50_ms']:9.3f} ms  "
-                          f"{m['throughput']:9.1f} samples/s  {m['stop_reason']}", markup=False, highlight=False)
+    show(Store(store).run(run_id), fmt, _render_run)
+
+
+def _render_run(console, run: dict) -> None:
+    console.print(f"run {run['id']}  {run['created']}  {run['model']}  {run['status']}", markup=False)
+    for m in run["measurements"]:
+        console.print(f"  {m['backend']:14s} batch {m['batch']:4d}  p50 {m['p50_ms']:9.3f} ms  "
+                      f"{m['throughput']:9.1f} samples/s  {m['stop_reason']}", markup=False, highlight=False)
 
 
 @runs_app.command("compare")
@@ -55,14 +53,13 @@ def runs_compare(baseline: int = typer.Argument(...), candidate: int = typer.Arg
     from deploylens.bench.store import Store
 
     result = Store(store).compare(baseline, candidate)
-    if fmt is Format.json:
-        emit_json(result)
-    else:
-        with page() as console:
-            console.print(f"run {candidate} vs {baseline} ({result['models'][1]} vs {result['models'][0]})",
-                          markup=False)
-            for row in result["rows"]:
-                console.print(f"  {row['backend']:14s} batch {row['batch']:4d}  p50 {row['baseline_p50_ms']:9.3f} -> "
-                              f"{row['p50_ms']:9.3f} ms  x{row['p50_ratio']:.3f}", markup=False, highlight=False)
+
+    def render(console, _result) -> None:
+        console.print(f"run {candidate} vs {baseline} ({result['models'][1]} vs {result['models'][0]})", markup=False)
+        for row in result["rows"]:
+            console.print(f"  {row['backend']:14s} batch {row['batch']:4d}  p50 {row['baseline_p50_ms']:9.3f} -> "
+                          f"{row['p50_ms']:9.3f} ms  x{row['p50_ratio']:.3f}", markup=False, highlight=False)
+
+    show(result, fmt, render)
     if fail_above is not None and any(row["p50_ratio"] > fail_above for row in result["rows"]):
         raise typer.Exit(1)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deploylens.cli.app import OUTPUT_HELP, Format, app, emit_json, emit_records, page, stderr, table
+from deploylens.cli.app import OUTPUT_HELP, Format, app, emit_records, page, show, stderr, table
 from deploylens.errors import UserError
 
 zoo_app = typer.Typer(no_args_is_help=True, help="The built-in architectures, with published figures.")
@@ -68,13 +68,13 @@ def zoo_show(
     record = compare(name)
     profile = run_analysis(name)
     stages = profile.by_module(1)
-    if fmt is Format.json:
-        emit_json({**record, "modules": stages})
-        return
-    with page() as console:
+
+    def render(console, _data) -> None:
         for key, value in record.items():
             console.print(f"{key}: {value}", markup=False, highlight=False)
         console.print(f"\n{zoo.variant(name).build.__module__}: top-level modules", markup=False)
         for module, sums in stages.items():
             console.print(f"  {module:12s} layers {sums['layers']:4d}  params {human(sums['params']):>9s}  "
                           f"MACs {human(sums['macs']):>9s}", markup=False)
+
+    show({**record, "modules": stages}, fmt, render)

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
-from deploylens.deploy.onnx_steps import export_onnx, quantize, sensitivity
-from deploylens.deploy.transforms import check_equivalence, default_inputs, fuse_bn, reparameterize
+from deploylens.deploy.onnx_steps import export_onnx, onnx_outputs, quantize, sensitivity
+from deploylens.deploy.transforms import check_equivalence, fuse_bn, reparameterize
 from deploylens.errors import UserError
+from deploylens.numerics import example_inputs, max_relative_error
 
 
 def _row(step: str, subject: Any, input_shape: tuple[int, ...], error: float | None, latency: Callable | None,
@@ -23,14 +23,6 @@ def _row(step: str, subject: Any, input_shape: tuple[int, ...], error: float | N
             "max_rel_error": error, "latency_ms": latency(subject) if latency else None, **extra}
 
 
-def _onnx_error(path: str, x: torch.Tensor, reference: np.ndarray) -> float:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    out = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    return float(np.abs(out - reference).max() / max(float(np.abs(reference).max()), 1e-12))
-
-
 def run_chain(model: Any, input_shape: Any = None, reparam: bool = False, fuse: bool = False,
               onnx_path: str | None = None, int8: bool = False, int8_path: str | None = None, calib: Any = None,
               per_channel: bool = True, method: str = "minmax", activations: str = "uint8", opset: int = 17,
@@ -38,20 +30,15 @@ def run_chain(model: Any, input_shape: Any = None, reparam: bool = False, fuse: 
               force: bool = False, progress: Callable[[str], None] = lambda message: None) -> dict:
     """Run the requested steps on ``model`` (any form ``analyze`` takes that is a PyTorch
     model); returns {"steps": [...], "sensitivity": ..., "warnings": [...]}."""
-    from deploylens.capture.loader import parse_input_shapes, resolve_model
+    from deploylens.capture.loader import default_input_specs, parse_input_shapes, resolve_model
 
     built, _ = resolve_model(model)
     if not isinstance(built, torch.nn.Module):
         raise UserError("deploy starts from a PyTorch model (zoo name, package.module:factory or file.py:factory)")
     if int8 and not onnx_path:
         raise UserError("--int8 quantizes the ONNX export: give --onnx PATH too")
-    if input_shape is None:
-        from deploylens import zoo
-
-        resolution = zoo.resolution_of(model) if isinstance(model, str) else None
-        input_shape = (1, 3, resolution or 224, resolution or 224)
-    shape = parse_input_shapes(input_shape)[0][0]
-    inputs = default_inputs(built, [shape])
+    shape = (parse_input_shapes(input_shape) or default_input_specs(model, built))[0][0]
+    inputs = example_inputs([(shape, "float")])
     with torch.inference_mode():
         reference = built.eval()(*inputs)
     latency = (lambda subject: _latency(subject, shape)) if bench else None
@@ -71,16 +58,17 @@ def run_chain(model: Any, input_shape: Any = None, reparam: bool = False, fuse: 
     if onnx_path:
         progress("exporting to ONNX")
         report = export_onnx(current, onnx_path, tuple(shape), opset=opset, force=force)
-        steps.append(_row("export_onnx", onnx_path, shape, _onnx_error(onnx_path, inputs[0], reference.numpy()),
-                          latency, simplified_by=report.simplified_by, path=report.path))
+        steps.append(_row("export_onnx", onnx_path, shape,
+                          max_relative_error(onnx_outputs(onnx_path, inputs[0]), reference), latency,
+                          simplified_by=report.simplified_by, path=report.path))
     if int8:
         progress("quantizing to INT8")
         out = int8_path or str(Path(onnx_path).with_suffix(".int8.onnx"))
         result["warnings"] += quantize(onnx_path, out, calib, per_channel, method, activations=activations)
         report = sensitivity(onnx_path, out, calib)
         result["sensitivity"] = report.to_dict()
-        steps.append(_row("quantize_int8", out, shape, _onnx_error(out, inputs[0], reference.numpy()), latency,
-                          path=out, top1_agreement=report.top1_agreement, cosine=report.cosine_similarity))
+        steps.append(_row("quantize_int8", out, shape, max_relative_error(onnx_outputs(out, inputs[0]), reference),
+                          latency, path=out, top1_agreement=report.top1_agreement, cosine=report.cosine_similarity))
     return result
 
 

@@ -19,7 +19,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from deploylens.capture.loader import DEFAULT_IMAGE_SHAPE
 from deploylens.errors import UserError, first_line
+from deploylens.numerics import example_inputs, output_error
+from deploylens.onnx_runtime import session as onnxruntime_session
 
 EXPORT_TOLERANCE = 1e-4
 
@@ -34,23 +37,11 @@ class ExportReport:
     nodes: int
 
 
-def _session(path: str):
-    import onnxruntime as ort
-
-    ort.set_default_logger_severity(3)  # graph-cleanup warnings are not the user's concern
-    try:
-        return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types
-        raise UserError(f"onnxruntime cannot load {path}: {first_line(error)}") from error
-
-
-def _errors(reference: list[np.ndarray], outputs: list[np.ndarray]) -> tuple[float, float]:
-    worst_abs = worst_rel = 0.0
-    for ref, out in zip(reference, outputs):
-        diff = float(np.abs(ref - out).max())
-        worst_abs = max(worst_abs, diff)
-        worst_rel = max(worst_rel, diff / max(float(np.abs(ref).max()), 1e-12))
-    return worst_abs, worst_rel
+def onnx_outputs(path: str | os.PathLike, x: torch.Tensor) -> list[np.ndarray]:
+    """The outputs of the ONNX model at ``path`` on its one input ``x`` (graph-cleanup
+    warnings are not the user's concern: errors only are logged)."""
+    session = onnxruntime_session(path, quiet=True)
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})
 
 
 def _simplify(path: str) -> str | None:
@@ -65,7 +56,7 @@ def _simplify(path: str) -> str | None:
     return "onnxslim"
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...] = (1, 3, 224, 224),
+def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...] = DEFAULT_IMAGE_SHAPE,
                 opset: int = 17, dynamic_batch: bool = False, simplify: bool = True,
                 force: bool = False) -> ExportReport:
     """Export ``model`` to ONNX, simplify it where a maintained tool is installed, run it
@@ -73,10 +64,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
     import onnx
 
     path = Path(path)
-    x = torch.randn(input_shape, generator=torch.Generator().manual_seed(0))
+    [x] = example_inputs([(tuple(input_shape), "float")])
     model = model.eval()
     with torch.inference_mode():
-        reference = [o.numpy() for o in _as_list(model(x))]
+        reference = model(x)
     with tempfile.TemporaryDirectory(dir=path.parent if path.parent.exists() else None) as workdir:
         staged = os.path.join(workdir, path.name)
         try:
@@ -87,20 +78,14 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
         except Exception as error:  # noqa: BLE001 - the exporter's error, in one line
             raise UserError(f"ONNX export failed: {first_line(error)}") from error
         simplified_by = _simplify(staged) if simplify else None
-        session = _session(staged)
-        outputs = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-        max_abs, max_rel = _errors(reference, outputs)
-        if max_rel > EXPORT_TOLERANCE and not force:
-            raise UserError(f"the ONNX export differs from torch by {max_rel:.2e} (relative, tolerance "
+        error = output_error(onnx_outputs(staged, x), reference)
+        if error.max_rel > EXPORT_TOLERANCE and not force:
+            raise UserError(f"the ONNX export differs from torch by {error.max_rel:.2e} (relative, tolerance "
                             f"{EXPORT_TOLERANCE:.0e}): not written (use --force)")
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(staged, path)
     nodes = len(onnx.load(str(path), load_external_data=False).graph.node)
-    return ExportReport(str(path), opset, simplified_by, max_abs, max_rel, nodes)
-
-
-def _as_list(outputs: Any) -> list:
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    return ExportReport(str(path), opset, simplified_by, error.max_abs, error.max_rel, nodes)
 
 
 # --- calibration data ----------------------------------------------------------------------
@@ -184,7 +169,7 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any
     activation_types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
     if activations not in activation_types:
         raise UserError(f"activation type {activations!r}: uint8 or int8")
-    session = _session(str(onnx_in))
+    session = onnxruntime_session(str(onnx_in), quiet=True)
     first = session.get_inputs()[0]
     shape = tuple(d if isinstance(d, int) else 1 for d in first.shape)
     data, notes = calibration_data(calib, shape, samples)
@@ -207,7 +192,7 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any
             raise UserError(f"quantization failed: {first_line(error)}") from error
         finally:
             logging.getLogger().setLevel(root_level)
-        _session(staged)  # must load before it is written
+        onnxruntime_session(staged, quiet=True)  # must load before it is written
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(staged, out)
     return notes
@@ -257,7 +242,7 @@ def sensitivity(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike, data
     import onnx
 
     fp32_onnx, int8_onnx = str(fp32_onnx), str(int8_onnx)
-    session = _session(fp32_onnx)
+    session = onnxruntime_session(fp32_onnx, quiet=True)
     first = session.get_inputs()[0]
     shape = tuple(d if isinstance(d, int) else 1 for d in first.shape)
     inputs, notes = calibration_data(data, shape, samples)
@@ -283,8 +268,8 @@ def sensitivity(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike, data
     int8_names = [dequantized_as.get(quantized_as.get(n, ""), n) for n in names]
     output_name = session.get_outputs()[0].name
     with tempfile.TemporaryDirectory() as workdir:
-        reference = _session(_with_intermediate_outputs(fp32_onnx, names, workdir))
-        quantized = _session(_with_intermediate_outputs(int8_onnx, int8_names, workdir))
+        reference = onnxruntime_session(_with_intermediate_outputs(fp32_onnx, names, workdir), quiet=True)
+        quantized = onnxruntime_session(_with_intermediate_outputs(int8_onnx, int8_names, workdir), quiet=True)
         ref_runs = [reference.run([output_name] + names, {first.name: inputs[i:i + 1]}) for i in range(len(inputs))]
         q_runs = [quantized.run([output_name] + int8_names, {first.name: inputs[i:i + 1]})
                   for i in range(len(inputs))]

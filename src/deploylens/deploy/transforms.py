@@ -13,8 +13,10 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from deploylens.errors import UserError
 from deploylens.capture.ir import FREE_OPS
+from deploylens.capture.loader import default_input_specs, parse_input_shapes
+from deploylens.errors import UserError
+from deploylens.numerics import example_inputs, output_error
 from deploylens.zoo.reparam import fold_bn
 from deploylens.zoo.reparam import reparameterize as fold_rep_branches
 
@@ -32,15 +34,8 @@ def check_equivalence(reference: nn.Module, transformed: nn.Module, inputs: list
                       tolerance: float = TOLERANCE) -> Check:
     """Outputs of both modules on the same inputs (eval mode)."""
     with torch.inference_mode():
-        expected = reference.eval()(*inputs)
-        actual = transformed.eval()(*inputs)
-    pairs = zip(*(o if isinstance(o, (list, tuple)) else [o] for o in (expected, actual)))
-    worst_abs = worst_rel = 0.0
-    for e, a in pairs:
-        diff = float((e.float() - a.float()).abs().max())
-        worst_abs = max(worst_abs, diff)
-        worst_rel = max(worst_rel, diff / max(float(e.abs().max()), 1e-12))
-    return Check(worst_abs, worst_rel, worst_rel <= tolerance)
+        error = output_error(transformed.eval()(*inputs), reference.eval()(*inputs))
+    return Check(error.max_abs, error.max_rel, error.max_rel <= tolerance)
 
 
 def _enforce(name: str, check: Check, force: bool) -> None:
@@ -50,13 +45,8 @@ def _enforce(name: str, check: Check, force: bool) -> None:
 
 
 def default_inputs(model: nn.Module, input_shape: Any) -> list[torch.Tensor]:
-    from deploylens.capture.loader import DEFAULT_IMAGE_SHAPE, parse_input_shapes
-
-    specs = parse_input_shapes(input_shape) or [(DEFAULT_IMAGE_SHAPE, "float")]
-    generator = torch.Generator().manual_seed(0)
-    return [torch.randn(shape, generator=generator) if kind == "float"
-            else torch.zeros(shape, dtype=getattr(torch, kind))
-            for shape, kind in specs]
+    """The inputs a transform is checked on: ``input_shape``, or the model's default input."""
+    return example_inputs(parse_input_shapes(input_shape) or default_input_specs(model, model))
 
 
 def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:

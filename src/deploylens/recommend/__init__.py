@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from deploylens.dtypes import analysis_name
 from deploylens.errors import UserError
 from deploylens.lint.targets import Target, resolve
 
@@ -29,8 +30,7 @@ def _deploy_profile(name: str, target: Target):
     variant = zoo.variant(name)
     with torch.device("meta"):
         model = reparameterize(variant.build().eval())
-    dtype = {"int8": "int8", "fp16": "float16", "bf16": "bfloat16"}.get(target.dtype)
-    return analyze(model, (1, 3, variant.resolution, variant.resolution), dtype)
+    return analyze(model, (1, 3, variant.resolution, variant.resolution), analysis_name(target.dtype))
 
 
 def _measured(name: str) -> float:

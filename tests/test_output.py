@@ -1,0 +1,76 @@
+"""The one output writer and the one output comparison."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from deploylens import output
+from deploylens.numerics import OutputError, example_inputs, max_relative_error, output_error
+
+
+def test_write_atomically_replaces_the_file_whole(tmp_path):
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    output.write_atomically(target, '{"new": 1}')
+    assert target.read_text() == '{"new": 1}' and os.listdir(tmp_path) == ["report.json"]
+
+
+def test_a_failing_write_leaves_no_file_and_no_temporary_file(tmp_path):
+    target = tmp_path / "report.json"
+    with pytest.raises(TypeError):
+        output.write_atomically(target, None)  # fails inside the write itself
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failing_rename_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    target = tmp_path / "report.json"
+    target.write_text("old")
+
+    def refuse(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(output.os, "replace", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        output.write_atomically(target, "new")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["report.json"]
+
+
+def test_emit_writes_the_file_as_given_or_stdout_with_a_final_newline(tmp_path, capsys):
+    output.emit('{"a": 1}', None)
+    output.emit("two lines\n", None)
+    assert capsys.readouterr().out == '{"a": 1}\ntwo lines\n'
+    output.emit('{"a": 1}', str(tmp_path / "out.json"))
+    assert (tmp_path / "out.json").read_text() == '{"a": 1}' and capsys.readouterr().out == ""
+
+
+def test_output_error_by_hand():
+    # output 1: |2.5 - 2| = 0.5 over max |ref| 2 -> 0.25; output 2: |-18 - -20| = 2 over 20 -> 0.1
+    error = output_error([np.array([1.0, 2.5]), np.array([-18.0, 10.0])],
+                         [np.array([1.0, 2.0]), np.array([-20.0, 10.0])])
+    assert (error.max_abs, error.max_rel) == (2.0, 0.25)
+    # tensors and a lone output as well as lists; identical outputs differ by nothing
+    assert max_relative_error(torch.tensor([[3.0, -4.0]]), (np.array([[3.0, -5.0]]),)) == pytest.approx(0.2)
+    assert output_error(torch.ones(2, 3), torch.ones(2, 3)) == OutputError(0.0, 0.0)
+
+
+def test_output_error_never_passes_a_mismatch():
+    inf = math.inf
+    assert max_relative_error([np.zeros(3)], [np.zeros(4)]) == inf  # another shape
+    assert max_relative_error([np.zeros(3)], [np.zeros(3), np.zeros(3)]) == inf  # another count
+    assert max_relative_error([np.array([1.0, np.nan])], [np.array([1.0, 2.0])]) == inf  # NaN where a number is
+    assert max_relative_error([np.array([np.nan, 2.0])], [np.array([np.nan, 2.0])]) == 0.0  # the same NaN
+    # an all-zero reference: the difference itself over the floor, never a division by zero
+    assert max_relative_error([np.array([1e-13, 0.0])], [np.zeros(2)]) == pytest.approx(0.1)
+
+
+def test_example_inputs_are_seeded_normal_floats_and_zero_integers():
+    first, ids = example_inputs([((2, 3), "float"), ((1, 4), "int64")])
+    again, _ = example_inputs([((2, 3), "float"), ((1, 4), "int64")])
+    assert torch.equal(first, again) and first.dtype == torch.float32
+    assert torch.equal(first, torch.randn((2, 3), generator=torch.Generator().manual_seed(0)))
+    assert ids.dtype == torch.int64 and torch.equal(ids, torch.zeros(1, 4, dtype=torch.int64))
