@@ -117,35 +117,43 @@ def test_zoo_list_json_records(monkeypatch, capsys):
 
 
 def test_hw_calibrate_combine_takes_the_median_with_the_saved_profile(monkeypatch, capsys, tmp_path):
-    from deploylens.hardware.local import cpu_info
-    from deploylens.calibration import run as calibration
-    from deploylens.hardware.local import vector_lanes
+    from dataclasses import replace
+
+    from calibrations import fake_profile
+
+    from deploylens import calibration
+    from deploylens.calibration import fit, networks
+    from deploylens.hardware.calibration_profile import Machine, Probe
+    from deploylens.hardware.local import cpu_info, vector_lanes
 
     info = cpu_info()
 
-    def fake(seconds: float, quiet_share: float = 0.5) -> dict:
-        point = {"label": "p", "flops": 10**8, "bytes": 10**6, "seconds": seconds,
-                 "geometry": calibration.conv_geometry(16, 16, 1, 1, 1, 1024), "input_shape": [1, 16, 32, 32]}
+    def fake(seconds: float, quiet_share: float = 0.5):
         fixed = {"overhead call": 1e-5, "overhead chain": 2.5e-5, "overhead view": 0.0,
-                 **{f"{s} batch {b}": 0.01 for s in calibration._ContextNet.STYLES for b in (1, 8)}}
-        profile = {"format": calibration.FORMAT, "version": calibration.VERSION, "device": "cpu", "backend": "torch",
-                   "threads": 1, "dtype": "fp32", "vector_lanes": vector_lanes(info["isa"]),
-                   "machine": {"cpu": info["model"], "gpu": None}, "rounds": 3, "seconds_taken": 1.0,
-                   "fixed_s": fixed, "points": {c: [dict(point)] for c in calibration.CLASSES},
-                   "probe": {"level_s": 2.8e-4, "tolerance": 0.1, "quiet_share": quiet_share}}
-        calibration._derive(profile)
+                 **{networks.label("residual", b): 0.01 for b in networks.BATCHES}}
+        profile = fake_profile(vector_lanes=vector_lanes(info["isa"]), machine=Machine(info["model"]), rounds=3,
+                               seconds_taken=1.0, fixed_s=fixed, probe=Probe(2.8e-4, 0.1, quiet_share, 0.45))
+        for points in profile.points.values():
+            points[0] = replace(points[0], seconds=seconds)
+        fit.derive(profile)
         return profile
 
-    timings = iter([2e-3, 1e-3, 3e-3])
-    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: fake(next(timings)))
+    timings = iter([2e-3, 1e-3, 3e-3, 2e-3])
+    budgets = []
+    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: budgets.append(k.get("budget_s")) or
+                        fake(next(timings)))
     path = tmp_path / "profile.json"
     for flag in ([], ["--combine"], ["--combine"]):
         code, out, err = run(monkeypatch, capsys, "hw", "calibrate", "--threads", "1", "-o", str(path),
                              "--format", "json", *flag)
         assert code in (0, None), err
     saved = calibration.load(path)
-    assert {p["seconds"] for points in saved["points"].values() for p in points} == {2e-3}  # of 2, 1 and 3 ms
-    assert saved["rounds"] == 9 and "busy" not in err
+    assert {p.seconds for points in saved.points.values() for p in points} == {2e-3}  # of 2, 1 and 3 ms
+    assert saved.rounds == 9 and "busy" not in err
+    assert budgets == [None, None, None]  # the device's own budget, unless --budget says otherwise
+    code, out, err = run(monkeypatch, capsys, "hw", "calibrate", "--threads", "1", "-o", str(tmp_path / "b.json"),
+                         "--budget", "30", "--format", "json")
+    assert code in (0, None) and budgets[-1] == 30.0
     # a calibration that met few quiet spells says so on stderr, and still saves
     monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: fake(1e-3, quiet_share=0.03))
     code, out, err = run(monkeypatch, capsys, "hw", "calibrate", "--threads", "1", "-o", str(path),
@@ -184,3 +192,11 @@ def test_deploy_json_reports_every_step_checked(monkeypatch, capsys, tmp_path):
     assert [s["macs"] for s in steps] == [8 * 27 * 196] * 3 and steps[1]["params"] == 8 * 27 + 8
     assert steps[0]["max_rel_error"] == 0.0 and all(s["max_rel_error"] < 1e-5 for s in steps[1:])
     assert steps[2]["path"] == str(exported) and exported.exists()
+
+
+def test_predict_this_without_a_calibration_says_how_to_make_one(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("DEPLOYLENS_CALIBRATION_DIR", str(tmp_path))
+    code, out, err = run(monkeypatch, capsys, "predict", "resnet18", "--target", "this", "--threads", "1")
+    assert code == 2 and out == "" and list(tmp_path.iterdir()) == []  # nothing calibrated, nothing written
+    (line,) = err.strip().splitlines()
+    assert "deploylens hw calibrate --backend torch --threads 1 --device cpu --dtype fp32" in line

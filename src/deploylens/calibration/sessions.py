@@ -13,10 +13,11 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from deploylens.bench.backends import BACKENDS
 from deploylens.dtypes import torch_dtype
 from deploylens.hardware.calibration_profile import Overheads
 from deploylens.kernels.onnxruntime_graph import nchwc_reorders
-from deploylens.onnx_runtime import export_for_runtime, session
+from deploylens.onnx_runtime import export_for_runtime
 
 
 def launch_seconds(run: Callable[[], object], sync: Callable[[], None], calls: int = 10, blocks: int = 5) -> float:
@@ -66,41 +67,19 @@ def boundary_reorder_bytes(optimized: str, numels: dict[str, int]) -> int:
 
 def case_runner(backend: str, model: nn.Module | None, inputs: list[torch.Tensor], threads: int, workdir: str,
                 onnx_model: bytes | None = None, device: str = "cpu", dtype: str = "fp32", graph: bool = False,
-                optimized: str | None = None):
-    """A callable running ``model`` once on ``backend`` (ONNX Runtime: ``onnx_model`` when
-    given, else the model's export, its optimized graph saved at ``optimized`` if given);
-    on a CUDA device as eager ops or, with ``graph``, as one CUDA graph replay."""
+                optimized: str | None = None) -> Callable[[], object]:
+    """A callable running ``model`` once on ``backend``, prepared by the backend interface
+    `deploylens bench` uses (:mod:`deploylens.bench.backends`): torch eager, on a CUDA
+    device with ``graph`` as one CUDA graph replay; ONNX Runtime (``onnx_model`` when
+    given, else the model's export, its optimized graph saved at ``optimized`` if given)
+    with its inputs and outputs bound to buffers made once."""
     if backend == "torch":
-        model = model.to(device=device, dtype=torch_dtype(dtype))
-        inputs = [x.to(device=device, dtype=torch_dtype(dtype)) for x in inputs]
         if graph:
-            return _cuda_graph(model, inputs)
-
-        def run():
-            with torch.inference_mode():
-                model(*inputs)
-        return run
-    import onnxruntime as ort
-
+            return _cuda_graph(model.to(device=device, dtype=torch_dtype(dtype)),
+                               [x.to(device=device, dtype=torch_dtype(dtype)) for x in inputs])
+        return BACKENDS["torch"].prepare(model, inputs, threads, device, dtype).run
     if onnx_model is None:
-        path = os.path.join(workdir, "case.onnx")
-        export_for_runtime(model, inputs, path)
-    runner = session(onnx_model or path, threads, optimized=optimized)
-    # inputs and outputs bound to buffers made once: a run returning its outputs as new
-    # arrays copies them, which a kernel inside a network does not (measured here: a
-    # 3x3 conv 32->32 at 112x112, 1.09 ms returning its output, 0.87-0.93 ms bound)
-    names = [port.name for port in runner.get_inputs()]
-    arrays = [x.numpy() for x in inputs]
-    arrays += runner.run(None, dict(zip(names, arrays)))
-    binding = runner.io_binding()
-    # an OrtValue made from an array does not own its memory: the closure keeps both
-    values = [ort.OrtValue.ortvalue_from_numpy(array) for array in arrays]
-    for name, value in zip(names, values):
-        binding.bind_ortvalue_input(name, value)
-    for port, value in zip(runner.get_outputs(), values[len(names):]):
-        binding.bind_ortvalue_output(port.name, value)
-
-    def run():
-        runner.run_with_iobinding(binding)
-        return arrays, values
-    return run
+        onnx_model = os.path.join(workdir, "case.onnx")
+        export_for_runtime(model, inputs, onnx_model)
+    return BACKENDS["onnxruntime"].prepare(onnx_model, [x.numpy() for x in inputs], threads, device,
+                                           bound=True, optimized=optimized).run

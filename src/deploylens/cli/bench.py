@@ -6,21 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from deploylens.cli.app import (
-    MODEL_HELP,
-    OUTPUT_HELP,
-    SHAPE_HELP,
-    STORE_HELP,
-    Format,
-    app,
-    csv_list,
-    emit_json,
-    joined_shapes,
-    page,
-    stderr,
-    table,
-    warn,
-)
+from deploylens.cli.app import (MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, STORE_HELP, Format, app, csv_list, joined_shapes,
+                                show, stderr, table, warn)
 from deploylens.errors import UserError
 from deploylens.output import emit
 
@@ -86,16 +73,12 @@ def bench(
             warn(f"{r.backend} batch {r.batch} is noisy: IQR {r.iqr_ms:.3f} ms is over 10% of the median "
                  f"{r.p50_ms:.3f} ms")
     records = [{k: v for k, v in r.to_dict().items() if k not in ("samples_ms", "probe_ms")} for r in results]
-    if fmt is Format.json:
-        emit_json(records, output)
-        return
     if fmt is Format.csv:
         emit(to_csv([{**{k: r[k] for k in _BENCH_COLUMNS},
                       **({key: r["quiet"][field] for key, field in _QUIET_COLUMNS.items()} if probe else {})}
                      for r in records]), output)
         return
-    with page(output) as console:
-        _render(console, results, rounds, probe, results_store)
+    show(records, fmt, lambda console, _records: _render(console, results, rounds, probe, results_store), output)
 
 
 def _render(console, results: list, rounds: int, probe: bool, results_store) -> None:

@@ -92,6 +92,8 @@ def hw_calibrate(
     rounds: Optional[int] = typer.Option(None, min=1, help="Passes over the cases; a case's time is the median of "
                                                            "all its samples adjusted to the interference probe's "
                                                            "quiet level (default: 3 on the CPU, 1 on a GPU)."),
+    budget: Optional[float] = typer.Option(None, min=1.0, help="Seconds the whole calibration may take (default: "
+                                           "105 on the CPU, unbounded on a GPU); fewer seconds, shorter rounds."),
     combine: bool = typer.Option(False, "--combine", help="Combine with the profile already saved: every timing "
                                  "the median of all the calibrations combined (repeat on a noisy machine)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Profile path (default: the per-user "
@@ -104,42 +106,45 @@ def hw_calibrate(
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from deploylens.calibration import run as calibration
+    from deploylens.calibration import calibrate, combine as combined
+    from deploylens.hardware import calibration_profile as stored
+    from deploylens.hardware.kernel_classes import COMPUTE_CLASSES
 
     threads = threads or torch.get_num_threads()
-    expected = calibration.identity(device, backend, threads, dtype)
-    path = Path(output) if output else calibration.profile_path(backend, threads, device, dtype)
+    expected = stored.identity(device, backend, threads, dtype)
+    path = Path(output) if output else stored.profile_path(backend, threads, device, dtype)
     # the saved profile is read before the minutes of calibration, so a bad one fails at once
-    earlier = calibration.load(path) if combine and path.exists() else None
+    earlier = stored.load(path) if combine and path.exists() else None
     if earlier is not None:
-        calibration.check_combinable(earlier, expected)
+        stored.check_combinable(earlier, expected)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=stderr, transient=True) as progress:
         task = progress.add_task("calibrating", total=None)
-        profile = calibration.calibrate(backend, threads, rounds=rounds, device=device, dtype=dtype,
-                                        progress=lambda done, total, label: progress.update(
-            task, completed=done, total=total, description=f"calibrating: {label}"),
-                                        probe_level=calibration.known_probe_level(threads))
-    quiet_share = (profile.get("probe") or {}).get("quiet_share")
-    if quiet_share is not None and quiet_share < calibration.BUSY_QUIET_SHARE:
+        profile = calibrate(backend, threads, rounds=rounds, device=device, dtype=dtype,
+                            progress=lambda done, total, label: progress.update(
+                                task, completed=done, total=total, description=f"calibrating: {label}"),
+                            probe_level=stored.known_probe_level(threads),
+                            **({"budget_s": budget} if budget is not None else {}))
+    quiet_share = profile.probe.quiet_share if profile.probe else None
+    if quiet_share is not None and quiet_share < stored.BUSY_QUIET_SHARE:
         warn(f"the host was busy during this calibration (only {quiet_share:.0%} of its cases ran while the "
              "interference probe was at its quiet speed): its times rest on the adjustment for interference; run it "
              "again later with --combine")
     if earlier is not None:
-        profile = calibration.combine(earlier, profile)
-    calibration.save(profile, path)
+        profile = combined(earlier, profile)
+    stored.save(profile, path)
     summary = {"path": str(path), "device": device, "gpu": expected["gpu"], "backend": backend, "threads": threads,
-               "dtype": dtype, "seconds": profile["seconds_taken"],
-               "overhead_us": profile["overhead_s"]["kernel"] * 1e6,
-               "call_overhead_us": profile["overhead_s"]["call"] * 1e6, "context_factor": profile["context_factor"],
+               "dtype": dtype, "seconds": profile.seconds_taken, "budget_s": profile.budget_s,
+               "overhead_us": profile.overhead_s.kernel * 1e6,
+               "call_overhead_us": profile.overhead_s.call * 1e6, "context_factor": profile.context_factor,
                "quiet_share": quiet_share,
-               "isa_peak_gflops": (profile.get("isa_peak_flops") or 0) / 1e9 or None,
-               "compute_ceiling_gflops": (profile.get("peak_flops") or 0) / 1e9 or None, "classes": {}}
-    for klass, points in profile["points"].items():
+               "isa_peak_gflops": (profile.isa_peak_flops or 0) / 1e9 or None,
+               "compute_ceiling_gflops": (profile.peak_flops or 0) / 1e9 or None, "classes": {}}
+    for klass, points in profile.points.items():
         if not points:  # reorders: ONNX Runtime only
             continue
-        compute = klass in calibration.COMPUTE_CLASSES
-        rates = [(p["flops"] if compute else p["bytes"]) / p["seconds"] for p in points]
+        compute = klass in COMPUTE_CLASSES
+        rates = [(p.flops if compute else p.bytes) / p.seconds for p in points]
         summary["classes"][klass] = {"points": len(points), "unit": "GFLOP/s" if compute else "GB/s",
                                      "best": max(rates) / 1e9, "median": sorted(rates)[len(rates) // 2] / 1e9}
     show(summary, fmt, _render_calibration)

@@ -6,19 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from deploylens.cli.app import (
-    MODEL_HELP,
-    OUTPUT_HELP,
-    SHAPE_HELP,
-    Format,
-    app,
-    emit_json,
-    joined_shapes,
-    page,
-    stderr,
-    table,
-    warn,
-)
+from deploylens.cli.app import (MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, Format, app, joined_shapes, show, stderr, table,
+                                warn)
 from deploylens.output import emit
 
 
@@ -36,31 +25,25 @@ def predict(
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
 ) -> None:
-    """Roofline latency per fused kernel: compute-, memory- or overhead-bound, and totals."""
-    from rich.progress import BarColumn, Progress, TextColumn
+    """Latency per kernel on a catalogued device (roofline) or this machine (its calibration: `hw calibrate`)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from deploylens.predict.api import predict as run_prediction
+    from deploylens.predict import predict as run_prediction
     from deploylens.report.tables import to_csv
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), console=stderr, transient=True) as progress:
-        task = progress.add_task("predicting", total=None)
-        prediction = run_prediction(
-            model, target, backend, batch, dtype, joined_shapes(input_shape), threads,
-            progress=lambda done, total, label: progress.update(
-                task, completed=done, total=total, description=f"no calibration yet, calibrating: {label}"),
-            device=device)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr,
+                  transient=True) as progress:
+        progress.add_task(f"predicting {model} on {target}", total=None)
+        prediction = run_prediction(model, target, backend, batch, dtype, joined_shapes(input_shape), threads,
+                                    device=device)
     for note in prediction.notes:
         if note.startswith("incomplete"):
             warn(note)
     data = prediction.to_dict()
-    if fmt is Format.json:
-        emit_json(data, output)
-        return
     if fmt is Format.csv:
         emit(to_csv(data["kernels"]), output)
         return
-    with page(output) as console:
-        _render(console, prediction, top)
+    show(data, fmt, lambda console, _data: _render(console, prediction, top), output)
 
 
 def _render(console, prediction, top: int) -> None:
