@@ -12,9 +12,9 @@ import pytest
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "deploylens"
 MAX_LINES = 500
 # the one-way order: a package may import only packages listed before it (the root
-# modules errors / dtypes / output are the base every package may use)
-LAYERS = ("errors", "dtypes", "output", "numerics", "onnx_runtime", "zoo", "capture", "cost", "kernels", "analysis", "hardware",
-          "bench", "predict", "calibration", "lint", "recommend", "deploy", "report", "cli")
+# modules errors, dtypes, output, numerics and onnx_runtime are the base every package may use)
+LAYERS = ("errors", "dtypes", "output", "numerics", "onnx_runtime", "zoo", "capture", "cost", "kernels", "analysis",
+          "hardware", "bench", "predict", "calibration", "lint", "recommend", "deploy", "report", "cli")
 
 
 def module_name(path: Path, root: Path = SOURCE) -> str:
@@ -33,8 +33,9 @@ def imports_of(path: Path, modules: set[str], root: Path = SOURCE) -> set[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if node.level:  # relative: up level - 1 packages from this module's own
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue

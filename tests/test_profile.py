@@ -172,11 +172,3 @@ def test_rollups_by_kind_and_module():
         "stem": (2 * conv_macs + 64, 108), "head": (2 * linear_macs, 650)}
     assert {name: m["layers"] for name, m in profile.by_module(2).items()} == {
         "stem.0": 1, "stem.1": 1, "head.0": 1, "head.1": 2}
-
-
-def test_per_element_table_is_documented_in_the_readme():
-    from pathlib import Path
-
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    for op, flops in PER_ELEMENT_FLOPS.items():
-        assert f"| `{op}` | {flops} |" in readme

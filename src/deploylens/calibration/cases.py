@@ -120,7 +120,8 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
         conv("conv_pointwise", c // 4, c, 1, 1)
     for c_out, k in ((32, 3), (64, 7), (24, 3), (16, 3), (48, 3)):  # stems on 3 channels, every batch size
         add("conv_dense", f"stem conv{k}x{k} 3->{c_out} s2 @224", _conv_bn_relu(3, c_out, k, 2, 1),
-            ((1, 3, 224, 224),), _conv_flops(3, c_out, k, 224, 2, 1), lambda batch, c=c_out, k=k: conv_geometry(3, c, 1, k, 2, batch * 112 * 112),
+            ((1, 3, 224, 224),), _conv_flops(3, c_out, k, 224, 2, 1),
+            lambda batch, c=c_out, k=k: conv_geometry(3, c, 1, k, 2, batch * 112 * 112),
             3 * 224 * 224 + c_out * 112 * 112)
     linears = ((512, 1000), (1024, 1000), (1280, 1000), (2048, 1000), (4096, 4096), (25088, 4096))
     for index, (n_in, n_out) in enumerate(linears):  # the smallest whatever max_flops: every profile rates a linear

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from deploylens.dtypes import analysis_name
 from deploylens.errors import UserError
 from deploylens.lint.rules import RULES, Context, Finding
 from deploylens.lint.targets import Target, resolve
@@ -49,12 +50,8 @@ def lint(model: Any, target: str | Target = "nvidia-gpu", input_shape: Any = Non
         if rule_id not in RULES:
             raise UserError(f"unknown rule {rule_id!r}; rules: {', '.join(RULES)}")
     resolved = target if isinstance(target, Target) else resolve(target, int8)
-    if resolved.dtype == "int8" or resolved.int8:
-        analysis_dtype = "int8"
-    elif resolved.dtype in ("fp16", "bf16"):
-        analysis_dtype = {"fp16": "float16", "bf16": "bfloat16"}[resolved.dtype]
-    else:
-        analysis_dtype = None
+    # fp32 targets cost the model in its own dtype (an fp16 ONNX file stays fp16)
+    analysis_dtype = "int8" if resolved.int8 else None if resolved.dtype == "fp32" else analysis_name(resolved.dtype)
     graph = capture(model, input_shape, analysis_dtype)
     profile = build_profile(graph)
     context = Context(graph, profile, resolved)

@@ -8,8 +8,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from deploylens.analysis.profile import KernelCost, LayerCost, Profile
+from deploylens.analysis.profile import Profile
 from deploylens.capture.ir import FREE_OPS, Graph, Op
+from deploylens.cost.records import KernelCost, LayerCost
+from deploylens.dtypes import lookup
 from deploylens.lint.targets import Target
 
 
@@ -38,7 +40,7 @@ class Context:
 
     @property
     def elem(self) -> int:
-        return {"int8": 1, "fp16": 2, "bf16": 2}.get(self.target.dtype, 4)
+        return lookup(self.target.dtype).bytes
 
     def ms(self, flops: float, nbytes: float, kernel_class: str) -> float | None:
         """Predicted time of a (real or hypothetical) kernel on the target, or None."""

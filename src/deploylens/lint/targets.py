@@ -95,8 +95,8 @@ def resolve(name: str, int8: bool = False) -> Target:
         target.depthwise_optimized, target.depthwise_source = False, _GGHOST
     if name.startswith("horizon_sunrise_x3"):
         target.depthwise_optimized = True
-        target.depthwise_source = "Horizon X3 BPU has an optimized depthwise path (the field guide's claim; no vendor " \
-            "document read)"
+        target.depthwise_source = ("Horizon X3 BPU has an optimized depthwise path (the field guide's claim; "
+                                   "no vendor document read)")
         target.int8 = True
     elif spec.device_class == "npu":
         target.depthwise_optimized, target.depthwise_source, target.int8 = False, _GGHOST, True
