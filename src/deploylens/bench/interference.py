@@ -1,25 +1,17 @@
 """Interference from a shared host, seen by a fixed probe timed between samples.
 
-On a shared VM a neighbour on the same physical cores slows everything down by up to
-~1.7x for seconds at a time, invisible from inside (no steal time). Measured here: the
-time of a fixed small conv read between a model's iterations follows the model's
-slowdown (correlation 0.92 over 690 ResNet-18 iterations), so a sample whose bracketing
-probe readings are near the probe's quiet speed ran on a quiet machine. Keeping those
-samples makes a measurement repeat: over 10 zoo models timed in 3 passes of 1.5 s,
-the pass medians agreed within 10% for 6 of 10 models, those of the quiet samples for 9
-(median max/min spread 22% -> 5%).
-
-Noise on a timing only adds time (Chen & Revels, "Robust benchmarking in noisy
-environments", 2016), so the probe's quiet speed is a low percentile of its readings.
+On a shared VM a neighbour on the same physical cores slows everything down, for seconds
+at a time and invisibly from inside (no steal time). The time of a fixed small conv read
+between a model's iterations follows the model's slowdown, so a sample whose bracketing
+probe readings are near the probe's quiet speed ran on a quiet machine. Noise on a
+timing only adds time (Chen & Revels, "Robust benchmarking in noisy environments",
+2016), so the probe's quiet speed is a low percentile of its readings.
 
 Busy samples need not be thrown away: a sample's time x (quiet level / its probe
 reading) ** exponent estimates its time on a quiet host (:func:`adjusted`). The probe, a
 small cache-resident conv, slows down more than a whole model does, so the exponent is
-below 1; measured here on two sweeps of 164 zoo measurements (41 models, batch 1 and 8,
-torch and ONNX Runtime), over the measurements with both quiet and busy samples, 0.45
-brings the busy samples' median to the quiet samples' one (median gap under 3%, 0.5:
--2.5%), and the two sweeps' adjusted medians agree within 10% for 155 of 164 rows
-(plain medians: 83; quiet medians, where both sweeps had one: 89 of 97).
+below 1. The measurements behind the method and its constants are in
+docs/measurement.md (interference probe).
 """
 
 from __future__ import annotations
@@ -38,11 +30,9 @@ INTERVAL_S = 0.05
 QUIET_PERCENTILE = 2.0
 # a quiet median needs at least this many quiet samples
 MIN_QUIET = 3
-# how far a sample's time follows the probe's slowdown (see the module's docstring); per
-# backend and batch it varied, alike on three sweeps: torch batch 1 0.5-0.55, batch 8
-# 0.45-0.5, ONNX Runtime 0.35-0.45 (the accuracy benchmark fits one per group). Per
-# kernel it varies more (benchmarks/interference_sensitivity.py): ~1 for a cache-resident
-# dense conv, 0.3 for a copy of 4-64 MB, which levels off at ~1.2x however busy the host
+# how far a sample's time follows the probe's slowdown: measured per backend and batch
+# between 0.35 and 0.55 (docs/measurement.md); per kernel class it varies more
+# (benchmarks/interference_sensitivity.py)
 EXPONENT = 0.45
 # fitting the exponent needs this many measurements with MIN_QUIET quiet and busy samples each
 MIN_FIT_GROUPS = 5

@@ -69,8 +69,7 @@ def reachable_share(pass_estimates: list[list[float]], tolerance: float = 0.10) 
     time): with a log standard deviation s per pass, pooled over the rows, a reference of n
     passes carries s / sqrt(n), and a normal error of that deviation falls within
     log(1 + tolerance) with probability erf(log(1 + tolerance) / (s / sqrt(n) x sqrt(2))).
-    None without two passes of any row. Measured here: two passes per row scattered by
-    0.10-0.13, so no predictor could show more than 69-81% of rows within 10%."""
+    None without two passes of any row."""
     rows = [[math.log(e) for e in estimates] for estimates in pass_estimates if len(estimates) > 1]
     if not rows:
         return None
