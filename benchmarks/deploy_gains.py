@@ -34,7 +34,7 @@ from deploylens.zoo.reparam import reparameterize
 from deploylens.zoo.repvgg import RepVGG
 
 RULE = StopRule(min_time=1.0, max_time=4.0)
-ROUNDS = 3  # alternate the variants this many times: this VM drifts by tens of percent over minutes
+ROUNDS = 3  # alternate the variants this many times: a shared VM drifts by tens of percent over minutes
 
 
 def latency(model, backend: str, shape=(1, 3, 224, 224)) -> float:

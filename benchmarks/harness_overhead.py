@@ -53,7 +53,7 @@ def bare_loop_median(run, seconds: float) -> float:
     return statistics.median(samples)
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mobilenet_v2_100")
     parser.add_argument("--input-shape", default="1,3,160,160")
@@ -89,7 +89,17 @@ def main() -> None:
           + " ms; bench medians " + ", ".join(f"{v * 1e3:.3f}" for v in harnessed) + " ms")
     spread = (max(harnessed) - min(harnessed)) / statistics.median(harnessed)
     print(f"3. spread of {len(harnessed)} bench medians: {spread * 100:.2f}% of their median "
-          f"(this VM's noise; the paired figure above is the harness's own cost)")
+          f"(this machine's noise; the paired figure above is the harness's own cost)")
+    return {"model": args.model, "input_shape": args.input_shape, "threads": args.threads,
+            "seconds": args.seconds, "repeats": args.repeats,
+            "paired_overhead": {"harness_median_ms": harness * 1e3, "bare_perf_counter_median_ms": bare * 1e3,
+                                "overhead_percent": (harness / bare - 1) * 100, "block": block},
+            "per_iteration_cost_ns": noop.summary.p50 * 1e9, "no_op_block": noop.block,
+            "tiny_conv_model": {"median_us": tiny_timing.summary.p50 * 1e6, "block": tiny_timing.block,
+                                "overhead_percent": noop.summary.p50 / tiny_timing.summary.p50 * 100},
+            "bare_loop_medians_ms": [v * 1e3 for v in loop],
+            "repeated_bench_medians_ms": [v * 1e3 for v in harnessed],
+            "repeated_bench_spread_percent": spread * 100}
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@
 
 Calibrates this machine (or reuses its profile), then for each model, batch and backend
 measures the real latency with the benchmark harness (fixed threads) and prints
-predicted vs measured. On this shared VM a neighbour slows everything down by up to ~1.7x
-for seconds at a time, so the whole sweep runs ``--passes`` times, minutes apart, with one
+predicted vs measured. On a shared VM a neighbour slows everything down (by up to ~1.7x
+for seconds at a time on the 2-core Intel Xeon VM of 2026-11-26/27), so the whole sweep runs ``--passes`` times, minutes apart, with one
 interference probe read between samples throughout (see
 :mod:`deploylens.bench.interference`); at the end, against the probe's quiet level over
 the whole sweep (or the machine's quieter one known from its calibrations), a
@@ -154,7 +154,8 @@ def main() -> None:
     def samples_of(runs: list[dict]) -> tuple[list[float], list[float]]:
         return [s for run in runs for s in run["samples_ms"]], [r for run in runs for r in run["probe_ms"]]
     # how far a model's time follows the probe depends on the backend and batch (fitted on
-    # three sweeps here: torch batch 1 0.5-0.55, batch 8 0.45-0.5, ONNX Runtime 0.35-0.45):
+    # three sweeps on the Xeon VM, 2026-11-27: torch batch 1 0.5-0.55, batch 8 0.45-0.5,
+    # ONNX Runtime 0.35-0.45; docs/measurement.md):
     # one exponent per (backend, batch), fitted on this sweep, else taken from --exponents-from
     earlier: dict[tuple[str, int], float] = {}
     if args.exponents_from:

@@ -269,6 +269,7 @@ class WrongExport(nn.Module):
 @pytest.mark.parametrize("kwargs,message", [
     ({"backends": ["nope"]}, "unknown backend 'nope'"),
     ({"backends": ["openvino"]}, "openvino"),
+    ({"backends": ["torch-cudagraph"]}, "backend 'torch-cudagraph' runs on --device cuda, not cpu"),
     ({"batches": [0]}, "batch sizes must be positive"),
     ({"device": "cuda"}, "no CUDA GPU"),
     ({"input_shape": (1, 4, 8, 8)}, "rejects batch 1"),

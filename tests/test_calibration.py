@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import copy
-import json
+import math
 from dataclasses import astuple, replace
 
 import pytest
 import torch
 import torch.nn as nn
-from calibrations import fake_profile, steady
+from calibrations import TWO_STYLES, fake_profile, steady
 
 from deploylens import UserError, analyze
 from deploylens.calibration import run
@@ -20,15 +20,10 @@ from deploylens.calibration.cases import blocked_layout, cases, conv_relu_onnx, 
 from deploylens.calibration.fit import boundary_times, combine, compute_ceiling, context_fit, fit_context, overheads
 from deploylens.calibration.networks import BATCHES, STYLES, label, synthetic_network
 from deploylens.calibration.sessions import boundary_reorder_bytes, case_runner, launch_per_op, launch_seconds
-from deploylens.hardware import calibration_profile as stored
-from deploylens.hardware.calibration_profile import (FORMAT, VERSION, CalibrationPoint, CalibrationProfile, Machine,
-                                                     Overheads, Probe)
+from deploylens.hardware.calibration_profile import CalibrationPoint, CalibrationProfile, Overheads, Probe
 from deploylens.hardware.kernel_classes import channel_alignment, conv_geometry
-from deploylens.predict import predict, predict_profile
+from deploylens.predict import predict_profile
 
-# two of the synthetic networks (a residual one and one without): the whole-network fit
-# needs several; the real calibrations time these instead of all eleven
-TWO_STYLES = ("residual", "separable")
 
 
 def conv_unit(c: int = 16) -> nn.Module:
@@ -256,7 +251,7 @@ def test_the_budget_is_a_parameter_recorded_in_the_profile(monkeypatch, few_case
         profile = run.calibrate("torch", threads=1, max_flops=1e6, rounds=1, budget_s=budget_s, styles=("plain",))
         return profile, [rule for rule in rules if rule is not NETWORK], clock[0] - began
 
-    unbounded, case_rules, seconds = calibrate(None)
+    unbounded, case_rules, seconds = calibrate(math.inf)
     assert unbounded.budget_s is None and set(case_rules) == {QUICK}  # every case round to its usual cap
     assert seconds == pytest.approx(2 * NETWORK.max_time + len(case_rules) * QUICK.max_time)
     # 1 s beyond the time kept for the derived figures: the two network rounds (0.3 s each),
@@ -265,8 +260,8 @@ def test_the_budget_is_a_parameter_recorded_in_the_profile(monkeypatch, few_case
     assert small.budget_s == DERIVE_S + 1.0 and len(case_rules) == len(points_of(small)) + 3
     assert [rule.max_time for rule in case_rules] == pytest.approx([0.4 / len(case_rules)] * len(case_rules))
     assert 0.01 < 0.4 / len(case_rules) < QUICK.max_time and seconds == pytest.approx(1.0)
-    assert calibrate("default")[0].budget_s == SETTINGS["cpu"].budget_s == 105.0
-    for budget_s in (0, -1.0):
+    assert calibrate(None)[0].budget_s == SETTINGS["cpu"].budget_s == 105.0  # the device's
+    for budget_s in (0, -1.0, math.nan):
         with pytest.raises(UserError, match="time budget must be positive"):
             run.calibrate("torch", threads=1, budget_s=budget_s)
     with pytest.raises(UserError, match="unknown synthetic network transformer"):
@@ -478,130 +473,3 @@ def test_combine_takes_the_median_of_every_timing_and_derives_again():
         combine(first, replace(second, threads=2))
     with pytest.raises(UserError, match="differ in device, dtype"):
         combine(first, replace(second, device="cuda", dtype="fp16"))
-
-
-# -- the stored profile ---------------------------------------------------------------------
-
-def full_profile() -> CalibrationProfile:
-    """The fake profile with every optional field filled, as a combined calibration has them."""
-    profile = fake_profile(machine=Machine("Some CPU", ["avx2", "fma"], 2100.0, "host-1", None),
-                           fixed_s={"overhead call": 16e-6, "residual batch 1": 4e-3}, created="2026-01-02T03:04:05",
-                           torch="2.5.0", rounds=6, budget_s=105.0, allocator={"library": "glibc"},
-                           isa_peak_flops=6.7e10, probe=Probe(2.5e-4, 0.1, 0.8, 0.45),
-                           fixed_each={"overhead call": [16e-6, 17e-6]}, seconds_taken=98.2, peak_flops=1e11,
-                           overhead_s=Overheads(1e-6, 15e-6, 2e-6, 16e-6), context_factor={"1": 1.2, "8": 0.9},
-                           context_kernel_s={"1": 3e-6, "8": 0.0})
-    dense = profile.points["conv_dense"][0]
-    dense.seconds_each, dense.reorder_bytes, dense.boundary_s = [1e-3, 1.1e-3], 4096, 2e-6
-    return profile
-
-
-def test_a_profile_round_trips_through_json():
-    profile = full_profile()
-    data = json.loads(json.dumps(profile.to_json()))
-    assert (data["format"], data["version"]) == (FORMAT, VERSION) == ("deploylens-calibration", 12)
-    assert CalibrationProfile.from_json(data) == profile
-    assert CalibrationProfile.from_json(json.loads(json.dumps(fake_profile().to_json()))) == fake_profile()
-
-
-def test_a_version_11_profile_migrates_with_the_budget_it_ran_under():
-    data = full_profile().to_json()
-    del data["budget_s"]  # version 11 had no record of its fixed budget
-    data["version"] = 11
-    cpu = CalibrationProfile.from_json(json.loads(json.dumps(data)))
-    assert cpu.budget_s == 105.0 and cpu == full_profile()
-    gpu = CalibrationProfile.from_json({**data, "device": "cuda"})
-    assert gpu.budget_s is None and gpu.device == "cuda"
-
-
-def test_profiles_are_versioned_json(tmp_path):
-    path = stored.save(fake_profile(), tmp_path / "p.json")
-    assert stored.load(path).points["matmul"][0].flops == 10**8
-    for version in (0, 10):
-        path.write_text(json.dumps({**fake_profile().to_json(), "version": version}))
-        with pytest.raises(UserError, match=f"calibration format version {version}; this deploylens reads version 12"):
-            stored.load(path)
-    path.write_text(json.dumps({**fake_profile().to_json(), "colour": "blue"}))
-    with pytest.raises(UserError, match="damaged calibration profile: unknown keys colour"):
-        stored.load(path)
-    path.write_text(json.dumps({**fake_profile().to_json(), "format": "something-else"}))
-    with pytest.raises(UserError, match="not a deploylens calibration profile"):
-        stored.load(path)
-    path.write_bytes(b"\x80\x04\x95")  # a pickle is never read
-    with pytest.raises(UserError, match="cannot read calibration profile"):
-        stored.load(path)
-
-
-def test_known_probe_level_is_the_quietest_of_the_saved_cpu_profiles(tmp_path):
-    def saved(name: str, content) -> None:
-        (tmp_path / name).write_text(content if isinstance(content, str) else json.dumps(content))
-
-    cpu = stored.profile_path("torch", 2, folder=tmp_path).name.split("-torch-")[0]
-    profile = {"format": FORMAT, "version": 6, "probe": {"level_s": 3e-4}}
-    saved(f"{cpu}-torch-2t-fp32.json", profile)
-    saved(f"{cpu}-onnxruntime-2t-fp32.json", {**profile, "probe": {"level_s": 2.8e-4}})
-    saved(f"{cpu}-onnxruntime-4t-fp32.json", {**profile, "probe": {"level_s": 1e-4}})  # other threads
-    saved(f"{cpu}-torch-2t-fp16.json", "not json")
-    saved(f"{cpu}-x-2t-fp32.json", {"format": "other", "probe": {"level_s": 1e-5}})
-    saved(f"{cpu}-y-2t-fp32.json", {**profile, "probe": None})
-    assert stored.known_probe_level(2, tmp_path) == 2.8e-4
-    assert stored.known_probe_level(4, tmp_path) == 1e-4
-    assert stored.known_probe_level(8, tmp_path) is None
-
-
-def test_calibration_identity_and_profile_path(monkeypatch, tmp_path):
-    from deploylens.hardware.local import cpu_info
-
-    here = stored.identity("cpu", "torch", 2, "fp32")
-    assert here["cpu"] == cpu_info()["model"] and here["gpu"] is None and here["device"] == "cpu"
-    assert fake_profile(machine=Machine(here["cpu"]), threads=2, vector_lanes=here["vector_lanes"]).identity() == here
-    for args, message in ((("cpu", "torch", 2, "fp16"), "on the CPU the calibration runs fp32"),
-                          (("tpu", "torch", 2, "fp32"), "unknown device 'tpu'"),
-                          (("cpu", "tensorrt", 2, "fp32"), "calibration backends"),
-                          (("cpu", "torch", 2, "int8"), "calibration dtypes")):
-        with pytest.raises(UserError, match=message):
-            stored.identity(*args)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(UserError, match="no CUDA GPU is visible"):
-        stored.identity("cuda", "torch", 2, "fp16")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H100 80GB HBM3")
-    with pytest.raises(UserError, match="on a CUDA GPU the calibration runs the torch backend"):
-        stored.identity("cuda", "onnxruntime", 2, "fp32")
-    gpu = stored.identity("cuda", "torch", 2, "fp16")
-    assert gpu["gpu"] == "NVIDIA H100 80GB HBM3" and gpu["vector_lanes"] == 8
-    assert stored.profile_path("torch", 2, "cuda", "fp16", tmp_path).name == "nvidia-h100-80gb-hbm3-torch-2t-fp16.json"
-
-
-# -- real calibrations, within a budget of seconds ------------------------------------------
-
-def test_calibration_runs_and_predicts(tmp_path):
-    profile = run.calibrate("torch", threads=1, max_flops=1e6, rounds=1, budget_s=8, styles=TWO_STYLES)
-    assert (profile.device, profile.backend, profile.threads, profile.budget_s) == ("cpu", "torch", 1, 8)
-    assert all(profile.points[c] for c in ("conv_dense", "conv_depthwise", "elementwise", "copy", "matmul"))
-    assert all(p.seconds > 0 for p in points_of(profile))
-    assert profile.overhead_s.kernel > 0 and profile.overhead_s.view > 0 and profile.peak_flops > 0
-    # the networks of the styles asked for, at both batch sizes, and the overheads: nothing else
-    assert set(profile.fixed_s) == {label(s, b) for s in TWO_STYLES for b in BATCHES} | {
-        "overhead call", "overhead chain", "overhead view"}
-    assert set(profile.context_factor) == {"1", "8"} and all(f > 0 for f in profile.context_factor.values())
-    assert stored.load(stored.save(profile, tmp_path / "p.json")) == profile
-    prediction = predict("mobilenet_v2_050", "this", input_shape=(1, 3, 64, 64), calibration=profile)
-    assert prediction.totals["latency_ms"] > 0 and prediction.totals["complete"]
-
-
-def test_onnxruntime_calibration_runs_with_its_reorders():
-    profile = run.calibrate("onnxruntime", threads=1, max_flops=1e6, rounds=1, budget_s=8, styles=TWO_STYLES)
-    assert profile.backend == "onnxruntime" and profile.overhead_s.view == 0.0 and profile.overhead_s.call > 0
-    convs = [p for c in ("conv_dense", "conv_pointwise", "conv_depthwise") for p in profile.points[c]]
-    assert convs and all(p.seconds > 0 for p in convs)
-    assert profile.points["slice"] and profile.points["transcendental"]  # ONNX Runtime's own cases
-    if profile.points["reorder"]:  # a CPU with ONNX Runtime's blocked layout
-        reorder_cases = [c for c in runtime_cases(replace(SETTINGS["cpu"], max_flops=1e6))
-                         if c.kernel_class == "reorder"]
-        assert len(profile.points["reorder"]) == len(reorder_cases)
-        blocked = [p for p in convs if p.reorder_bytes]
-        assert blocked and all(0 < p.boundary_s for p in blocked)
-    assert set(profile.context_factor) == {"1", "8"} and all(f > 0 for f in profile.context_factor.values())
-    prediction = predict("mobilenet_v2_050", "this", "onnxruntime", input_shape=(1, 3, 64, 64), calibration=profile)
-    assert prediction.totals["latency_ms"] > 0 and prediction.totals["complete"]

@@ -200,3 +200,14 @@ def test_predict_this_without_a_calibration_says_how_to_make_one(monkeypatch, ca
     assert code == 2 and out == "" and list(tmp_path.iterdir()) == []  # nothing calibrated, nothing written
     (line,) = err.strip().splitlines()
     assert "deploylens hw calibrate --backend torch --threads 1 --device cpu --dtype fp32" in line
+
+
+@pytest.mark.parametrize("args,message", [
+    (("predict", "resnet18", "--batch", "0"), "Invalid value for '--batch'"),
+    (("hw", "calibrate", "--budget", "0"), "Invalid value for '--budget'"),
+    (("analyze", "resnet18", "--no-such-option"), "No such option: --no-such-option"),
+])
+def test_a_bad_option_value_is_one_line_and_exit_2(monkeypatch, capsys, args, message):
+    code, out, err = run(monkeypatch, capsys, *args)
+    assert code == 2 and out == "" and err.count("\n") == 1  # one line, nothing before it
+    assert err.startswith("deploylens: error: ") and message in err

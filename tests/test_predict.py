@@ -18,7 +18,8 @@ from deploylens.hardware.calibration_profile import BUSY_QUIET_SHARE, Calibratio
 from deploylens.hardware.kernel_classes import channel_alignment, conv_geometry, conv_geometry_of, kernel_class
 from deploylens.hardware.local import per_cycle
 from deploylens.hardware.spec import CatalogError, Figure, HardwareSpec, load_catalog, parse_family
-from deploylens.kernels.onnxruntime_graph import SHAPE_KIND, added_kernels, shape_arithmetic_nodes
+from deploylens.kernels.onnxruntime_graph import added_kernels, shape_arithmetic_nodes
+from deploylens.kernels.runtimes import SHAPE_KIND
 from deploylens.predict import predict, predict_profile
 from deploylens.predict.calibrated import context_factor, context_kernel_seconds, kernel_overhead
 from deploylens.predict.roofline import roofline_time

@@ -6,7 +6,6 @@ import torch
 import torch.nn as nn
 
 from deploylens import analyze, capture, zoo
-from deploylens.cost.formulas import PER_ELEMENT_FLOPS
 
 F32 = 4
 

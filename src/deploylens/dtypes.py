@@ -40,6 +40,8 @@ DTYPE_BYTES = {d.name: d.bytes for d in _TABLE}
 FLOAT_DTYPES = frozenset(d.name for d in _TABLE if d.floating)
 # the precisions models run in on the torch backends (bench, calibration)
 RUN_PRECISIONS = ("fp32", "fp16", "bf16")
+# the precisions a device catalog rates peaks in (int8: ops/s)
+PEAK_PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def lookup(text: str) -> DType:

@@ -15,15 +15,17 @@ CUDA = "CUDAExecutionProvider"
 EXPORT_OPSET = 17
 
 
-def export_for_runtime(model: Any, inputs: list, path: str | os.PathLike, opset: int = EXPORT_OPSET) -> None:
-    """A float32, eval-mode, dynamic-batch ONNX export (inputs ``input0``, ``input1``, ...)."""
+def export_for_runtime(model: Any, inputs: list, path: str | os.PathLike, opset: int = EXPORT_OPSET,
+                       names: list[str] | None = None, dynamic_batch: bool = True) -> None:
+    """A float32, eval-mode ONNX export with the TorchScript exporter (inputs ``names``,
+    by default ``input0``, ``input1``, ...; the batch dim dynamic with ``dynamic_batch``)."""
     import torch
 
-    names = [f"input{i}" for i in range(len(inputs))]
+    names = names or [f"input{i}" for i in range(len(inputs))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model.float().eval(), tuple(inputs), str(path), dynamo=False, opset_version=opset,
-                          input_names=names, dynamic_axes={n: {0: "batch"} for n in names})
+                          input_names=names, dynamic_axes={n: {0: "batch"} for n in names} if dynamic_batch else None)
 
 
 def session(model: str | os.PathLike | bytes, threads: int | None = None, device: str = "cpu",

@@ -9,8 +9,7 @@ from deploylens.analysis.profile import Profile, build_profile
 from deploylens.capture.loader import default_input_specs, parse_input_shapes, resolve_model
 from deploylens.capture.ir import Graph
 from deploylens.cost.formulas import Formula
-from deploylens.dtypes import DTYPE_BYTES
-from deploylens.errors import UserError
+from deploylens.dtypes import analysis_name
 
 
 def capture(model: Any, input_shape: Any = None, dtype: str | None = None, name: str | None = None) -> Graph:
@@ -18,8 +17,7 @@ def capture(model: Any, input_shape: Any = None, dtype: str | None = None, name:
     the model's name in the report (default: the reference, or the module's class)."""
     import torch
 
-    if dtype is not None and dtype not in DTYPE_BYTES:
-        raise UserError(f"unknown dtype {dtype!r}: one of float32, float16, bfloat16, ...")
+    dtype = analysis_name(dtype) if dtype is not None else None  # fp16 or float16: one table
     specs = parse_input_shapes(input_shape)
     built, resolved_name = resolve_model(model)
     name = name or resolved_name

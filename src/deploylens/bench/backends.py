@@ -84,12 +84,48 @@ def _torch_prepare(model: torch.nn.Module, inputs: list[torch.Tensor], device: s
                     info={"torch": torch.__version__, "compiled": compile_model})
 
 
+def _cuda_graph_prepare(model: torch.nn.Module, inputs: list[torch.Tensor], threads: int, device: str,
+                        dtype: str) -> Prepared:
+    """``model`` captured as one CUDA graph: a run replays its kernels without the eager
+    launch cost, so its time is the GPU's alone (on the inputs captured: fixed buffers)."""
+    precision = torch_dtype(dtype)
+
+    def capture():
+        moved = model.to(device=device, dtype=precision).eval()
+        args = [x.to(device=device, dtype=precision if x.is_floating_point() else x.dtype) for x in inputs]
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.inference_mode():
+            with torch.cuda.stream(stream):  # warm-up off the default stream, as capture requires
+                for _ in range(3):
+                    moved(*args)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                outputs = moved(*args)
+        return graph, outputs
+
+    (graph, outputs), load_s = _timed(capture)
+
+    def first():
+        graph.replay()
+        torch.cuda.synchronize()
+
+    _, first_s = _timed(first)
+
+    def replayed():
+        graph.replay()
+        torch.cuda.synchronize()
+        return _numpy(outputs)
+    return Prepared(run=graph.replay, outputs=replayed, load_s=load_s, first_s=first_s, sync=torch.cuda.synchronize,
+                    device_timer=_cuda_event_timer, info={"torch": torch.__version__, "cuda_graph": True})
+
+
 def _onnxruntime_prepare(onnx_model: str | bytes, inputs: list[np.ndarray], threads: int, device: str,
                          bound: bool = False, optimized: str | None = None) -> Prepared:
     """``bound``: inputs and outputs bound to buffers made once, as a kernel inside a
     network reads and writes them (a run returning its outputs as new arrays copies them:
-    measured on the calibration's VM, a 3x3 conv 32->32 at 112x112 took 1.09 ms returning
-    its output, 0.87-0.93 ms bound); ``optimized``: where to save the optimized graph."""
+    docs/device-models.md); ``optimized``: where to save the optimized graph."""
     import onnxruntime as ort
 
     session, load_s = _timed(lambda: onnxruntime_session(onnx_model, threads, device, optimized=optimized))
@@ -153,6 +189,7 @@ class Backend:
     module: str | None  # the package that must be importable
     prepare: Callable[..., Prepared]
     dtypes: tuple[str, ...] = ("fp32",)  # precision keys (deploylens.dtypes)
+    devices: tuple[str, ...] = ("cpu", "cuda")
 
     def missing(self) -> str | None:
         if self.module and importlib.util.find_spec(self.module) is None:
@@ -165,13 +202,14 @@ BACKENDS = {
                      RUN_PRECISIONS),
     "torch-compile": Backend("torch-compile", True, None, lambda m, x, t, d, dt: _torch_prepare(m, x, d, dt, True),
                              RUN_PRECISIONS),
+    "torch-cudagraph": Backend("torch-cudagraph", True, None, _cuda_graph_prepare, RUN_PRECISIONS, ("cuda",)),
     "onnxruntime": Backend("onnxruntime", False, "onnxruntime", _onnxruntime_prepare),
     "openvino": Backend("openvino", False, "openvino", _openvino_prepare),
     "tensorrt": Backend("tensorrt", False, "tensorrt", _tensorrt_prepare),
 }
 
 
-def resolve_backends(names: list[str], dtype: str) -> list[Backend]:
+def resolve_backends(names: list[str], dtype: str, device: str = "cpu") -> list[Backend]:
     """Validate the requested backends before anything runs or is stored."""
     chosen = []
     for name in names:
@@ -183,6 +221,8 @@ def resolve_backends(names: list[str], dtype: str) -> list[Backend]:
             raise UserError(reason)
         if dtype not in backend.dtypes:
             raise UserError(f"backend {name!r} runs {', '.join(backend.dtypes)} here, not {dtype}")
+        if device not in backend.devices:
+            raise UserError(f"backend {name!r} runs on --device {' or '.join(backend.devices)}, not {device}")
         chosen.append(backend)
     return chosen
 

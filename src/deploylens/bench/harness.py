@@ -20,7 +20,7 @@ from deploylens.bench.gpu import NvmlSampler, load_nvml
 from deploylens.bench.interference import InterferenceProbe, adjusted_median, pooled, quiet_median, quiet_samples
 from deploylens.bench.runner import StopRule, measure, quietest
 from deploylens.bench.stats import Timing
-from deploylens.dtypes import RUN_PRECISIONS
+from deploylens.dtypes import RUN_PRECISIONS, precision_key
 from deploylens.errors import UserError, first_line
 from deploylens.hardware.local import this_gpu
 from deploylens.hardware.spec import HardwareSpec, load_catalog
@@ -103,13 +103,14 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
         raise UserError(f"unknown device {device!r}: cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA GPU is visible here (the CUDA paths are skipped)")
+    dtype = precision_key(dtype)  # fp16 or float16: one table
     if dtype not in RUN_PRECISIONS:
-        raise UserError(f"unknown dtype {dtype!r}: one of {', '.join(RUN_PRECISIONS)}")
+        raise UserError(f"dtype {dtype!r} does not run on the benchmark backends: one of {', '.join(RUN_PRECISIONS)}")
     if rounds < 1:
         raise UserError("--rounds must be at least 1")
     if not batches or any(b <= 0 for b in batches):
         raise UserError("batch sizes must be positive integers")
-    chosen = resolve_backends(list(backends), dtype)
+    chosen = resolve_backends(list(backends), dtype, device)
     if malloc_tuning:
         malloc.tune()
     threads = threads or torch.get_num_threads()

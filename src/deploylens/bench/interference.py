@@ -41,11 +41,11 @@ _CALLS = 3  # a reading is the fastest of this many calls: the first after a mod
 
 
 class InterferenceProbe:
-    """A dense 3x3 conv (64 channels, 28x28, 58 MFLOP, ~0.26 ms on 2 cores here) whose
-    fastest of three calls is one reading; every reading is kept, so a whole run (several
-    models, passes minutes apart) shares one quiet level. ``known_level``: the quietest
-    level an earlier run of this machine saw, so that a run made entirely in a busy spell
-    is still measured against the machine's quiet speed."""
+    """A dense 3x3 conv (64 channels, 28x28, 58 MFLOP; its time on a measured machine is in
+    docs/measurement.md) whose fastest of three calls is one reading; every reading is kept,
+    so a whole run (several models, passes minutes apart) shares one quiet level.
+    ``known_level``: the quietest level an earlier run of this machine saw, so that a run
+    made entirely in a busy spell is still measured against the machine's quiet speed."""
 
     def __init__(self, workload: Callable[[], object] | None = None,
                  clock: Callable[[], float] = time.perf_counter, tolerance: float = TOLERANCE,

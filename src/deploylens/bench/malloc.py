@@ -2,11 +2,10 @@
 
 With glibc's defaults, tensors above the (dynamic) mmap threshold are mapped fresh on
 every allocation and page-faulted on first touch, so PyTorch eager latency on CPU
-measures the kernel's page faults more than the kernel: a 1x1 conv 16->96 on 112x112
-takes 4.3 ms with the defaults and 0.55 ms without, and 32 ms vs 3.5 ms at batch 8
-(measured on this project's 2-core VM). Caching allocators (jemalloc,
-tcmalloc, ONNX Runtime's arena) avoid this; ``tune()`` makes glibc do the same for the
-process, and benchmarks record that they did.
+measures the kernel's page faults more than the kernel (the measurements are in
+docs/measurement.md, "Allocator"). Caching allocators (jemalloc, tcmalloc, ONNX Runtime's
+arena) avoid this; ``tune()`` makes glibc do the same for the process, and benchmarks
+record that they did.
 """
 
 from __future__ import annotations

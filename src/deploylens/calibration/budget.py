@@ -37,9 +37,9 @@ class DeviceSetting:
 
 
 # Activations beyond 2**23 elements are larger than any zoo layer's at batch 1. On a CPU,
-# batch 8 for the classes whose speed per FLOP changes with the batch (depthwise and
-# grouped convs did not gain from it). A GPU approaches its peak only on batched work and
-# is not shared the way a VM's cores are: one round. A CPU calibration ends within its
+# batch 8 for the classes whose speed per FLOP changes with the batch (not depthwise and
+# grouped convs: docs/device-models.md). A GPU approaches its peak only on batched work
+# and is not shared the way a VM's cores are: one round. A CPU calibration ends within its
 # budget however busy the host is: a busy spell makes every case run to its time cap, and
 # the cap shrinks to fit what is left (see Budget).
 SETTINGS = {"cpu": DeviceSetting(4e9, (1, 8), 2**23, ROUNDS, budget_s=105.0,

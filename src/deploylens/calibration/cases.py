@@ -16,7 +16,7 @@ from deploylens.calibration.budget import SETTINGS, DeviceSetting
 from deploylens.errors import UserError
 from deploylens.hardware.kernel_classes import conv_geometry
 from deploylens.kernels.onnxruntime_graph import NCHWC
-from deploylens.onnx_runtime import session
+from deploylens.onnx_runtime import EXPORT_OPSET, session
 from deploylens.zoo.blocks import ConvBnAct
 
 
@@ -101,7 +101,7 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
             conv("conv_pointwise", c, c, 1, hw)
             conv("conv_pointwise", c, 6 * c, 1, hw)
             conv("conv_pointwise", 6 * c, c, 1, hw)
-        for c in pointwise:  # a shortcut's downsampling (ResNet, RepVGG): measured 15-30% slower than stride 1
+        for c in pointwise:  # a shortcut's downsampling (ResNet, RepVGG): slower than stride 1 (docs/device-models.md)
             conv("conv_pointwise", c, 2 * c, 1, hw, stride=2)
         for c in depthwise + (misaligned(depthwise) if lanes > 1 else ()):
             conv("conv_depthwise", c, c, 3, hw, groups=c)
@@ -144,8 +144,8 @@ def cases(setting: DeviceSetting = SETTINGS["cpu"], lanes: int = 16) -> list[Cas
 
 def conv_relu_onnx(geometry: dict, input_shape: tuple[int, ...]) -> bytes:
     """The graph the exporter makes of an eval-mode conv-BN-ReLU (Conv with the BN folded
-    into its weights and bias, then Relu), built directly: exporting ~350 conv cases one by
-    one would take most of a minute of the calibration's time."""
+    into its weights and bias, then Relu), built directly: exporting every conv case one by
+    one would spend much of the calibration's time."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -159,7 +159,7 @@ def conv_relu_onnx(geometry: dict, input_shape: tuple[int, ...]) -> bytes:
     graph = helper.make_graph(nodes, "case",
                               [helper.make_tensor_value_info("input0", TensorProto.FLOAT, list(input_shape))],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], initializers)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET)]).SerializeToString()
 
 
 def _reorders_onnx(channels: int, hw: int, batch: int) -> bytes:
@@ -173,7 +173,7 @@ def _reorders_onnx(channels: int, hw: int, batch: int) -> bytes:
     graph = helper.make_graph(nodes, "reorders",
                               [helper.make_tensor_value_info("input0", TensorProto.FLOAT, [batch, channels, hw, hw])],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(NCHWC, 1)]
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", EXPORT_OPSET), helper.make_opsetid(NCHWC, 1)]
                              ).SerializeToString()
 
 
@@ -195,11 +195,10 @@ def blocked_layout() -> bool:
 
 def runtime_cases(setting: DeviceSetting = SETTINGS["cpu"]) -> list[Case]:
     """Cases of what ONNX Runtime runs beyond the model's own kernels, or runs slower than
-    PyTorch does: its layout copies (none where it has no blocked layout), at the zoo's
-    activation sizes and at channel counts it pads to whole blocks (measured in networks
-    at batch 8: 13-36 GB/s against 32-90 for batch-1 round trips of multiples of 16); a
-    Slice, which copies (GhostNet's: 20-26 GB/s against mostly 38-44 for its Concats); and
-    a transcendental activation it leaves unfused (SiLU: 18-33 GB/s against 37-68 for ReLU)."""
+    PyTorch does, each at rates of its own (docs/device-models.md): its layout copies (none
+    where it has no blocked layout), at the zoo's activation sizes and at channel counts it
+    pads to whole blocks; a Slice, which copies; and a transcendental activation it leaves
+    unfused (SiLU)."""
     made = []
     for c, hw in ((16, 112), (32, 112), (24, 112), (64, 56), (40, 56), (128, 28), (120, 28), (256, 14), (92, 14),
                   (512, 7), (960, 7), (64, 14)) if blocked_layout() else ():

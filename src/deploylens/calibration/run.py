@@ -115,9 +115,9 @@ def _time_all(sessions: dict[str, Build], networks: set[str], rounds: int, case_
               total: int) -> dict[str, list]:
     """Every session's rounds, within ``budget``: round-robin (each session built first),
     or with ``case_major`` each session's rounds back to back on a session dropped after
-    them. ONNX Runtime gives each session a thread pool whose threads spin for 10-100 ms
-    after a run: beside the sessions of the cases run just before, still spinning, a case
-    ran up to 2x slower, so ONNX Runtime's cases run case-major."""
+    them. ONNX Runtime gives each session a thread pool whose threads spin for a while
+    after a run, slowing the sessions run beside them (docs/device-models.md), so ONNX
+    Runtime's cases run case-major."""
     prebuilt = rounds > 1 and not case_major
     held = {}
     for name, build in sessions.items() if prebuilt else ():
@@ -161,22 +161,22 @@ def _seconds(rounds_of: dict[str, list], probe: InterferenceProbe | None) -> tup
 def calibrate(backend: str = "torch", threads: int | None = None, max_flops: float | None = None,
               rounds: int | None = None, device: str = "cpu", dtype: str = "fp32",
               progress: Progress = lambda done, total, label: None, probe_level: float | None = None,
-              budget_s: float | None | str = "default", styles: tuple[str, ...] | None = None
+              budget_s: float | None = None, styles: tuple[str, ...] | None = None
               ) -> CalibrationProfile:
     """Time the calibration set ``rounds`` times (default: the device's) and the synthetic
-    networks of ``styles`` (default: all), within ``budget_s`` seconds (default: the
-    device's; None: unbounded), and derive the device model. ``max_flops``: the largest
+    networks of ``styles`` (default: all), within ``budget_s`` seconds (None: the device's
+    budget; ``math.inf``: no bound), and derive the device model. ``max_flops``: the largest
     case (default: the device's). ``probe_level``: the machine's quiet probe level known
     from earlier runs (:func:`~deploylens.hardware.calibration_profile.known_probe_level`)."""
     threads = threads or torch.get_num_threads()
-    who = identity(device, backend, threads, dtype)
+    valid_for = identity(device, backend, threads, dtype)
     setting = SETTINGS[device]
     if max_flops is not None:
         setting = replace(setting, max_flops=max_flops)
-    if budget_s != "default":
-        if budget_s is not None and budget_s <= 0:
+    if budget_s is not None:
+        if not budget_s > 0:
             raise UserError("the calibration's time budget must be positive seconds")
-        setting = replace(setting, budget_s=budget_s)
+        setting = replace(setting, budget_s=None if math.isinf(budget_s) else budget_s)
     rounds = setting.rounds if rounds is None else rounds
     if rounds < 1:
         raise UserError("calibration needs at least one round")
@@ -187,20 +187,20 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
     torch.set_num_threads(threads)
     allocator = malloc.tune()  # the same allocator state as `deploylens bench`
     started = time.perf_counter()
-    chosen = cases(setting, who["vector_lanes"]) + (runtime_cases(setting) if backend == "onnxruntime" else [])
+    chosen = cases(setting, valid_for["vector_lanes"]) + (runtime_cases(setting) if backend == "onnxruntime" else [])
     # a GPU case is timed as a CUDA graph on a device nobody shares: no probe there
     probe = InterferenceProbe(known_level=probe_level) if device == "cpu" else None
     with tempfile.TemporaryDirectory(prefix="deploylens-calibrate-") as workdir:
-        built = _Sessions(backend, threads, device, dtype, workdir)
+        builders = _Sessions(backend, threads, device, dtype, workdir)
         # the synthetic networks first (see Budget)
         networks = {label(style, batch): (style, batch) for batch in BATCHES for style in styles}
-        sessions = {name: built.network(name, synthetic_network(style).eval(),
+        sessions = {name: builders.network(name, synthetic_network(style).eval(),
                                         [torch.randn(batch, 3, RESOLUTION, RESOLUTION)])
                     for name, (style, batch) in networks.items()}
-        sessions.update({case.label: built.case(case) for case in chosen})
+        sessions.update({case.label: builders.case(case) for case in chosen})
         one = torch.randn(1)
-        sessions["overhead call"] = built.eager(chain(1), [one])
-        sessions["overhead chain"] = built.eager(chain(CHAIN), [one])
+        sessions["overhead call"] = builders.eager(chain(1), [one])
+        sessions["overhead chain"] = builders.eager(chain(CHAIN), [one])
         if backend == "torch":  # views cost nothing in a runtime's graph
             sessions["overhead view"] = lambda: (lambda: one.view(1, 1))
         case_major = backend == "onnxruntime"
@@ -211,7 +211,7 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
             costs[case.label] = _case_cost(case, analysis_name(dtype))
         budget = Budget.of(started, setting.budget_s, rounds * (len(sessions) - len(networks)),
                            rounds * len(networks))
-        rounds_of = _time_all(sessions, set(networks), rounds, case_major, budget, probe, built.sync, progress,
+        rounds_of = _time_all(sessions, set(networks), rounds, case_major, budget, probe, builders.sync, progress,
                               len(chosen), total)
     seconds, probed = _seconds(rounds_of, probe)
     fixed = overheads(seconds, device)
@@ -220,19 +220,19 @@ def calibrate(backend: str = "torch", threads: int | None = None, max_flops: flo
         flops, nbytes, ops = costs[case.label]
         points[case.kernel_class].append(CalibrationPoint(
             case.label, flops, nbytes, seconds[case.label], list(case.shapes[0]), case.geometry,
-            launch_per_op(built.launch_s[case.label], ops, fixed) if case.label in built.launch_s else None,
-            built.boundary.get(case.label) or None))
+            launch_per_op(builders.launch_s[case.label], ops, fixed) if case.label in builders.launch_s else None,
+            builders.boundary.get(case.label) or None))
     info = cpu_info()
     profile = CalibrationProfile(
-        device=device, backend=backend, threads=threads, dtype=dtype, vector_lanes=who["vector_lanes"],
-        machine=Machine(info["model"], info["isa"], info["mhz"], platform.node(), who["gpu"]), points=points,
+        device=device, backend=backend, threads=threads, dtype=dtype, vector_lanes=valid_for["vector_lanes"],
+        machine=Machine(info["model"], info["isa"], info["mhz"], platform.node(), valid_for["gpu"]), points=points,
         fixed_s={name: value for name, value in seconds.items() if name not in costs},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), torch=torch.__version__, rounds=rounds,
         budget_s=setting.budget_s, allocator=allocator,
         # the ISA's peak at the nominal clock; predictions are capped at it or at the
         # fastest case (calibration.fit.compute_ceiling); none on a GPU
         isa_peak_flops=this_cpu(threads).peak_flops("fp32") if device == "cpu" else None, probe=probed)
-    derive(profile, built.added)
+    derive(profile, builders.added)
     progress(total, total, "done")
     profile.seconds_taken = round(time.perf_counter() - started, 1)
     return profile

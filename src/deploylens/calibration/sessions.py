@@ -14,9 +14,8 @@ import torch
 import torch.nn as nn
 
 from deploylens.bench.backends import BACKENDS
-from deploylens.dtypes import torch_dtype
 from deploylens.hardware.calibration_profile import Overheads
-from deploylens.kernels.onnxruntime_graph import nchwc_reorders
+from deploylens.kernels.onnxruntime_graph import reorder_kernels
 from deploylens.onnx_runtime import export_for_runtime
 
 
@@ -43,26 +42,10 @@ def launch_per_op(call_seconds: float, ops: int, overheads: Overheads) -> float:
     return max((call_seconds - overheads.call) / max(ops, 1), overheads.kernel)
 
 
-def _cuda_graph(model: nn.Module, inputs: list[torch.Tensor]) -> Callable[[], None]:
-    """``model`` captured as a CUDA graph: its replay runs the kernels without the eager
-    launch cost, so the time is the GPU's alone."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.no_grad():
-        with torch.cuda.stream(stream):  # warm-up off the default stream, as capture requires
-            for _ in range(3):
-                model(*inputs)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            model(*inputs)
-    return graph.replay
-
-
 def boundary_reorder_bytes(optimized: str, numels: dict[str, int]) -> int:
-    """Bytes of the reorders ONNX Runtime put at the boundary of a calibration case (its
-    optimized graph saved at ``optimized``): each reads and writes its float32 tensor."""
-    return sum(2 * 4 * numels.get(plain, 0) for _, plain in nchwc_reorders(optimized))
+    """Bytes of the reorders ONNX Runtime put at the boundary of a float32 calibration case
+    (its optimized graph saved at ``optimized``; ``numels``: elements by tensor name)."""
+    return sum(kernel.bytes for kernel in reorder_kernels(optimized, numels))
 
 
 def case_runner(backend: str, model: nn.Module | None, inputs: list[torch.Tensor], threads: int, workdir: str,
@@ -74,10 +57,7 @@ def case_runner(backend: str, model: nn.Module | None, inputs: list[torch.Tensor
     given, else the model's export, its optimized graph saved at ``optimized`` if given)
     with its inputs and outputs bound to buffers made once."""
     if backend == "torch":
-        if graph:
-            return _cuda_graph(model.to(device=device, dtype=torch_dtype(dtype)),
-                               [x.to(device=device, dtype=torch_dtype(dtype)) for x in inputs])
-        return BACKENDS["torch"].prepare(model, inputs, threads, device, dtype).run
+        return BACKENDS["torch-cudagraph" if graph else "torch"].prepare(model, inputs, threads, device, dtype).run
     if onnx_model is None:
         onnx_model = os.path.join(workdir, "case.onnx")
         export_for_runtime(model, inputs, onnx_model)

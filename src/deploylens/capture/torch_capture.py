@@ -18,9 +18,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from deploylens.errors import UserError, first_line
 from deploylens.capture.ir import ACTIVATION, BUFFER, CONSTANT, INPUT, PARAM, Graph, Op, Tensor, unique_layer_names
 from deploylens.capture.ops import is_neutral, kind_of
+from deploylens.dtypes import lookup, torch_dtype
+from deploylens.errors import UserError, first_line
 
 # --- aten -> neutral op table ------------------------------------------------------
 
@@ -330,8 +331,8 @@ def capture_torch(model: torch.nn.Module, input_specs: list[tuple[tuple[int, ...
                   name: str) -> Graph:
     """Capture ``model`` run on inputs of the given (shape, dtype) into a :class:`Graph`."""
     # integer costing (int8 deployment): shapes are run in float32, tensors costed as int8
-    integer = not getattr(torch, dtype).is_floating_point
-    torch_dtype = torch.float32 if integer else getattr(torch, dtype)
+    integer = not lookup(dtype).floating
+    run_dtype = torch.float32 if integer else torch_dtype(dtype)
     cost_dtype = dtype if integer else None
     model = model.eval()
     notes: list[str] = []
@@ -339,17 +340,17 @@ def capture_torch(model: torch.nn.Module, input_specs: list[tuple[tuple[int, ...
     def make_inputs(device: str) -> list[torch.Tensor]:
         made = []
         for shape, in_dtype in input_specs:
-            dt = torch_dtype if in_dtype == "float" else getattr(torch, in_dtype)
+            dt = run_dtype if in_dtype == "float" else torch_dtype(in_dtype)
             made.append(torch.empty(shape, dtype=dt, device=device) if device == "meta"
                         else (torch.randn(shape, dtype=dt) if dt.is_floating_point else torch.zeros(shape, dtype=dt)))
         return made
 
     try:
-        state, roles = _state(model, "meta", torch_dtype)
+        state, roles = _state(model, "meta", run_dtype)
         recording, out = _run(model, state, roles, make_inputs("meta"), cost_dtype)
     except Exception as meta_error:  # noqa: BLE001 - any failure on meta is retried on real tensors
         try:
-            state, roles = _state(model, None, torch_dtype)
+            state, roles = _state(model, None, run_dtype)
             recording, out = _run(model, state, roles, make_inputs("cpu"), cost_dtype)
         except Exception as real_error:  # noqa: BLE001 - the model's own error, reported in one line
             shapes = ", ".join(str(list(s)) for s, _ in input_specs)

@@ -95,20 +95,46 @@ def table(columns: tuple[str, ...], left: tuple[str, ...]):
     return made
 
 
+def progress(counted: bool = False, enabled: bool = True):
+    """A transient progress display on stderr for work over a second: a spinner, what is
+    being done, with ``counted`` a bar and done/total, and the time so far. Only on a
+    terminal: a log or a pipe gets no progress lines."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if counted:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    return Progress(*columns, TimeElapsedColumn(), console=stderr, transient=True,
+                    disable=not (enabled and stderr.is_terminal))
+
+
 def warn(text: str) -> None:
     stderr.print(f"warning: {text}", markup=False, highlight=False)
 
 
+def _usage_error(error: Exception) -> bool:
+    """An error of the command-line parser (a bad option value, a missing argument): the
+    parser's exceptions carry their message and exit code."""
+    return hasattr(error, "format_message") and isinstance(getattr(error, "exit_code", None), int)
+
+
 def main() -> None:
-    # click reports usage errors itself (exit 2); everything else is one line here
     try:
-        app()
+        code = app(standalone_mode=False)  # the parser's errors come here, to be said in one line too
     except UserError as error:
         stderr.print(f"deploylens: error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except Exception as error:  # noqa: BLE001 - an internal fault: one line, traceback on request
+        if _usage_error(error):
+            message = error.format_message()
+            if message.startswith("Usage:"):  # a command named without its arguments: its help
+                sys.stdout.write(message + "\n")
+            else:
+                stderr.print(f"deploylens: error: {message}", markup=False, highlight=False, soft_wrap=True)
+            sys.exit(error.exit_code)
         if os.environ.get("DEPLOYLENS_DEBUG"):
             raise
         stderr.print(f"deploylens: internal error: {type(error).__name__}: {error} "
                      "(set DEPLOYLENS_DEBUG=1 for the traceback)", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

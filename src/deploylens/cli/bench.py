@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from deploylens.cli.app import (MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, STORE_HELP, Format, app, csv_list, joined_shapes,
-                                show, stderr, table, warn)
+                                progress, show, table, warn)
 from deploylens.errors import UserError
 from deploylens.output import emit
 
@@ -22,7 +22,8 @@ _QUIET_COLUMNS = {"adjusted_p50_ms": "adjusted_p50_ms", "quiet_p50_ms": "p50_ms"
 def bench(
     model: str = typer.Argument(..., help=MODEL_HELP),
     backend: str = typer.Option(
-        "torch", help="Comma-separated: torch, torch-compile, onnxruntime, openvino, tensorrt."),
+        "torch", help="Comma-separated: torch, torch-compile, torch-cudagraph (CUDA), onnxruntime, openvino, "
+                         "tensorrt."),
     batch: str = typer.Option("1", help="Comma-separated batch sizes; 1 is the latency scenario, more is throughput."),
     threads: Optional[int] = typer.Option(None, min=1, help="Threads for every backend (default: torch's count)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
@@ -46,7 +47,6 @@ def bench(
 ) -> None:
     """Latency and throughput: warm-up, adaptive stop, percentiles, outputs checked first."""
     import torch
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from deploylens.bench.harness import bench as run_bench
     from deploylens.bench.interference import InterferenceProbe
@@ -59,12 +59,11 @@ def bench(
         raise UserError(f"--min-time {min_time} exceeds --max-time {max_time}")
     results_store = None if no_store else Store(store)
     rule = StopRule(min_time=min_time, max_time=max_time)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr,
-                  transient=True) as progress:
-        task = progress.add_task("benchmarking", total=None)
+    with progress() as shown:
+        task = shown.add_task("benchmarking", total=None)
         results = run_bench(model, csv_list(backend), csv_list(batch, int), threads, device, dtype,
                             joined_shapes(input_shape), rule, layers, results_store,
-                            progress=lambda message: progress.update(task, description=message),
+                            progress=lambda message: shown.update(task, description=message),
                             malloc_tuning=not default_malloc, rounds=rounds,
                             probe=InterferenceProbe(known_level=known_probe_level(threads or torch.get_num_threads()))
                             if probe else None)

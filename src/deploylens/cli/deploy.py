@@ -6,8 +6,9 @@ from typing import List, Optional
 
 import typer
 
-from deploylens.cli.app import SHAPE_HELP, Format, app, joined_shapes, show, stderr, table, warn
+from deploylens.cli.app import SHAPE_HELP, Format, app, joined_shapes, progress, show, table, warn
 from deploylens.errors import UserError
+from deploylens.onnx_runtime import EXPORT_OPSET
 
 
 @app.command()
@@ -22,24 +23,23 @@ def deploy(
     per_tensor: bool = typer.Option(False, "--per-tensor", help="Per-tensor weight scales (default: per-channel)."),
     method: str = typer.Option("minmax", help="Calibration method: minmax, entropy or percentile."),
     activations: str = typer.Option("uint8", help="INT8 activation type: uint8 (x86 fast path) or int8."),
-    opset: int = typer.Option(17, help="ONNX opset."),
+    opset: int = typer.Option(EXPORT_OPSET, help="ONNX opset."),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
     bench: bool = typer.Option(False, "--bench", help="Measure latency after every step (benchmark harness)."),
     force: bool = typer.Option(False, "--force", help="Keep a step's output even when its error exceeds tolerance."),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
     """Fold BN, re-parameterize, export ONNX, quantize INT8: each step checked numerically."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from deploylens.deploy.chain import run_chain
 
     if not (reparam or fuse or onnx_path):
         raise UserError("nothing to do: give --reparam, --fuse and/or --onnx PATH")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=stderr, transient=True) as progress:
-        task = progress.add_task("deploying", total=None)
+    with progress() as shown:
+        task = shown.add_task("deploying", total=None)
         result = run_chain(model, joined_shapes(input_shape), reparam, fuse, onnx_path, int8, int8_path, calib,
                            not per_tensor, method, activations, opset, bench, force,
-                           progress=lambda message: progress.update(task, description=message))
+                           progress=lambda message: shown.update(task, description=message))
     for warning in result["warnings"]:
         warn(warning)
     show(result, fmt, _render)

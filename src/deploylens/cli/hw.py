@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deploylens.cli.app import Format, app, emit_records, page, show, stderr, table, warn
+from deploylens.cli.app import Format, app, emit_records, page, progress, show, table, warn
 from deploylens.errors import UserError
 
 hw_app = typer.Typer(no_args_is_help=True, help="Hardware: the device catalog and this machine.")
@@ -93,7 +93,8 @@ def hw_calibrate(
                                                            "all its samples adjusted to the interference probe's "
                                                            "quiet level (default: 3 on the CPU, 1 on a GPU)."),
     budget: Optional[float] = typer.Option(None, min=1.0, help="Seconds the whole calibration may take (default: "
-                                           "105 on the CPU, unbounded on a GPU); fewer seconds, shorter rounds."),
+                                           "the device's, 105 on the CPU, unbounded on a GPU; inf: no bound); fewer "
+                                           "seconds, shorter rounds."),
     combine: bool = typer.Option(False, "--combine", help="Combine with the profile already saved: every timing "
                                  "the median of all the calibrations combined (repeat on a noisy machine)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Profile path (default: the per-user "
@@ -104,7 +105,6 @@ def hw_calibrate(
     from pathlib import Path
 
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from deploylens.calibration import calibrate, combine as combined
     from deploylens.hardware import calibration_profile as stored
@@ -117,14 +117,13 @@ def hw_calibrate(
     earlier = stored.load(path) if combine and path.exists() else None
     if earlier is not None:
         stored.check_combinable(earlier, expected)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=stderr, transient=True) as progress:
-        task = progress.add_task("calibrating", total=None)
+    with progress(counted=True) as shown:
+        task = shown.add_task("calibrating", total=None)
         profile = calibrate(backend, threads, rounds=rounds, device=device, dtype=dtype,
-                            progress=lambda done, total, label: progress.update(
+                            progress=lambda done, total, label: shown.update(
                                 task, completed=done, total=total, description=f"calibrating: {label}"),
                             probe_level=stored.known_probe_level(threads),
-                            **({"budget_s": budget} if budget is not None else {}))
+                            budget_s=budget)
     quiet_share = profile.probe.quiet_share if profile.probe else None
     if quiet_share is not None and quiet_share < stored.BUSY_QUIET_SHARE:
         warn(f"the host was busy during this calibration (only {quiet_share:.0%} of its cases ran while the "

@@ -1,4 +1,4 @@
-"""``deploylens predict``: roofline latency per fused kernel on a device."""
+"""``deploylens predict``: latency per kernel on a catalogued device (roofline) or this machine (calibrated)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from deploylens.cli.app import (MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, Format, app, joined_shapes, show, stderr, table,
-                                warn)
+from deploylens.cli.app import (MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, Format, app, joined_shapes, progress, show,
+                                table, warn)
 from deploylens.output import emit
 
 
@@ -26,14 +26,12 @@ def predict(
     output: Optional[str] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
 ) -> None:
     """Latency per kernel on a catalogued device (roofline) or this machine (its calibration: `hw calibrate`)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from deploylens.predict import predict as run_prediction
     from deploylens.report.tables import to_csv
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr,
-                  transient=True) as progress:
-        progress.add_task(f"predicting {model} on {target}", total=None)
+    with progress() as shown:
+        shown.add_task(f"predicting {model} on {target}", total=None)
         prediction = run_prediction(model, target, backend, batch, dtype, joined_shapes(input_shape), threads,
                                     device=device)
     for note in prediction.notes:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deploylens.cli.app import Format, app, csv_list, show, stderr, table
+from deploylens.cli.app import Format, app, csv_list, progress, show, table
 
 
 @app.command("recommend")
@@ -18,15 +18,13 @@ def recommend_command(
     fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
     """Every zoo model ranked by latency on a target, with top-1, lint findings and the Pareto front."""
-    from rich.progress import BarColumn, Progress, TextColumn
 
     from deploylens.recommend import recommend
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  console=stderr, transient=True) as progress:
-        task = progress.add_task("ranking", total=None)
+    with progress(counted=True) as shown:
+        task = shown.add_task("ranking", total=None)
         result = recommend(target, budget_ms, measure, csv_list(models) if models else None,
-                           progress=lambda done, total, name: progress.update(task, completed=done, total=total,
+                           progress=lambda done, total, name: shown.update(task, completed=done, total=total,
                                                                               description=f"ranking: {name}"))
     show(result, fmt, _render)
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deploylens.cli.app import OUTPUT_HELP, Format, app, emit_records, page, show, stderr, table
+from deploylens.cli.app import OUTPUT_HELP, Format, app, emit_records, page, progress, show, table
 from deploylens.errors import UserError
 
 zoo_app = typer.Typer(no_args_is_help=True, help="The built-in architectures, with published figures.")
@@ -24,7 +24,6 @@ def zoo_list(
     output: Optional[str] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
 ) -> None:
     """Every zoo model: params and MACs measured by the analyzer beside the published ones."""
-    from rich.progress import Progress
 
     from deploylens import zoo
     from deploylens.analysis.published import compare
@@ -35,11 +34,11 @@ def zoo_list(
         families = sorted({zoo.variant(n).family for n in zoo.names()})
         raise UserError(f"no zoo family {family!r}; families: {', '.join(families)}")
     records = []
-    with Progress(console=stderr, transient=True, disable=fmt is not Format.table) as progress:
-        task = progress.add_task("analysing the zoo", total=len(selected))
+    with progress(counted=True, enabled=fmt is Format.table) as shown:
+        task = shown.add_task("analysing the zoo", total=len(selected))
         for name in selected:
             records.append(compare(name))
-            progress.advance(task)
+            shown.advance(task)
     if emit_records(records, fmt, output):
         return
     shown = table(("name", "res", "form", "params", "published", "dev", "MACs", "published", "dev", "top-1"),

@@ -5,7 +5,9 @@ Each formula takes an :class:`~deploylens.capture.ir.Op` and returns its :class:
 follows one rule for almost every op (read each distinct input once, write each
 output once) with a few documented exceptions.
 
-Conventions (also in the README and ``deploylens analyze --help``):
+Conventions (also in ``deploylens analyze --help``). docs/conventions.md tabulates every
+formula by the first line of its docstring (tools/generate_docs.py), so each formula's
+docstring opens with what it counts. In short:
 
 * MACs count multiply-accumulates of conv / linear / matmul / attention;
   FLOPs = 2 x MACs for them (bias adds are not counted, as in the papers).
@@ -82,6 +84,19 @@ def formulas(custom: Mapping[str, Formula] | None = None) -> Mapping[str, Formul
     return {**_FORMULAS, **custom}
 
 
+def conventions(table: Mapping[str, Formula] | None = None) -> dict[str, str | None]:
+    """What each formula of ``table`` (default: the registered formulas) counts: op name ->
+    the first line of its formula's docstring, None when the formula has none. This is the
+    table ``tools/generate_docs.py`` writes into docs/conventions.md."""
+    table = _FORMULAS if table is None else table
+    return {name: _first_line(fn) for name, fn in table.items()}
+
+
+def _first_line(fn: Formula) -> str | None:
+    lines = (getattr(fn, "__doc__", None) or "").strip().splitlines()
+    return lines[0].strip() if lines else None
+
+
 def work(op: Op, table: Mapping[str, Formula] | None = None) -> Work | None:
     """FLOPs and MACs of ``op`` from ``table`` (default: the registered formulas), or
     None when no formula exists (never a silent zero)."""
@@ -103,6 +118,7 @@ def _mac_work(macs: int) -> Work:
 
 @formula("conv")
 def conv(op: Op) -> Work:
+    """output elements x (C_in / groups) x kernel volume MACs; FLOPs = 2 x MACs."""
     # weight is [C_out, C_in/groups, *kernel]: each output element costs one MAC per
     # weight element of its group.
     weight = op.inputs[1]
@@ -111,6 +127,7 @@ def conv(op: Op) -> Work:
 
 @formula("conv_transpose")
 def conv_transpose(op: Op) -> Work:
+    """input elements x (C_out / groups) x kernel volume MACs; FLOPs = 2 x MACs."""
     # weight is [C_in, C_out/groups, *kernel]: each input element is scattered to
     # C_out/groups * prod(kernel) outputs.
     weight = op.inputs[1]
@@ -119,12 +136,14 @@ def conv_transpose(op: Op) -> Work:
 
 @formula("matmul")
 def matmul(op: Op) -> Work:
+    """output elements x contracted length MACs; FLOPs = 2 x MACs (linear layers too)."""
     # every output element is a dot product of length k (the contracted dimension).
     return _mac_work(op.outputs[0].numel * op.attrs["k"])
 
 
 @formula("einsum")
 def einsum(op: Op) -> Work:
+    """(operands - 1) x size of the full index space MACs (naive evaluation); FLOPs = 2 x MACs."""
     # naive evaluation: one multiply per operand beyond the first for every point of
     # the full index space.
     inputs_spec = op.attrs["equation"].replace(" ", "").split("->")[0].split(",")
@@ -142,6 +161,11 @@ def einsum(op: Op) -> Work:
 
 @formula("attention")
 def attention(op: Op) -> Work:
+    """batch x L x S x (E_q + E_v) MACs, heads summed; FLOPs = 2 x MACs + softmax on batch x heads x L x S.
+
+    E_q and E_v are the query and value widths over all heads; the softmax counts its
+    per-element FLOPs (the per-element table) for each of the batch x heads x L x S scores.
+    """
     # softmax(q k^T) v: L*S*E MACs for the scores and L*S*Ev for the weighted sum,
     # summed over batch and heads, plus the softmax over the L*S scores per head.
     q, k, v = op.inputs[:3]
@@ -211,6 +235,7 @@ PER_ELEMENT_FLOPS: dict[str, int] = {
 
 def _per_element(flops_per_element: int) -> Formula:
     def per_output_element(op: Op) -> Work:
+        """the op's FLOPs per element (the per-element table) x output elements; 0 MACs."""
         return Work(flops=flops_per_element * sum(t.numel for t in op.outputs))
 
     return per_output_element
@@ -225,6 +250,7 @@ for _name, _flops in PER_ELEMENT_FLOPS.items():
 
 @formula("max_pool", "avg_pool", "lp_pool")
 def window_pool(op: Op) -> Work:
+    """output elements x kernel window size FLOPs (one per window element); 0 MACs."""
     return Work(flops=op.outputs[0].numel * math.prod(op.attrs["kernel"]))
 
 
@@ -235,6 +261,7 @@ def _adaptive_window_sum(in_size: int, out_size: int) -> int:
 
 @formula("adaptive_avg_pool", "adaptive_max_pool")
 def adaptive_pool(op: Op) -> Work:
+    """one FLOP per element of each output's window (PyTorch's adaptive windows); 0 MACs."""
     x, y = op.inputs[0], op.outputs[0]
     spatial = len(op.attrs["output_size"])
     leading = math.prod(x.shape[: len(x.shape) - spatial])
@@ -246,6 +273,7 @@ def adaptive_pool(op: Op) -> Work:
 
 @formula("reduce")
 def reduce(op: Op) -> Work:
+    """input elements FLOPs (one per element reduced); 0 MACs."""
     return Work(flops=op.inputs[0].numel)
 
 
@@ -259,6 +287,11 @@ def _resize_flops_per_element(mode: str, spatial_dims: int) -> int:
 
 @formula("resize")
 def resize(op: Op) -> Work:
+    """output elements x (0 nearest, 2^(d+1) - 1 linear, 2 x 4^d - 1 cubic) FLOPs in d dims; 0 MACs.
+
+    An interpolation blends 2^d (linear) or 4^d (cubic) neighbours per output element:
+    one multiply each and one add fewer; nearest copies.
+    """
     y = op.outputs[0]
     per_element = _resize_flops_per_element(op.attrs["mode"], len(y.shape) - 2)
     return Work(flops=per_element * y.numel)
@@ -269,11 +302,13 @@ def resize(op: Op) -> Work:
 
 @formula("cat", "copy", "pad", "transpose", "expand", "gather", "view", "alloc", "shape")
 def data_movement(op: Op) -> Work:
+    """0 FLOPs, 0 MACs: data movement, counted in bytes only (`view`, `alloc`, `shape`: none)."""
     return Work(flops=0)
 
 
 @formula("embedding")
 def embedding(op: Op) -> Work:
+    """0 FLOPs, 0 MACs: a lookup, counted in bytes (its indices and the rows it selects)."""
     return Work(flops=0)
 
 

@@ -12,6 +12,7 @@ from deploylens.deploy.onnx_steps import export_onnx, onnx_outputs, quantize, se
 from deploylens.deploy.transforms import check_equivalence, fuse_bn, reparameterize
 from deploylens.errors import UserError
 from deploylens.numerics import example_inputs, max_relative_error
+from deploylens.onnx_runtime import EXPORT_OPSET
 
 
 def _row(step: str, subject: Any, input_shape: tuple[int, ...], error: float | None, latency: Callable | None,
@@ -25,7 +26,7 @@ def _row(step: str, subject: Any, input_shape: tuple[int, ...], error: float | N
 
 def run_chain(model: Any, input_shape: Any = None, reparam: bool = False, fuse: bool = False,
               onnx_path: str | None = None, int8: bool = False, int8_path: str | None = None, calib: Any = None,
-              per_channel: bool = True, method: str = "minmax", activations: str = "uint8", opset: int = 17,
+              per_channel: bool = True, method: str = "minmax", activations: str = "uint8", opset: int = EXPORT_OPSET,
               bench: bool = False,
               force: bool = False, progress: Callable[[str], None] = lambda message: None) -> dict:
     """Run the requested steps on ``model`` (any form ``analyze`` takes that is a PyTorch

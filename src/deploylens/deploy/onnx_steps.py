@@ -10,7 +10,6 @@ import math
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import torch.nn as nn
 from deploylens.capture.loader import DEFAULT_IMAGE_SHAPE
 from deploylens.errors import UserError, first_line
 from deploylens.numerics import example_inputs, output_error
+from deploylens.onnx_runtime import EXPORT_OPSET, export_for_runtime
 from deploylens.onnx_runtime import session as onnxruntime_session
 
 EXPORT_TOLERANCE = 1e-4
@@ -57,7 +57,7 @@ def _simplify(path: str) -> str | None:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[int, ...] = DEFAULT_IMAGE_SHAPE,
-                opset: int = 17, dynamic_batch: bool = False, simplify: bool = True,
+                opset: int = EXPORT_OPSET, dynamic_batch: bool = False, simplify: bool = True,
                 force: bool = False) -> ExportReport:
     """Export ``model`` to ONNX, simplify it where a maintained tool is installed, run it
     in ONNX Runtime and compare with torch; the file is written only if they agree."""
@@ -71,10 +71,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
     with tempfile.TemporaryDirectory(dir=path.parent if path.parent.exists() else None) as workdir:
         staged = os.path.join(workdir, path.name)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(model, (x,), staged, dynamo=False, opset_version=opset, input_names=["input"],
-                                  dynamic_axes={"input": {0: "batch"}} if dynamic_batch else None)
+            export_for_runtime(model, [x], staged, opset, names=["input"], dynamic_batch=dynamic_batch)
         except Exception as error:  # noqa: BLE001 - the exporter's error, in one line
             raise UserError(f"ONNX export failed: {first_line(error)}") from error
         simplified_by = _simplify(staged) if simplify else None

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from deploylens.dtypes import RUN_PRECISIONS
 from deploylens.errors import UserError
 from deploylens.hardware.kernel_classes import CLASSES, GPU_CHANNEL_MULTIPLE
 from deploylens.hardware.local import cpu_info, vector_lanes
@@ -19,7 +20,6 @@ from deploylens.output import write_atomically
 FORMAT, VERSION = "deploylens-calibration", 12
 DEVICES = ("cpu", "cuda")
 BACKENDS = ("torch", "onnxruntime")
-PRECISIONS = ("fp32", "fp16", "bf16")
 # a calibration with fewer of its cases timed quiet ran in a busy spell (docs/device-models.md)
 BUSY_QUIET_SHARE = 0.10
 
@@ -158,8 +158,8 @@ def identity(device: str, backend: str, threads: int, dtype: str) -> dict:
         raise UserError(f"unknown device {device!r}: cpu or cuda")
     if backend not in BACKENDS:
         raise UserError(f"calibration backends: torch or onnxruntime, not {backend!r}")
-    if dtype not in PRECISIONS:
-        raise UserError(f"calibration dtypes: {', '.join(PRECISIONS)}, not {dtype!r}")
+    if dtype not in RUN_PRECISIONS:
+        raise UserError(f"calibration dtypes: {', '.join(RUN_PRECISIONS)}, not {dtype!r}")
     if device == "cuda":
         if not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA GPU is visible here")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
+from deploylens.dtypes import PEAK_PRECISIONS
 from deploylens.errors import UserError
 
-DTYPES = ("fp32", "fp16", "bf16", "int8")
 CLASSES = ("gpu", "cpu", "npu")
 STATUSES = ("verified", "derived", "measured")
 _TERA, _GIGA = 1e12, 1e9
@@ -92,7 +92,7 @@ def parse_family(data: dict, origin: str) -> list[HardwareSpec]:
         peaks = device.get("peak_tflops") or {}
         if not peaks:
             raise CatalogError(f"{where}: no peak_tflops")
-        bad = [d for d in peaks if d not in DTYPES]
+        bad = [d for d in peaks if d not in PEAK_PRECISIONS]
         if bad:
             raise CatalogError(f"{where}: unknown dtype(s) {', '.join(bad)}")
         optional = {key: _figure(device[key], scale, sources, f"{where}.{key}")

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deploylens.capture.ir import FREE_OPS, Graph, Op, Tensor
 from deploylens.cost.formulas import has_formula, traffic
 from deploylens.dtypes import DTYPE_BYTES
-from deploylens.capture.ir import FREE_OPS, Graph, Op, Tensor
+from deploylens.kernels.runtimes import FUSED, HEADS
 
-# kernels that can take an element-wise epilogue
-_HOST_KINDS = frozenset({"conv", "conv_transpose", "linear", "matmul", "elementwise", "activation", "norm"})
-# ops that can be an epilogue: point-wise, no reduction
-_EPILOGUE_KINDS = frozenset({"elementwise", "activation"})
+# kernels that can take an element-wise epilogue: the heads, and an element-wise chain's ops
+_HOST_KINDS = HEADS | {"elementwise", "activation", "norm"}
+# a BatchNorm right after one of these is folded into its weights
 _FOLDS_BN = frozenset({"conv", "conv_transpose", "linear"})
 
 
@@ -54,7 +54,7 @@ def alias_roots(graph: Graph) -> dict[int, int]:
 
 
 def _is_epilogue(op: Op) -> bool:
-    return (op.kind in _EPILOGUE_KINDS or op.op == "batch_norm") and has_formula(op.op)
+    return FUSED.joins(op) and has_formula(op.op)
 
 
 def group_kernels(graph: Graph, root: dict[int, int]) -> list[Kernel]:

@@ -9,11 +9,10 @@ import tempfile
 from typing import Any
 
 from deploylens.cost.records import KernelCost
+from deploylens.kernels.runtimes import SHAPE_KIND
 from deploylens.onnx_runtime import export_for_runtime, session
 
 NCHWC = "com.microsoft.nchwc"
-# the kind of the kernels a runtime runs on tensor shapes
-SHAPE_KIND = "shape_arithmetic"
 
 
 def nchwc_reorders(optimized: str) -> list[tuple[str, str]]:
@@ -26,23 +25,40 @@ def nchwc_reorders(optimized: str) -> list[tuple[str, str]]:
             if node.domain == NCHWC and node.op_type in ("ReorderInput", "ReorderOutput")]
 
 
-def shape_arithmetic_nodes(optimized: str) -> list[str]:
-    """Op types of the nodes of an optimized graph (saved at ``optimized``) that compute on
-    tensor shapes, not on data: Shape nodes and whatever takes only their results and
-    constants. A dynamic-batch export computes a view's sizes so (ShuffleNet's channel
-    shuffles: 208-273 such nodes), and each runs as a kernel of its own."""
+def shape_arithmetic(optimized: str) -> list:
+    """The nodes of an optimized graph (saved at ``optimized``) that compute on tensor
+    shapes, not on data: Shape nodes and whatever takes only their results and constants.
+    A dynamic-batch export computes a view's sizes so (a channel shuffle's reshape), and
+    each runs as a kernel of its own."""
     import onnx
 
     graph = onnx.load(optimized).graph
-    data, shapes, kinds = {port.name for port in graph.input}, set(), []
+    data, shapes, nodes = {port.name for port in graph.input}, set(), []
     for node in graph.node:  # topologically sorted, as ONNX requires
         inputs = [name for name in node.input if name]
         if node.op_type == "Shape" or (any(n in shapes for n in inputs) and not any(n in data for n in inputs)):
             shapes.update(node.output)
-            kinds.append(node.op_type)
+            nodes.append(node)
         else:
             data.update(node.output)
-    return kinds
+    return nodes
+
+
+def shape_arithmetic_nodes(optimized: str) -> list[str]:
+    """Op types of the shape-arithmetic nodes of :func:`shape_arithmetic`."""
+    return [node.op_type for node in shape_arithmetic(optimized)]
+
+
+def reorder_kernels(optimized: str, numels: dict[str, int], elem: int = 4) -> list[KernelCost]:
+    """The layout reorders of an optimized graph saved at ``optimized`` as copy kernels,
+    each reading and writing its plain tensor (``numels``: elements by tensor name; a
+    reorder of a tensor not in it is incomplete)."""
+    kernels = []
+    for op_type, plain in nchwc_reorders(optimized):
+        numel = numels.get(plain, 0)
+        kernels.append(KernelCost(f"{op_type}:{plain}", "data_movement", [], 0, 0, numel * elem, numel * elem, 0.0,
+                                  bool(numel)))
+    return kernels
 
 
 def added_kernels_in(model: Any, optimized: str, input_shapes: list[tuple[int, ...]], elem: int = 4
@@ -58,11 +74,7 @@ def added_kernels_in(model: Any, optimized: str, input_shapes: list[tuple[int, .
     from deploylens.capture.onnx_shapes import tensor_shapes
 
     _, shapes = tensor_shapes(model, [(shape, "float") for shape in input_shapes], [])
-    added = []
-    for op_type, plain in nchwc_reorders(optimized):
-        numel = math.prod(shapes[plain][0]) if plain in shapes else 0
-        added.append(KernelCost(f"{op_type}:{plain}", "data_movement", [], 0, 0, numel * elem, numel * elem, 0.0,
-                                bool(numel)))
+    added = reorder_kernels(optimized, {name: math.prod(shape) for name, (shape, _) in shapes.items()}, elem)
     added += [KernelCost(f"{op_type}:shape{index}", SHAPE_KIND, [], 0, 0, 0, 0, 0.0, True)
               for index, op_type in enumerate(shape_arithmetic_nodes(optimized))]
     return added

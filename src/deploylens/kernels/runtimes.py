@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from deploylens.cost.records import KernelCost, LayerCost
 from deploylens.dtypes import DTYPE_BYTES
 
-# ops that head a kernel an epilogue can join
-_HEADS = frozenset({"conv", "conv_transpose", "linear", "matmul"})
+# the kinds of op whose kernel an epilogue joins (a conv, a linear layer, a matmul)
+HEADS = frozenset({"conv", "conv_transpose", "linear", "matmul"})
+# the kind of the kernels a runtime runs on tensor shapes (kernels.onnxruntime_graph)
+SHAPE_KIND = "shape_arithmetic"
 # slicing PyTorch runs as a view and ONNX Runtime as a copy (Split, Slice, Gather nodes);
 # a slice over a whole dimension dispatches as aten.alias in PyTorch and still exports as Slice
 RUNTIME_COPIES = frozenset({"aten.split", "aten.split_with_sizes", "aten.slice", "aten.select", "aten.narrow",
@@ -41,6 +43,11 @@ class RuntimePolicy:
     def joins(self, layer: LayerCost) -> bool:
         return layer.op in self.epilogue_ops or layer.kind in self.epilogue_kinds
 
+
+# the fused view (kernels.fusion): what a deploy toolchain (TensorRT, OpenVINO, ONNX
+# Runtime's graph optimizer, NPU compilers) runs as one kernel: a conv / linear with its
+# BatchNorm, bias, activations and residual add; a chain of element-wise ops
+FUSED = RuntimePolicy("fused", frozenset({"batch_norm"}), frozenset({"elementwise", "activation"}))
 
 POLICIES = {
     # PyTorch eager: a conv's BatchNorm and activation, the calibrated conv-BN-act unit
@@ -71,7 +78,7 @@ def runtime_kernels(layers: list[LayerCost], kernels: list[KernelCost], policy: 
     for kernel in kernels:
         members = [by_name[name] for name in kernel.layers]
         head = 1
-        if members[0].kind in _HEADS:
+        if members[0].kind in HEADS:
             while head < len(members) and policy.joins(members[head]):
                 head += 1
         for group in [members[:head]] + [[m] for m in members[head:]]:

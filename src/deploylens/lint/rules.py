@@ -96,9 +96,10 @@ def _conv_shape(layer: LayerCost) -> tuple[int, int, int, tuple[int, ...], int] 
 
 
 def _finding(ctx: Context, rule_id: str, severity: str, layer: LayerCost, message: str,
-             value: float | None = None, unit: str = "bytes") -> Finding:
+             value: float | None = None, unit: str = "bytes", source: str = "") -> Finding:
+    """A finding of ``rule_id`` citing ``source`` (the target's own, where it has one) or the rule's."""
     impact = {"value": value, "unit": unit} if value is not None else None
-    return Finding(rule_id, severity, layer.name, message, RULES[rule_id].source, impact, layer.module)
+    return Finding(rule_id, severity, layer.name, message, source or RULES[rule_id].source, impact, layer.module)
 
 
 # --- ShuffleNetV2's guidelines ------------------------------------------------------------
@@ -209,7 +210,7 @@ def channel_alignment(ctx: Context) -> list[Finding]:
         wasted = (layer.macs or 0) * (padded_in * padded_out / (c_in * c_out) - 1)
         findings.append(_finding(ctx, "CH-ALIGN", "warning", layer,
                                  f"channels {c_in}->{c_out} are not multiples of {multiple_in}/{multiple_out}: padded "
-                                 f"to {padded_in}->{padded_out}", wasted, "MACs"))
+                                 f"to {padded_in}->{padded_out}", wasted, "MACs", ctx.target.channel_source))
     return findings
 
 
@@ -233,7 +234,7 @@ def depthwise_on_accelerator(ctx: Context) -> list[Finding]:
                                  f"depthwise conv at {intensity or 0:.1f} FLOP/byte"
                                  + (f", ridge point {ridge:.0f}" if ridge else "") +
                                  ": memory-bound here; a dense or group conv uses the hardware better",
-                                 time, "ms"))
+                                 time, "ms", ctx.target.depthwise_source))
     return findings
 
 

@@ -13,8 +13,8 @@ _GUIDE = "ShuffleNetV2 (ECCV 2018) Table 8 and MobileNetV2 (CVPR 2018): depthwis
 _NVIDIA_TC = "NVIDIA Deep Learning Performance Guide, Tensor Core requirements (FP16: multiples of 8; INT8: 16)"
 _NNIE = "HiSilicon Hi351x NNIE documentation as quoted by the field guide (inputs multiple of 4, outputs of 16)"
 _RKNN = "rockchip-linux/rknn-toolkit2 doc/RKNNToolKit2_OP_Support-1.4.0.md (ops marked Not Supported)"
-_SIMD = ("this CPU's SIMD width in fp32 lanes (oneDNN and ONNX Runtime block channels by it); measured on an "
-         "AVX-512 machine: misaligned channels cost 1.2-2.4x the time per FLOP (docs/device-models.md)")
+_SIMD = ("this CPU's SIMD width in fp32 lanes: oneDNN and ONNX Runtime block channels by it (oneDNN's nChw16c "
+         "layouts, ONNX Runtime's NCHWc transformer), so misaligned channels run padded or unblocked")
 _GGHOST = "G-GhostNet (IJCV 2022); MobileDets (CVPR 2021); CSPNet: depthwise conv is memory-bound on accelerators"
 
 # ONNX ops the RKNN Toolkit2 1.4.0 op list marks "Not Supported"

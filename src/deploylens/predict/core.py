@@ -26,8 +26,7 @@ from deploylens.dtypes import precision_key
 from deploylens.hardware.calibration_profile import BUSY_QUIET_SHARE, CalibrationProfile
 from deploylens.hardware.kernel_classes import CLASS_FALLBACK, conv_geometry_of, kernel_class
 from deploylens.hardware.spec import HardwareSpec
-from deploylens.kernels.onnxruntime_graph import SHAPE_KIND
-from deploylens.kernels.runtimes import POLICIES, runtime_kernels
+from deploylens.kernels.runtimes import POLICIES, SHAPE_KIND, runtime_kernels
 from deploylens.predict.calibrated import calibrated_time, kernel_overhead
 from deploylens.predict.roofline import roofline_time
 from deploylens.predict.timeline import Timeline
@@ -104,14 +103,14 @@ def predict_profile(profile: Profile, device: DeviceModel, backend: str = "torch
     whole-network figures). ``target``: the name the prediction reports."""
     dtype = precision_key(profile.dtype)
     calibration = device if isinstance(device, CalibrationProfile) else None
-    run = kernels_to_run(profile, device, backend) if kernels is None else kernels
+    to_run = kernels_to_run(profile, device, backend) if kernels is None else kernels
     anchors = {layer.name: layer for layer in profile.layers}
     views = sum(1 for layer in profile.layers if layer.op == "view")
     dispatches_views = calibration is not None and backend in POLICIES and POLICIES[backend].dispatches_views
     view_ms = views * calibration.overhead_s.view * 1e3 if dispatches_views else 0.0
     timeline = Timeline(view_ms, overlapped=calibration is not None and calibration.device == "cuda")
     timed = []
-    for kernel in run:
+    for kernel in to_run:
         anchor = anchors.get(kernel.layers[0]) if kernel.layers else None
         # no anchor: a kernel the runtime adds, a layout copy or shape arithmetic
         klass = kernel_class(anchor) if anchor else SHAPE_KIND if kernel.kind == SHAPE_KIND else "reorder"
