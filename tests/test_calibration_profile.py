@@ -105,3 +105,21 @@ def test_calibration_identity_and_profile_path(monkeypatch, tmp_path):
     assert stored.profile_path("torch", 2, "cuda", "fp16", tmp_path).name == "nvidia-h100-80gb-hbm3-torch-2t-fp16.json"
 
 
+
+
+def test_a_profile_written_by_version_11_reads_and_predicts():
+    # written by `calibrate("torch", threads=1, max_flops=1e6, rounds=1)` of the format-11
+    # code (commit b7b2cd3), two points a class kept
+    from pathlib import Path
+
+    import torch.nn as nn
+
+    from deploylens.predict import predict
+
+    profile = stored.load(Path(__file__).parent / "data" / "calibration-v11.json")
+    assert (profile.backend, profile.threads, profile.rounds, profile.budget_s) == ("torch", 1, 1, 105.0)
+    assert profile.machine.node == "fixture-host" and set(profile.context_factor) == {"1", "8"}
+    assert all(len(points) <= 2 for points in profile.points.values()) and profile.points["conv_dense"]
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    latency = predict(model.eval(), "this", input_shape=(1, 3, 32, 32), calibration=profile).totals["latency_ms"]
+    assert 0 < latency < 10
