@@ -74,3 +74,24 @@ def test_example_inputs_are_seeded_normal_floats_and_zero_integers():
     assert torch.equal(first, again) and first.dtype == torch.float32
     assert torch.equal(first, torch.randn((2, 3), generator=torch.Generator().manual_seed(0)))
     assert ids.dtype == torch.int64 and torch.equal(ids, torch.zeros(1, 4, dtype=torch.int64))
+
+
+def test_a_destination_is_checked_before_the_work_starts(tmp_path):
+    from deploylens.errors import UserError
+    from deploylens.output import check_destination
+
+    check_destination(None)  # stdout
+    check_destination(tmp_path / "new.json")
+    assert list(tmp_path.iterdir()) == []  # the check leaves nothing behind
+    (tmp_path / "old.json").write_text("kept")
+    for path, message in ((tmp_path, "is a folder"), (tmp_path / "nodir" / "x.json", "no folder"),
+                          (tmp_path / "old.json", "exists: use --force")):
+        with pytest.raises(UserError, match=message):
+            check_destination(path)
+    check_destination(tmp_path / "old.json", force=True)
+    assert (tmp_path / "old.json").read_text() == "kept"
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(UserError, match="cannot write"):
+            check_destination(locked / "x.json")
