@@ -1,0 +1,162 @@
+"""A study: one claim of the field guide as an experiment on this machine.
+
+Its arms (small networks built the way the paper built them) are timed interleaved: in
+every round each arm runs one block of iterations, in an order rotated round by round,
+so a noisy neighbour slows every arm alike. Arms are compared by the ratio of their
+times within each round, and a comparison's verdict rests on the 95% confidence
+interval of the median of those paired ratios (order statistics: no normality assumed):
+
+* *borne out*: the interval excludes 1 on the side the paper reports;
+* *contradicted*: it excludes 1 on the other side;
+* *inconclusive*: it holds 1, or there were too few rounds to tell.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch.nn as nn
+
+from deploylens.bench.stats import median_ci
+
+BORNE_OUT, CONTRADICTED, INCONCLUSIVE = "borne out", "contradicted", "inconclusive"
+# rounds a comparison needs before its interval can exclude 1 (order statistics at 95%)
+MIN_ROUNDS = 6
+# how long one arm's block of iterations runs: long enough for the timer, short enough for many rounds
+BLOCK_S = 0.02
+
+
+@dataclass
+class Arm:
+    """One network the study times: ``build()`` makes it, it runs on ``input_shape``."""
+    name: str
+    build: Callable[[], nn.Module]
+    input_shape: tuple[int, ...]
+    flops: int = 0  # the analyzer's, filled in by the runner
+    bytes: int = 0  # fused view
+    samples: list[float] = field(default_factory=list)  # seconds per iteration, one per round
+
+    @property
+    def median_ms(self) -> float | None:
+        return _median(self.samples) * 1e3 if self.samples else None
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """The paper's claim about two arms: ``a`` takes ``paper_ratio`` times as long as
+    ``b`` (its direction is what the verdict checks; None when the paper gives no number
+    for this pair, then ``slower`` says which way)."""
+    a: str
+    b: str
+    paper_ratio: float | None
+    slower: bool | None = None
+
+    @property
+    def expects_slower(self) -> bool:
+        return self.slower if self.slower is not None else self.paper_ratio > 1
+
+
+@dataclass
+class Comparison:
+    a: str
+    b: str
+    ratio: float | None  # median of the paired (per round) time ratios a / b
+    ci_low: float | None
+    ci_high: float | None
+    paper_ratio: float | None
+    verdict: str
+    reason: str = ""
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+def compare(a: Arm, b: Arm, expectation: Expectation) -> Comparison:
+    """The paired ratio of ``a``'s time to ``b``'s, its 95% interval and the verdict."""
+    logs = sorted(math.log(x / y) for x, y in zip(a.samples, b.samples) if x > 0 and y > 0)
+    if len(logs) < MIN_ROUNDS:
+        return Comparison(a.name, b.name, math.exp(_median(logs)) if logs else None, None, None,
+                          expectation.paper_ratio, INCONCLUSIVE, f"{len(logs)} rounds: too few to tell")
+    low, high = (math.exp(v) for v in median_ci(logs))
+    ratio = math.exp(_median(logs))
+    slower = expectation.expects_slower
+    if (low > 1 and slower) or (high < 1 and not slower):
+        verdict, reason = BORNE_OUT, ""
+    elif (low > 1 and not slower) or (high < 1 and slower):
+        verdict, reason = CONTRADICTED, ""
+    else:
+        verdict, reason = INCONCLUSIVE, f"the interval {low:.2f}-{high:.2f} holds 1: the difference is within the noise"
+    return Comparison(a.name, b.name, ratio, low, high, expectation.paper_ratio, verdict, reason)
+
+
+def overall(comparisons: list[Comparison]) -> str:
+    """The study's verdict: what most of its comparisons say, when that is at least half
+    of them; inconclusive otherwise (a mixed or noisy result)."""
+    borne = sum(c.verdict == BORNE_OUT for c in comparisons)
+    contradicted = sum(c.verdict == CONTRADICTED for c in comparisons)
+    if borne > contradicted and 2 * borne >= len(comparisons):
+        return BORNE_OUT
+    if contradicted > borne and 2 * contradicted >= len(comparisons):
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def time_interleaved(runs: list[Callable[[], object]], budget_s: float, sync: Callable[[], None] = lambda: None,
+                     clock: Callable[[], float] = time.perf_counter,
+                     progress: Callable[[int, int], None] = lambda done, total: None) -> list[list[float]]:
+    """Seconds per iteration of each of ``runs``, one sample per round: each round runs a
+    block of every run (its iterations sized at warm-up to ~``BLOCK_S``), in an order
+    rotated by one each round, until ``budget_s`` is spent."""
+    blocks = []
+    for run in runs:  # warm-up, and how many iterations make a block
+        run()
+        sync()
+        start = clock()
+        run()
+        sync()
+        once = max(clock() - start, 1e-7)
+        blocks.append(max(1, round(BLOCK_S / once)))
+    samples: list[list[float]] = [[] for _ in runs]
+    began = clock()
+    round_index = 0
+    while True:
+        spent = clock() - began
+        if round_index >= MIN_ROUNDS and spent >= budget_s:
+            break
+        progress(min(round(spent), round(budget_s)), round(budget_s))
+        order = list(range(len(runs)))
+        order = order[round_index % len(runs):] + order[:round_index % len(runs)]
+        for index in order:
+            start = clock()
+            for _ in range(blocks[index]):
+                runs[index]()
+            sync()
+            samples[index].append((clock() - start) / blocks[index])
+        round_index += 1
+    return samples
+
+
+@dataclass
+class StudyResult:
+    study: str
+    claim: str
+    source: str
+    settings: dict
+    environment: dict
+    arms: list[Arm]
+    comparisons: list[Comparison]
+    verdict: str
+    notes: list[str] = field(default_factory=list)
+    paper: dict = field(default_factory=dict)  # the paper's table, as printed beside the measured one
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["arms"] = [{"name": a.name, "flops": a.flops, "bytes": a.bytes, "median_ms": a.median_ms,
+                         "samples": len(a.samples), "input_shape": list(a.input_shape)} for a in self.arms]
+        return data
