@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CUDA paths on a real NVIDIA GPU, then the GPU predictor's accuracy on the zoo.
+# The CUDA paths on a real NVIDIA GPU, the studies' verdicts on it, then the GPU
+# predictor's accuracy on the zoo.
 #
 #   benchmarks/gpu_check.sh [OUT] [SECONDS]
 #
@@ -48,6 +49,11 @@ for r in json.load(open(sys.argv[1])):
           f"({g.get('fraction_of_peak_bandwidth')}) of {g.get('catalog_entry')}; SM clock {g.get('sm_clock_mhz_mean')}")
 PY
     deploylens bench resnet18 --device cuda --backend onnxruntime --batch 1 --min-time 0.2 --max-time 1 --no-store
+
+    step "studies on CUDA (quick): the guide's claims, this GPU's verdicts"
+    for name in $(python3 -c "import deploylens.studies as s; print(' '.join(n for n, x in s.STUDIES.items() if 'cuda' in x.devices))"); do
+        deploylens study "$name" --device cuda --quick --no-store --format json -o "$out/study_$name.json" --force
+    done
 
     step "catalog roofline for this GPU"
     deploylens predict resnet50 --target nvidia_h100_sxm5 --batch 32 --top 3

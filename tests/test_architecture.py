@@ -15,7 +15,8 @@ MAX_LINES = 500
 # modules errors, dtypes, output, numerics and onnx_runtime are the base every package may
 # use; "deploylens" is the root package's public facade, above all but the command line)
 LAYERS = ("errors", "dtypes", "output", "numerics", "onnx_runtime", "zoo", "capture", "cost", "kernels", "analysis",
-          "hardware", "predict", "bench", "calibration", "lint", "recommend", "deploy", "report", "deploylens", "cli")
+          "hardware", "predict", "bench", "calibration", "lint", "recommend", "deploy", "studies", "report", "deploylens",
+          "cli")
 
 
 def module_name(path: Path, root: Path = SOURCE) -> str:

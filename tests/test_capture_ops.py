@@ -30,7 +30,7 @@ def test_a_matmul_on_a_parameter_is_linear_and_a_native_name_is_other():
     assert kind_of("matmul", operands_are_state=True) == "linear"
     assert kind_of("conv", operands_are_state=True) == "conv"
     assert kind_of("aten.cumsum") == "other" and not is_neutral("aten.cumsum")
-    assert kind_of("onnx.LRN") == "other"
+    assert kind_of("onnx.Hardmax") == "other"
 
 
 def test_the_table_uses_the_ir_kinds_and_every_op_has_a_formula():

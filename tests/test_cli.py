@@ -157,7 +157,7 @@ def test_hw_calibrate_combine_takes_the_median_with_the_saved_profile(monkeypatc
     # a calibration that met few quiet spells says so on stderr, and still saves
     monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: fake(1e-3, quiet_share=0.03))
     code, out, err = run(monkeypatch, capsys, "hw", "calibrate", "--threads", "1", "-o", str(path),
-                         "--format", "json")
+                         "--format", "json", "--force")  # the saved profile replaced: --force
     assert code in (0, None) and "the host was busy during this calibration (only 3%" in err
     assert json.loads(out)["quiet_share"] == 0.03
     # no ISA peak known: the ceiling is the fastest case, 1e8 FLOPs in 1 ms
@@ -211,3 +211,194 @@ def test_a_bad_option_value_is_one_line_and_exit_2(monkeypatch, capsys, args, me
     code, out, err = run(monkeypatch, capsys, *args)
     assert code == 2 and out == "" and err.count("\n") == 1  # one line, nothing before it
     assert err.startswith("deploylens: error: ") and message in err
+
+
+# --- outputs: checked before the work, --force to overwrite --------------------------------------
+
+
+def _refuse_work(monkeypatch):
+    """Every command's work fails the test if it starts."""
+    import importlib
+
+    for module, name in (("deploylens.analysis.api", "analyze"), ("deploylens.bench.harness", "bench"),
+                         ("deploylens.analysis.published", "compare"), ("deploylens.calibration", "calibrate"),
+                         ("deploylens.capture.loader", "resolve_model")):
+        monkeypatch.setattr(importlib.import_module(module), name,
+                            lambda *a, _name=name, **k: pytest.fail(f"{_name} ran before the check"))
+
+
+OUTPUT_COMMANDS = {
+    "analyze": ["analyze", "resnet18", "-o"],
+    "bench": ["bench", "resnet18", "--no-store", "-o"],
+    "zoo list": ["zoo", "list", "--family", "resnet", "-o"],
+    "hw calibrate": ["hw", "calibrate", "--threads", "1", "-o"],
+    "deploy --onnx": ["deploy", "resnet18", "--onnx"],
+    "deploy --int8-out": ["deploy", "resnet18", "--onnx", "{tmp}/fine.onnx", "--int8", "--int8-out"],
+}
+
+
+@pytest.mark.parametrize("command", list(OUTPUT_COMMANDS))
+@pytest.mark.parametrize("destination,message", [
+    ("/proc/x.json", "cannot write /proc/x.json: "),
+    ("{tmp}/nodir/x.json", "cannot write {tmp}/nodir/x.json: no folder {tmp}/nodir"),
+    ("{tmp}", "{tmp} is a folder: give a file name to write to"),
+    ("{tmp}/old.json", "{tmp}/old.json exists: use --force to overwrite it"),
+])
+def test_a_bad_output_is_refused_in_one_line_before_the_work(monkeypatch, capsys, tmp_path, command, destination,
+                                                             message):
+    (tmp_path / "old.json").write_text("kept")
+    _refuse_work(monkeypatch)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in OUTPUT_COMMANDS[command]] + \
+        [destination.replace("{tmp}", str(tmp_path))]
+    code, out, err = run(monkeypatch, capsys, *args)
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert err.startswith("deploylens: error: " + message.replace("{tmp}", str(tmp_path))), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.json"] and (tmp_path / "old.json").read_text() == "kept"
+
+
+def test_force_overwrites_an_output_whole(monkeypatch, capsys, tmp_path):
+    target = tmp_path / "kinds.csv"
+    target.write_text("old")
+    code, out, err = run(monkeypatch, capsys, "analyze", "resnet18", "-i", "1,3,32,32", "--by", "kind",
+                         "--format", "csv", "-o", str(target), "--force")
+    assert code in (0, None) and out == "" and target.read_text().startswith("kind,layers,flops,macs")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kinds.csv"]
+
+
+def test_version_is_the_package_metadata(monkeypatch, capsys):
+    from importlib.metadata import version
+
+    code, out, err = run(monkeypatch, capsys, "--version")
+    assert code in (0, None) and out == f"deploylens {version('deploylens')}\n" and err == ""
+
+
+def test_a_model_that_prints_cannot_corrupt_json_on_stdout(monkeypatch, capsys, tmp_path):
+    source = tmp_path / "chatty.py"
+    source.write_text("import sys, torch.nn as nn\nprint('imported')\nclass M(nn.Module):\n"
+                      "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n"
+                      "    def forward(self, x):\n        print('forward', tuple(x.shape))\n"
+                      "        sys.stdout.write('raw\\n')\n        return self.conv(x)\n"
+                      "def build():\n    print('building')\n    return M()\n")
+    code, out, err = run(monkeypatch, capsys, "analyze", f"{source}:build", "-i", "1,3,8,8", "--format", "json")
+    assert code in (0, None) and json.loads(out)["totals"]["macs"] == 4 * 27 * 36
+    assert "imported\nbuilding\n" in err and "forward (1, 3, 8, 8)\nraw\n" in err
+
+
+# --- the results store: nothing made before the arguments are checked ------------------------
+
+
+def test_a_refused_bench_leaves_no_results_store(monkeypatch, capsys, tmp_path):
+    store = tmp_path / "deep" / "runs.sqlite"
+    for args in (["--backend", "nope"], ["--batch", "0"], ["--dtype", "int4"]):
+        code, out, err = run(monkeypatch, capsys, "bench", "resnet18", "--store", str(store), *args)
+        assert code == 2 and err.count("\n") == 1, err
+    code, out, err = run(monkeypatch, capsys, "bench", "not_a_model", "--store", str(store))
+    assert code == 2 and "unknown model" in err
+    code, out, err = run(monkeypatch, capsys, "runs", "list", "--store", str(store), "--format", "json")
+    assert code in (0, None) and json.loads(out) == []
+    code, out, err = run(monkeypatch, capsys, "runs", "show", "1", "--store", str(store))
+    assert code == 2 and err == f"deploylens: error: no run 1: there is no results store at {store} yet\n"
+    assert list(tmp_path.iterdir()) == []  # reading never creates one either
+
+
+def _store_with_two_runs(path):
+    from deploylens.bench.store import Store
+
+    store = Store(path)
+    for p50s in ((1.0, 2.0, 4.0), (1.05, 2.5, 5.0)):
+        run_id = store.begin("net", {}, {})
+        for (backend, batch), p50 in zip((("torch", 1), ("torch", 8), ("onnxruntime", 1)), p50s):
+            store.add(run_id, {"backend": backend, "device": "cpu", "dtype": "fp32", "batch": batch,
+                               "p50_ms": p50, "throughput": batch / p50 * 1e3})
+        store.finish(run_id, "complete")
+
+
+def test_runs_compare_fail_above_says_which_rows_regressed(monkeypatch, capsys, tmp_path):
+    _store_with_two_runs(tmp_path / "runs.sqlite")
+    args = ("runs", "compare", "1", "2", "--store", str(tmp_path / "runs.sqlite"), "--format", "json")
+    code, out, err = run(monkeypatch, capsys, *args, "--fail-above", "1.10")
+    assert code == 1 and [row["p50_ratio"] for row in json.loads(out)["rows"]] == [1.05, 1.25, 1.25]
+    assert err == ("deploylens: run 2 vs 1: p50 above x1.1 of the baseline in 2 of 3 rows: torch cpu fp32 batch 8 "
+                   "x1.250, onnxruntime cpu fp32 batch 1 x1.250\n")
+    code, out, err = run(monkeypatch, capsys, *args, "--fail-above", "1.25")
+    assert code in (0, None) and err == ""
+
+
+def test_runs_compare_fail_above_with_nothing_in_common_is_an_error(monkeypatch, capsys, tmp_path):
+    from deploylens.bench.store import Store
+
+    store = Store(tmp_path / "runs.sqlite")
+    for backend in ("torch", "onnxruntime"):
+        run_id = store.begin("net", {}, {})
+        store.add(run_id, {"backend": backend, "device": "cpu", "dtype": "fp32", "batch": 1, "p50_ms": 1.0,
+                           "throughput": 1e3})
+    code, out, err = run(monkeypatch, capsys, "runs", "compare", "1", "2", "--store", str(tmp_path / "runs.sqlite"),
+                         "--fail-above", "1.1")
+    assert code == 2 and out == "" and "share no (backend, device, dtype, batch)" in err
+
+
+# --- tables at 80 columns ----------------------------------------------------------------------
+
+
+def _render(renderable, width: int) -> list[str]:
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue().splitlines()
+
+
+def test_a_table_keeps_numbers_whole_and_the_end_of_names():
+    from deploylens.report.tables import FitTable
+
+    made = FitTable(("layer", "kind", "MACs", "bytes written"), left=("layer", "kind"))
+    made.add_row("stages.3.1.conv_pw.conv", "conv", "118.01 M", "3.21 M")
+    made.add_row("head.fc", "linear", "1.02 M", "4.00 k")
+    assert _render(made, 80) == [
+        "┏━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━━┓",
+        "┃ layer                   ┃ kind   ┃     MACs ┃ bytes written ┃",
+        "┡━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━━┩",
+        "│ stages.3.1.conv_pw.conv │ conv   │ 118.01 M │        3.21 M │",
+        "│ head.fc                 │ linear │   1.02 M │        4.00 k │",
+        "└─────────────────────────┴────────┴──────────┴───────────────┘"]
+    # 40 columns: a lighter frame, a number's header wraps between words, the name keeps its end
+    assert _render(made, 40) == ["                                   bytes",
+                                 "layer          kind        MACs  written",
+                                 "────────────────────────────────────────",
+                                 "…conv_pw.conv  conv    118.01 M   3.21 M",
+                                 "head.fc        linear    1.02 M   4.00 k"]
+
+
+def test_optional_columns_go_first_on_a_narrow_terminal():
+    from deploylens.report.tables import FitTable
+
+    made = FitTable(("name", "p50 ms", "p90 ms", "load ms", "stop"), left=("name", "stop"), optional=("load ms",))
+    made.add_row("onnxruntime", "0.123", "0.456", "12.3", "stable")
+    assert _render(made, 60)[1] == "┃ name        ┃ p50 ms ┃ p90 ms ┃ load ms ┃ stop   ┃"
+    # number headers wrap before a column is dropped; then the optional one goes
+    assert _render(made, 40) == ["               p50    p90   load        ",
+                                 "name            ms     ms     ms  stop  ",
+                                 "────────────────────────────────────────",
+                                 "onnxruntime  0.123  0.456   12.3  stable"]
+    assert _render(made, 30) == ["            p50    p90        ",
+                                 "name         ms     ms  stop  ",
+                                 "──────────────────────────────",
+                                 "…runtime  0.123  0.456  stable"]
+
+
+def test_analyze_fits_80_columns_with_whole_numbers(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = run(monkeypatch, capsys, "analyze", "resnet18", "-i", "1,3,32,32", "--top", "10")
+    lines = out.splitlines()
+    assert code in (0, None) and max(len(line) for line in lines) <= 80
+    assert not any("…" in line[1:] for line in lines)  # only a name, first, is ever shortened
+    rows = [line.rstrip() for line in lines if line.startswith(("stem.", "…", "stages."))]
+    # the stem conv: 3->64 7x7 stride 2 to 16x16, 9408 weights, 2,408,448 MACs; 3 significant digits;
+    # a long name keeps its end, the op, output and kernel columns are left to --format csv
+    assert len(rows) == 10
+    assert rows[0] == "stem.0.conv         conv         4.82 M  2.41 M  9.41 k  49.9 k   65.5 k   41.72"
+    assert rows[4] == "…es.0.0.conv1.conv  conv         4.72 M  2.36 M  36.9 k   164 k   16.4 k   26.18"
+    assert lines[4].split() == ["bytes", "bytes"] and lines[5].split() == ["name", "kind", "flops", "macs", "params",
+                                                                           "read", "written", "FLOP/B"]

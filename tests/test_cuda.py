@@ -11,7 +11,7 @@ from deploylens import analyze
 from deploylens.bench.harness import bench
 from deploylens.bench.runner import StopRule
 from deploylens.calibration import calibrate
-from deploylens.calibration.sessions import _cuda_graph
+from deploylens.bench.backends import BACKENDS
 from deploylens.dtypes import analysis_name
 from deploylens.hardware.local import this_gpu
 from deploylens.hardware.spec import load_catalog
@@ -55,7 +55,7 @@ class Recorder(nn.Module):
 
 def test_a_cuda_graph_replays_the_model():
     model, x = Recorder().cuda().eval(), torch.randn(2, 32, 16, 16, device="cuda")
-    replay = _cuda_graph(model, [x])
+    replay = BACKENDS["torch-cudagraph"].prepare(model, [x], 1, "cuda", "fp32").run  # the inputs it captured: x
     for _ in range(2):  # a new input in the captured buffer: the replay computes it again
         x.copy_(torch.randn_like(x))
         with torch.no_grad():

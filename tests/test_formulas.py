@@ -329,3 +329,22 @@ def test_narrow_dtypes_divide_the_bytes(dtype, divisor):
     narrow = compute_layers(analyze(conv, (1, 8, 6, 6), dtype=dtype))[0]
     assert narrow.macs == fp32.macs
     assert divisor * (narrow.bytes_read + narrow.bytes_written) == fp32.bytes_read + fp32.bytes_written
+
+
+def test_local_response_norm_is_one_lrn_op():
+    # F.local_response_norm runs mul, pad, avg_pool3d, mul, add, pow, div in eager PyTorch; it is
+    # costed as the one LRN op ONNX and the runtimes run: size 3 -> 3 squares + 2 adds + 4 = 9 per element
+    layer = only_layer(nn.LocalResponseNorm(3), (2, 6, 4, 4))
+    assert (layer.op, layer.kind, layer.native) == ("lrn", "norm", "nn.LocalResponseNorm")
+    assert (layer.flops, layer.macs) == (192 * 9, 0)
+    assert (layer.bytes_read, layer.bytes_written) == (F32 * 192, F32 * 192)
+
+
+def test_an_expanded_operand_is_read_once():
+    # the weight expanded to a batch of 4 is a stride-0 view of 8 x 5 floats: read once, one weight
+    layer = only_layer(Lambda(lambda x, w: torch.bmm(x, w.expand(4, 8, 5)), nn.Parameter(torch.randn(1, 8, 5))),
+                       (4, 3, 8))
+    assert layer.macs == 4 * 3 * 5 * 8
+    assert (layer.bytes_read, layer.bytes_written, layer.params) == (F32 * (96 + 40), F32 * 60, 40)
+    add = only_layer(Lambda(lambda x: x + x[:, :1].expand(2, 3)), (2, 3))  # a column broadcast by hand
+    assert (add.bytes_read, add.bytes_written) == (F32 * (6 + 2), F32 * 6)

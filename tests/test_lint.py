@@ -14,7 +14,7 @@ from deploylens import UserError
 from deploylens.hardware.spec import Figure, HardwareSpec
 from deploylens.lint import lint, to_sarif
 from deploylens.recommend import pareto, recommend
-from deploylens.lint.targets import Target
+from deploylens.hardware.targets import Target
 
 F32 = 4
 
@@ -107,7 +107,7 @@ def test_channel_alignment_exempts_the_input_and_the_classifier():
 
 def test_this_cpu_aligns_channels_to_its_simd_width(monkeypatch):
     import deploylens.hardware.local as environment
-    from deploylens.lint.targets import resolve
+    from deploylens.hardware.targets import resolve
 
     for isa, multiple in ((["avx2", "avx512f"], (16, 16)), (["avx", "avx2"], (8, 8)), ([], None)):
         monkeypatch.setattr(environment, "cpu_info", lambda isa=isa: {"model": "test cpu", "isa": isa, "mhz": 2000.0,
@@ -201,6 +201,18 @@ def test_ptq_risk_on_multi_branch_blocks_meant_for_int8():
     assert "PTQ-RISK" not in lint(block, target(), (1, 8, 8, 8)).summary["rules_applied"]
 
 
+def test_int8_means_the_same_on_every_target():
+    # PTQ-RISK runs where the model is deployed in INT8: asked for with int8 on any target, always on the npu
+    from deploylens.zoo.reparam import RepBranches
+
+    block = nn.Sequential(RepBranches(8, 8, 3)).eval()
+    for platform in ("mobile-cpu", "nvidia-gpu", "npu"):
+        report = lint(block, platform, (1, 8, 8, 8), int8=True)
+        assert report.summary["by_rule"].get("PTQ-RISK") == 1, platform
+    for platform, runs in (("mobile-cpu", False), ("nvidia-gpu", False), ("npu", True)):
+        assert ("PTQ-RISK" in lint(block, platform, (1, 8, 8, 8)).summary["rules_applied"]) is runs, platform
+
+
 def plain_vgg():
     return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
                          nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
@@ -237,7 +249,7 @@ def test_sarif_and_bad_input():
     report = lint("resnet18", "nvidia-gpu", (1, 3, 64, 64))
     sarif = to_sarif(report)
     assert sarif["version"] == "2.1.0" and len(sarif["runs"][0]["results"]) == len(report.findings)
-    with pytest.raises(UserError, match="unknown rule 'G9'"):
+    with pytest.raises(UserError, match="unknown rule or prefix 'G9'"):
         lint("resnet18", "nvidia-gpu", select=["G9"])
     with pytest.raises(UserError, match="unknown target 'tpu'; one of: mobile-cpu, npu, nvidia-gpu, this"):
         lint("resnet18", "tpu")
@@ -264,3 +276,228 @@ def test_alignment_and_depthwise_findings_cite_the_targets_own_source():
     sources = {f.rule: f.source for f in report.findings if f.rule in ("CH-ALIGN", "DW-ACCEL")}
     assert sources["CH-ALIGN"].startswith("NVIDIA Deep Learning Performance Guide, Tensor Core requirements")
     assert sources["DW-ACCEL"].startswith("G-GhostNet (IJCV 2022)")
+
+
+# --- targets: one resolver for every command ---------------------------------------------
+
+
+def test_platform_classes_and_catalog_devices_resolve_to_the_same_device_and_precision():
+    from deploylens.hardware.targets import RKNN_UNSUPPORTED, resolve
+
+    npu = resolve("npu")
+    assert (npu.spec.name, npu.dtype, npu.int8, npu.channel_multiple) == ("rockchip_rk3588_npu", "int8", True, (4, 16))
+    assert npu.unsupported_ops == RKNN_UNSUPPORTED == resolve("rockchip_rk3588_npu").unsupported_ops
+    gpu, gpu8 = resolve("nvidia-gpu"), resolve("nvidia-gpu", "int8")
+    assert (gpu.spec.name, gpu.dtype, gpu.channel_multiple) == ("nvidia_t4", "fp16", (8, 8))
+    assert (gpu8.dtype, gpu8.int8, gpu8.channel_multiple) == ("int8", True, (16, 16))
+    assert (resolve("nvidia_t4").dtype, resolve("horizon_journey3").dtype, resolve("snapdragon_888").dtype) == \
+        ("fp16", "int8", "fp32")
+    # the mobile CPU deployed in INT8: INT8, but the catalog has no INT8 peak for it, so bytes only
+    mobile8 = resolve("mobile-cpu", "int8")
+    assert (mobile8.spec.name, mobile8.dtype, mobile8.int8) == ("snapdragon_855", "int8", True)
+    assert mobile8.notes == ["numbers from snapdragon_855 (catalog)",
+                             "snapdragon_855 has no int8 peak in the catalog: impacts in bytes only"]
+    with pytest.raises(UserError, match="snapdragon_855 has no int8 peak in the catalog"):
+        mobile8.latency_model()
+
+
+def test_this_without_a_calibration_says_how_to_make_one(monkeypatch, tmp_path):
+    from deploylens.hardware.targets import resolve
+
+    monkeypatch.setenv("DEPLOYLENS_CALIBRATION_DIR", str(tmp_path))
+    this = resolve("this", threads=3)
+    assert this.calibration is None and this.notes == [
+        "no fp32 calibration for this machine: impacts in bytes only (deploylens hw calibrate)"]
+    with pytest.raises(UserError, match=r"run `deploylens hw calibrate --backend torch --threads 3 --device cpu "
+                                        r"--dtype fp32` first, or give a catalogued --target \(e.g. nvidia-gpu\)"):
+        this.latency_model()
+
+
+# --- choosing rules: id prefixes, as ruff does ----------------------------------------------
+
+
+def test_select_and_ignore_match_rule_id_prefixes():
+    from deploylens.lint import select_rules
+
+    assert select_rules(["G"]) == ["G1", "G2", "G3", "G4"]
+    assert select_rules(["d", "ch"]) == ["CH-ALIGN", "DW-ACCEL", "DENSE-CONCAT"]  # case-insensitive
+    assert select_rules(["G"], ["G2"]) == ["G1", "G3", "G4"]
+    assert select_rules(["G1"], ["G"]) == ["G1"]  # the more specific entry decides
+    assert select_rules(["G1"], ["G1"]) == []  # a tie: ignore wins
+    assert select_rules(None, ["G", "OP", "PTQ"]) == ["CH-ALIGN", "DW-ACCEL", "EARLY-SEP", "KERNEL-3X3",
+                                                      "DENSE-CONCAT"]
+    assert select_rules(["ALL"], ["K"]) == [r for r in select_rules() if r != "KERNEL-3X3"]
+    with pytest.raises(UserError, match=r"unknown rule or prefix 'X'; rules: G1, G2"):
+        select_rules(["X"])
+    with pytest.raises(UserError, match="unknown rule or prefix 'Q'"):
+        select_rules(None, ["Q"])
+
+
+def test_the_command_lines_select_replaces_the_files_choice_and_its_ignore_adds():
+    from deploylens.lint.config import LintConfig
+
+    config = LintConfig(select=["G"], ignore=["G2"])
+    assert config.selection(None, None) == (["G"], ["G2"])
+    assert config.selection(None, ["G3"]) == (["G"], ["G2", "G3"])
+    assert config.selection(["G2"], None) == (["G2"], [])
+
+
+# --- rule options ----------------------------------------------------------------------
+
+
+def with_options(model, shape, rule, options, tgt=None):
+    return lint(model, tgt or target(), shape, select=[rule], options=options).findings
+
+
+def test_g1_thresholds_are_options():
+    conv = nn.Conv2d(16, 64, 1, bias=False)  # ratio 4
+    assert [f.severity for f in with_options(conv, (1, 16, 8, 8), "G1", {"G1": {"warning-ratio": 4.5}})] == ["info"]
+    assert with_options(conv, (1, 16, 8, 8), "G1", {"G1": {"min-ratio": 4.5}}) == []
+    assert len(with_options(nn.Conv2d(16, 24, 1), (1, 16, 8, 8), "G1", {"G1": {"min-ratio": 1.5}})) == 1
+
+
+def test_every_other_threshold_is_an_option_that_moves_the_verdict():
+    overhead = target(spec=spec(overhead_us=10))
+    assert len(with_options(fragmented(), (1, 4, 2, 2), "G3", {"G3": {"min-kernels": 5}}, overhead)) == 1
+    assert with_options(fragmented(), (1, 4, 2, 2), "G3", {"G3": {"min-kernels": 6}}, overhead) == []
+    assert with_options(fragmented(), (1, 4, 2, 2), "G3", {"G3": {"max-launch-share": 1.0}}, overhead) == []
+    # the shuffle-add model's standalone kernels move 71% of its fused bytes
+    assert len(with_options(ShuffleAdd(), (1, 8, 16, 16), "G4", {"G4": {"max-share": 0.7}})) == 1
+    assert with_options(ShuffleAdd(), (1, 8, 16, 16), "G4", {"G4": {"max-share": 0.72}}) == []
+    depthwise = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+    assert with_options(depthwise, (1, 16, 8, 8), "DW-ACCEL", {"DW-ACCEL": {"ridge-fraction": 0.0}},
+                        target(depthwise_optimized=False)) == []
+    assert lint(separable(16), "nvidia-gpu", (1, 16, 56, 56), select=["EARLY-SEP"],
+                options={"EARLY-SEP": {"max-channels": 15}}).findings == []
+    assert with_options(nn.Conv2d(16, 16, 7, padding=3), (1, 16, 32, 32), "KERNEL-3X3",
+                        {"KERNEL-3X3": {"max-kernel": 7}}) == []
+    assert len(with_options(nn.Conv2d(16, 16, 5, padding=2), (1, 16, 32, 32), "KERNEL-3X3",
+                            {"KERNEL-3X3": {"max-kernel": 4}})) == 1
+    # Dense(): the first and second convs' outputs are read by 4 and 3 concatenations
+    assert [f.layer for f in findings(Dense(), (1, 8, 8, 8), "DENSE-CONCAT")] == ["convs.0", "convs.1"]
+    assert [f.layer for f in with_options(Dense(), (1, 8, 8, 8), "DENSE-CONCAT",
+                                          {"DENSE-CONCAT": {"min-readers": 4}})] == ["convs.0"]
+    assert with_options(Dense(), (1, 8, 8, 8), "DENSE-CONCAT", {"DENSE-CONCAT": {"min-readers": 5}}) == []
+
+
+def test_bad_options_are_one_clear_error():
+    from deploylens.lint import check_options
+
+    assert check_options({"g1": {"min-ratio": 3}}) == {"G1": {"min-ratio": 3}}
+    for options, message in (
+            ({"G9": {"x": 1}}, "unknown rule 'G9'"),
+            ({"G1": {"max-ratio": 3}}, "where: G1 has no option 'max-ratio'; its options: min-ratio, warning-ratio"),
+            ({"G2": {"x": 1}}, "where: G2 has no option 'x'; it has none"),
+            ({"G1": {"min-ratio": "3"}}, "where: G1.min-ratio = '3': expected a number"),
+            ({"G1": {"min-ratio": True}}, "where: G1.min-ratio = True: expected a number"),
+            ({"G3": {"min-kernels": 4.5}}, "where: G3.min-kernels = 4.5: expected an integer"),
+            ({"G1": {"min-ratio": 0.5}}, "where: G1.min-ratio = 0.5: must be at least 1"),
+            ({"G4": {"max-share": 2}}, "where: G4.max-share = 2: must be between 0 and 1")):
+        with pytest.raises(UserError) as raised:
+            check_options(options, "where")
+        assert message in str(raised.value), (options, str(raised.value))
+
+
+def test_explain_says_rationale_source_options_and_targets():
+    from deploylens.lint import explain
+
+    g1 = explain("g1", {"G1": {"min-ratio": 3.0}})
+    assert g1["id"] == "G1" and g1["source"] == "ShuffleNetV2 (ECCV 2018) section 2, Table 1"
+    assert [(o["name"], o["default"], o["value"]) for o in g1["options"]] == [("min-ratio", 2.0, 3.0),
+                                                                               ("warning-ratio", 4.0, 4.0)]
+    assert g1["platforms"] == {"default": ["mobile-cpu", "npu", "nvidia-gpu"],
+                               "int8": ["mobile-cpu", "npu", "nvidia-gpu"]}
+    ptq = explain("PTQ-RISK")
+    assert ptq["platforms"] == {"default": ["npu"], "int8": ["mobile-cpu", "npu", "nvidia-gpu"]}
+    assert ptq["applies"].startswith("targets that deploy INT8: any target with --int8") and ptq["options"] == []
+    assert explain("KERNEL-3X3")["platforms"]["default"] == ["nvidia-gpu"]
+    assert "study" not in str(explain("G2")).lower()
+    with pytest.raises(UserError, match="unknown rule 'G9'"):
+        explain("G9")
+
+
+# --- configuration: [tool.deploylens.lint] -----------------------------------------------
+
+
+def test_the_nearest_pyproject_with_a_deploylens_table_is_the_configuration(tmp_path, monkeypatch):
+    from deploylens.lint.config import discover, find_config, load_config
+
+    (tmp_path / "pyproject.toml").write_text('[tool.deploylens.lint]\nselect = ["G"]\nignore = ["G2"]\n'
+                                             'fail-on = "warning"\n[tool.deploylens.lint.options.CH-ALIGN]\n'
+                                             '[tool.deploylens.lint.options.G1]\nmin-ratio = 3.0\n')
+    inner = tmp_path / "pkg" / "sub"
+    inner.mkdir(parents=True)
+    (tmp_path / "pkg" / "pyproject.toml").write_text('[project]\nname = "x"\n')  # no deploylens table: skipped
+    assert find_config(inner) == tmp_path / "pyproject.toml"
+    monkeypatch.chdir(inner)
+    config = discover()
+    assert (config.path, config.select, config.ignore, config.fail_on) == (tmp_path / "pyproject.toml", ["G"],
+                                                                           ["G2"], "warning")
+    assert config.options == {"CH-ALIGN": {}, "G1": {"min-ratio": 3.0}}
+    assert discover(isolated=True).path is None
+    other = tmp_path / "ci.toml"
+    other.write_text('[tool.deploylens.lint]\nignore = ["G"]\n')
+    assert discover(other).ignore == ["G"]
+    for text, message in (('[tool.deploylens.lint]\nselct = ["G"]\n', "unknown key 'selct' in [tool.deploylens.lint]"),
+                          ('[tool.deploylens.lint]\nselect = "G"\n', "select: expected a list of rule ids"),
+                          ('[tool.deploylens.lint]\nfail-on = "fatal"\n', "fail-on = 'fatal': one of info, warning"),
+                          ('[tool.deploylens.lint]\noptions = 3\n', "options: one table per rule"),
+                          ("[tool.deploylens.lint\n", "is not valid TOML")):
+        other.write_text(text)
+        with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            load_config(other)
+    with pytest.raises(UserError, match="no such configuration file"):
+        discover(tmp_path / "missing.toml")
+
+
+def test_a_crash_inside_lint_exits_2_not_1(monkeypatch, capsys):
+    # ruff's convention: 1 means findings, so an internal fault must not exit 1
+    import deploylens.lint as lint_package
+    from deploylens.cli import main
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(lint_package, "lint", crash)
+    monkeypatch.setattr("sys.argv", ["deploylens", "lint", "resnet18", "--isolated"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == ("deploylens: internal error: RuntimeError: boom (set DEPLOYLENS_DEBUG=1 "
+                                               "for the traceback)")
+
+
+# --- recommend ---------------------------------------------------------------------------
+
+
+def test_recommend_without_a_target_ranks_for_nvidia_gpu_on_a_fresh_machine(monkeypatch, tmp_path):
+    monkeypatch.setenv("DEPLOYLENS_CALIBRATION_DIR", str(tmp_path))
+    result = recommend(models=["mobilenet_v2_050"])
+    assert result["target"] == "nvidia-gpu" and result["target_default"].startswith("no calibration of this machine")
+    assert result["candidates"][0]["latency_source"] == "predicted (roofline, nvidia-gpu)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_recommend_without_a_target_ranks_for_this_machine_once_calibrated(monkeypatch, tmp_path):
+    import torch
+    from calibrations import fake_profile
+
+    from deploylens.hardware import calibration_profile as stored
+
+    monkeypatch.setenv("DEPLOYLENS_CALIBRATION_DIR", str(tmp_path))
+    threads = torch.get_num_threads()
+    stored.save(fake_profile(threads=threads), stored.profile_path("torch", threads))
+    result = recommend(models=["mobilenet_v2_050"])
+    assert (result["target"], result["target_default"]) == ("this", "this machine's calibration")
+    assert result["candidates"][0]["latency_source"] == "predicted (calibrated)"
+
+
+@pytest.mark.parametrize("budget", [-5, 0, float("nan")])
+def test_a_budget_must_be_positive(budget):
+    with pytest.raises(UserError, match="a latency budget must be a positive number of milliseconds"):
+        recommend("nvidia-gpu", budget_ms=budget, models=["mobilenet_v2_050"])
+
+
+def test_recommend_refuses_an_unknown_model_before_any_work():
+    with pytest.raises(UserError, match="unknown zoo model 'nope'"):
+        recommend("nvidia-gpu", models=["mobilenet_v2_050", "nope"])

@@ -95,3 +95,67 @@ def test_a_destination_is_checked_before_the_work_starts(tmp_path):
         locked.mkdir(mode=0o500)
         with pytest.raises(UserError, match="cannot write"):
             check_destination(locked / "x.json")
+
+
+def test_a_written_file_gets_the_umask_permissions_not_the_temporary_files(tmp_path):
+    old_mask = os.umask(0o022)
+    try:
+        output.write_atomically(tmp_path / "new.json", "{}")
+        assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644  # mkstemp's 0o600 before
+        kept = tmp_path / "kept.json"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        output.write_atomically(kept, "new")
+        assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "new"
+    finally:
+        os.umask(old_mask)
+
+
+def test_a_fifo_is_written_in_place_never_replaced(tmp_path):
+    import threading
+
+    from deploylens.output import check_destination
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    check_destination(fifo)  # not "exists: use --force": writing to it overwrites nothing
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo).read()))
+    reader.start()
+    output.write_atomically(fifo, "through the pipe")
+    reader.join(5)
+    assert received == ["through the pipe"] and fifo.is_fifo() and os.listdir(tmp_path) == ["pipe"]
+
+
+def test_move_into_place_moves_every_file_or_none(tmp_path, monkeypatch):
+    staging, target = tmp_path / "staging", tmp_path / "target"
+    staging.mkdir()
+    target.mkdir()
+    (staging / "a").write_text("A")
+    (staging / "b").write_text("B")
+    (target / "b.onnx").write_text("old B")
+    output.move_into_place([(staging / "a", target / "a.onnx"), (staging / "b", target / "b.onnx")])
+    assert (target / "a.onnx").read_text() == "A" and (target / "b.onnx").read_text() == "B"
+    assert sorted(os.listdir(target)) == ["a.onnx", "b.onnx"]
+
+    # the second file cannot be copied: the first is not placed either, no temporary file stays
+    from deploylens.errors import UserError
+
+    (staging / "a").write_text("A2")
+    with pytest.raises(UserError, match=r"cannot write .*c\.onnx"):
+        output.move_into_place([(staging / "a", target / "a.onnx"), (staging / "missing", target / "c.onnx")])
+    assert (target / "a.onnx").read_text() == "A" and sorted(os.listdir(target)) == ["a.onnx", "b.onnx"]
+
+
+def test_while_stdout_is_reserved_prints_go_to_stderr_and_emit_to_stdout(capsys):
+    import sys
+
+    with output.stdout_reserved():
+        print("a model's print")
+        sys.stdout.write("a raw write\n")
+        output.emit('{"ok": true}')
+    captured = capsys.readouterr()
+    assert captured.out == '{"ok": true}\n'
+    assert captured.err == "a model's print\na raw write\n"
+    print("after")
+    assert capsys.readouterr().out == "after\n"  # restored

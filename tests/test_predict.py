@@ -310,12 +310,30 @@ def test_a_class_without_points_is_one_error_line():
 
 
 def test_bad_targets():
-    with pytest.raises(UserError, match="unknown target 'nope'; one of: this, amd_epyc_9654"):
+    with pytest.raises(UserError, match="unknown target 'nope'; one of: mobile-cpu, npu, nvidia-gpu, this, "
+                                        "amd_epyc_9654"):
         predict("resnet18", "nope")
     with pytest.raises(UserError, match="no sourced memory bandwidth"):
         predict("resnet18", "horizon_sunrise_x3", dtype="int8")
-    with pytest.raises(UserError, match="no fp32 peak"):
-        predict("resnet18", "horizon_journey3")
+    with pytest.raises(UserError, match=r"horizon_journey3 has no fp32 peak in the catalog \(has: int8\)"):
+        predict("resnet18", "horizon_journey3", dtype="float32")
+
+
+def test_predict_takes_every_target_lint_takes_in_the_same_precision():
+    from deploylens.lint import lint
+
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 64, 1)).eval()
+    for target, dtype, device in (("npu", "int8", "rockchip_rk3588_npu"), ("nvidia-gpu", "fp16", "nvidia_t4"),
+                                  ("mobile-cpu", "fp32", "snapdragon_855"), ("nvidia_t4", "fp16", None),
+                                  ("horizon_journey3", "int8", None)):
+        prediction = predict(model, target, input_shape=(1, 3, 32, 32))
+        assert (prediction.target, prediction.dtype) == (target, dtype)
+        assert prediction.totals["latency_ms"] == pytest.approx(
+            lint(model, target, (1, 3, 32, 32)).summary["predicted_ms"], rel=1e-12)
+        assert (f"{target}: numbers from {device} (catalog)" in prediction.notes) is (device is not None)
+    # asked for, a precision is the one costed: INT8 on the T4 is the lint --int8 target
+    assert predict(model, "nvidia-gpu", dtype="int8", input_shape=(1, 3, 32, 32)).totals["latency_ms"] == \
+        pytest.approx(lint(model, "nvidia-gpu", (1, 3, 32, 32), int8=True).summary["predicted_ms"], rel=1e-12)
 
 
 def test_predict_never_calibrates(monkeypatch, tmp_path):

@@ -119,6 +119,48 @@ def test_data_dependent_ops_fall_back_to_real_tensors_and_say_so():
     assert any("real tensors" in note for note in profile.notes)
 
 
+def _state_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def test_analyze_leaves_the_model_in_its_own_mode_with_its_own_state():
+    # the README: the model is never modified. A training-mode model stays in training mode
+    # (a module set to eval inside it stays in eval) and its BN statistics do not move.
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Sequential(nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8)))
+    model.train()
+    model[4].eval()
+    modes = [m.training for m in model.modules()]
+    assert modes == [True, True, True, True, True, False, False, False]
+    before = _state_of(model)
+    profile = analyze(model, (1, 3, 8, 8))
+    assert [m.training for m in model.modules()] == modes
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    # and it was costed for inference: BN and no dropout
+    assert [layer.op for layer in profile.layers if layer.op != "view"] == [
+        "conv", "batch_norm", "relu", "conv", "batch_norm"]
+
+
+def test_a_forward_that_writes_its_state_writes_copies_on_real_tensors():
+    class Counting(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+            self.bn = nn.BatchNorm1d(4)
+
+        def forward(self, x):
+            self.calls += 1
+            return self.bn(x[x.sum(1) > -1e9])  # a boolean mask: data-dependent, not on meta
+
+    model = Counting().train()
+    before = _state_of(model)
+    profile = analyze(model, (3, 4))
+    assert any("real tensors" in note for note in profile.notes)
+    assert model.training and model.bn.training
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    assert int(model.calls) == 0
+
+
 def test_shared_weights_count_once():
     class Shared(nn.Module):
         def __init__(self):

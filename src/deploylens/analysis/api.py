@@ -44,10 +44,13 @@ def analyze(model: Any, input_shape: Any = None, dtype: str | None = None,
     ``FlopCounterMode``), formulas that add to or override the registered ones. A key
     is an op name as it appears in ``layers[].op``: a neutral op (``conv``, ``relu``,
     ...) or, for an op the IR does not know, its native name as it appears in
-    ``totals.unknown_ops`` (``aten.cumsum``, ``onnx.LRN``). A value takes the
+    ``totals.unknown_ops`` (``aten.cumsum``, ``onnx.Hardmax``). A value takes the
     :class:`~deploylens.capture.ir.Op` (its ``inputs`` / ``outputs`` tensors with their
     shapes, and ``attrs``: an unknown ONNX node's own attributes) and returns a
     :class:`~deploylens.cost.formulas.Work` (``flops``, ``macs``).
     ``name``: the model's name in the report (default: the reference, or the module's class).
+
+    A module is costed for inference (in eval mode) and left as it was: its own mode
+    (training or not, per submodule) and its parameters and buffers are unchanged.
     """
     return build_profile(capture(model, input_shape, dtype, name), custom_formulas)

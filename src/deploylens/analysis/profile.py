@@ -117,7 +117,7 @@ def build_profile(graph: Graph, custom_formulas: Mapping[str, Formula] | None = 
         if cost is None:
             unknown[op.op] += 1
         read, written = traffic(op)
-        params = 0 if op.op in FREE_OPS else sum({t.id: t.numel for t in op.inputs if t.role == PARAM}.values())
+        params = 0 if op.op in FREE_OPS else sum({t.id: t.stored_numel for t in op.inputs if t.role == PARAM}.values())
         layers.append(LayerCost(
             name=op.name, module=op.module, kind=op.kind, op=op.op, native=op.native,
             inputs=[list(t.shape) for t in op.inputs], outputs=[list(t.shape) for t in op.outputs],

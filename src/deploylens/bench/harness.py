@@ -76,6 +76,27 @@ class Measurement:
         return asdict(self)
 
 
+def check_request(backends: list[str] | tuple[str, ...], batches: list[int] | tuple[int, ...], device: str = "cpu",
+                  dtype: str = "fp32", rounds: int = 1) -> tuple[str, list]:
+    """Refuse, before anything is loaded, run or stored, a request :func:`bench` cannot
+    carry out: an unknown or missing backend, a device or dtype it does not run, a batch
+    size under 1. Returns the dtype's key (fp16 for float16) and the backends."""
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {device!r}: cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible here (the CUDA paths are skipped)")
+    dtype = precision_key(dtype)  # fp16 or float16: one table
+    if dtype not in RUN_PRECISIONS:
+        raise UserError(f"dtype {dtype!r} does not run on the benchmark backends: one of {', '.join(RUN_PRECISIONS)}")
+    if rounds < 1:
+        raise UserError("--rounds must be at least 1")
+    if not backends:
+        raise UserError("no backend given")
+    if not batches or any(b <= 0 for b in batches):
+        raise UserError("batch sizes must be positive integers")
+    return dtype, resolve_backends(list(backends), dtype, device)
+
+
 def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batches: list[int] | tuple[int, ...] = (1,),
           threads: int | None = None, device: str = "cpu", dtype: str = "fp32", input_shape: Any = None,
           rule: StopRule = StopRule(), layers: bool = False, store: Any = None,
@@ -99,18 +120,7 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
     from deploylens.analysis.api import analyze
     from deploylens.capture.loader import default_input_specs, parse_input_shapes, resolve_model
 
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {device!r}: cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible here (the CUDA paths are skipped)")
-    dtype = precision_key(dtype)  # fp16 or float16: one table
-    if dtype not in RUN_PRECISIONS:
-        raise UserError(f"dtype {dtype!r} does not run on the benchmark backends: one of {', '.join(RUN_PRECISIONS)}")
-    if rounds < 1:
-        raise UserError("--rounds must be at least 1")
-    if not batches or any(b <= 0 for b in batches):
-        raise UserError("batch sizes must be positive integers")
-    chosen = resolve_backends(list(backends), dtype, device)
+    dtype, chosen = check_request(backends, batches, device, dtype, rounds)
     if malloc_tuning:
         malloc.tune()
     threads = threads or torch.get_num_threads()

@@ -42,14 +42,32 @@ def default_path() -> Path:
 
 
 class Store:
+    """The results store at ``path``. Nothing is created before the first run is saved:
+    a command refused for a bad argument leaves no empty store behind, and reading a
+    store that does not exist yet finds no runs."""
+
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_path()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path)
-            self.db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as error:
-            raise UserError(f"cannot open the results store {self.path}: {error}") from error
+        if self.path.is_dir():
+            raise UserError(f"the results store {self.path} is a folder: give a file name")
+        self._db: sqlite3.Connection | None = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The database, opened (and created with its folder) on first use."""
+        if self._db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path)
+                db.executescript(_SCHEMA)
+            except (OSError, sqlite3.Error) as error:
+                raise UserError(f"cannot open the results store {self.path}: {error}") from error
+            self._db = db
+        return self._db
+
+    def _readable(self) -> bool:
+        """Whether there is a store to read (reading never creates one)."""
+        return self._db is not None or self.path.exists()
 
     def begin(self, model: str, arguments: dict, environment: dict) -> int:
         with self.db:
@@ -71,12 +89,16 @@ class Store:
             self.db.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
 
     def runs(self, limit: int = 50) -> list[dict]:
+        if not self._readable():
+            return []
         rows = self.db.execute(
             "SELECT r.id, r.created, r.model, r.status, COUNT(m.id) FROM runs r LEFT JOIN measurements m "
             "ON m.run_id = r.id GROUP BY r.id ORDER BY r.id DESC LIMIT ?", (limit,)).fetchall()
         return [{"id": i, "created": c, "model": m, "status": s, "measurements": n} for i, c, m, s, n in rows]
 
     def run(self, run_id: int) -> dict:
+        if not self._readable():
+            raise UserError(f"no run {run_id}: there is no results store at {self.path} yet")
         row = self.db.execute("SELECT id, created, model, arguments, environment, status FROM runs WHERE id = ?",
                               (run_id,)).fetchone()
         if row is None:

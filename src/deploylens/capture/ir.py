@@ -43,21 +43,32 @@ FREE_OPS = frozenset({"view", "alloc", "shape"})
 
 @dataclass(frozen=True)
 class Tensor:
-    """One SSA value: its shape, element type and role."""
+    """One SSA value: its shape, element type and role.
+
+    ``stored``: the elements it occupies in memory when fewer than its shape holds (a
+    broadcast view such as PyTorch's ``expand`` repeats one element along a stride-0
+    dim); None for a dense tensor. Bytes count what is stored: a kernel reading a weight
+    expanded to a batch of 128 reads the weight, not 128 copies of it.
+    """
 
     id: int
     shape: tuple[int, ...]
     dtype: str
     role: str = ACTIVATION
     name: str | None = None
+    stored: int | None = None
 
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
 
     @property
+    def stored_numel(self) -> int:
+        return self.numel if self.stored is None else self.stored
+
+    @property
     def nbytes(self) -> int:
-        return self.numel * DTYPE_BYTES.get(self.dtype, 4)
+        return self.stored_numel * DTYPE_BYTES.get(self.dtype, 4)
 
     @property
     def is_state(self) -> bool:

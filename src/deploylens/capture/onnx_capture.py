@@ -8,6 +8,7 @@ session, and cost nothing.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,8 @@ ONNX_OPS: dict[str, _Spec] = {
     "GroupNormalization": _Spec("group_norm"),
     "InstanceNormalization": _Spec("instance_norm"),
     "RMSNormalization": _Spec("rms_norm"),
+    "LRN": _Spec("lrn", attrs=lambda a, i: {"size": a["size"], "alpha": a.get("alpha", 1e-4),
+                                             "beta": a.get("beta", 0.75), "bias": a.get("bias", 1.0)}),
     "MaxPool": _Spec("max_pool", inputs=_FIRST, attrs=_kernel, first_output_only=True),
     "AveragePool": _Spec("avg_pool", inputs=_FIRST, attrs=_kernel),
     "LpPool": _Spec("lp_pool", inputs=_FIRST, attrs=_kernel),
@@ -170,6 +173,9 @@ ONNX_OPS: dict[str, _Spec] = {
 }
 # ops whose outputs depend only on input shapes, which are static here
 _SHAPE_OPS = frozenset({"Shape", "Size"})
+# ops whose subgraphs read activations of the enclosing graph: never folded, even when
+# their own inputs (a condition, a trip count) are constants
+_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
 _BN_STATS_SLOTS = (3, 4)  # running mean and variance are buffers, as in PyTorch
 
 
@@ -309,6 +315,31 @@ def _initializer_roles(graph: onnx.GraphProto) -> dict[str, str]:
 
 
 
+def _aliases_note(graph: onnx.GraphProto, aliases: dict[str, str], shapes: dict) -> str | None:
+    """What initializers read through Identity nodes would count as separate tensors.
+
+    The TorchScript exporter stores equal-valued tensors once: the one it keeps is read
+    directly, the others through Identity nodes (a freshly initialised BatchNorm's weight
+    of ones is also its running variance, and every other of that width). An Identity
+    that merely passes a weight on (the only reader of it) is no copy.
+    """
+    direct = {name for n in graph.node if n.op_type != "Identity" for name in n.input}
+    by_source: dict[str, list[str]] = {}
+    for alias, source in aliases.items():
+        by_source.setdefault(source, []).append(alias)
+    copies = [alias for source, names in by_source.items() for alias in (names if source in direct else names[1:])]
+    if not copies:
+        return None
+    stats = {name for n in graph.node if n.op_type == "BatchNormalization"
+             for slot, name in enumerate(n.input) if slot in _BN_STATS_SLOTS}
+    buffers = sum(math.prod(shapes[name][0]) for name in copies if name in stats)
+    params = sum(math.prod(shapes[name][0]) for name in copies if name not in stats)
+    sources = len({aliases[name] for name in copies})
+    return (f"{len(copies)} initializers are Identity copies of {sources} others of equal value (the exporter "
+            f"stores equal tensors once): counted once, {params:,} params and {buffers:,} buffer elements fewer "
+            "than as separate tensors")
+
+
 def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...], str]] | None,
                  dtype: str | None, name: str) -> Graph:
     notes: list[str] = []
@@ -337,6 +368,7 @@ def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...]
     ops: list[Op] = []
     names_seen: set[str] = set()
     folded = 0
+    aliases: dict[str, str] = {}  # Identity output -> the initializer it reads
     for index, node in enumerate(graph.node):
         if node.op_type == "Constant":
             value = numpy_helper.to_array(next(a.t for a in node.attribute if a.name == "value")) \
@@ -346,14 +378,17 @@ def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...]
         spec = ONNX_OPS.get(node.op_type)
         all_inputs = [values[i] for i in node.input if i]
         outputs_named = [o for o in node.output if o]
-        if node.op_type in _SHAPE_OPS or (all_inputs and all(t.is_state for t in all_inputs)):
-            # folded at session creation: weight reshapes (and a QDQ model's dequantized
-            # weights) keep the weight's identity
-            is_view = spec is not None and spec.op == "view" or node.op_type == "DequantizeLinear"
+        if node.op_type in _SHAPE_OPS or (all_inputs and all(t.is_state for t in all_inputs)
+                                          and node.op_type not in _CONTROL_FLOW):
+            # folded at session creation: weight reshapes and transposes (and a QDQ model's
+            # dequantized weights) keep the weight's identity
+            is_view = spec is not None and spec.op in ("view", "transpose") or node.op_type == "DequantizeLinear"
             for out in outputs_named:
                 shape, t_dtype = shapes[out]
                 role, t_name = (all_inputs[0].role, all_inputs[0].name) if is_view else (CONSTANT, None)
                 values[out] = Tensor(next(counter), shape, retype(t_dtype), role, t_name)
+            if node.op_type == "Identity" and all_inputs[0].role in (PARAM, BUFFER):
+                aliases[node.output[0]] = all_inputs[0].name
             folded += 1
             continue
         slots = spec.inputs if spec and spec.inputs is not None else range(len(node.input))
@@ -389,6 +424,9 @@ def capture_onnx(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...]
     ops = _merge_matmul_bias(ops, graph_outputs={values[o.name].id for o in graph.output if o.name in values})
     if folded:
         notes.append(f"{folded} nodes that depend only on weights or shapes folded (cost 0, as at session creation)")
+    merged_note = _aliases_note(graph, aliases, shapes) if aliases else None
+    if merged_note:
+        notes.append(merged_note)
     folded_bn = sum(1 for n in graph.node for p in n.metadata_props
                     if p.key.endswith("rewriter.rule_name") and "FuseBatchNormIntoConv" in p.value)
     if folded_bn:

@@ -21,6 +21,28 @@ def dtype_name(elem_type: int) -> str:
         return "float32"
 
 
+def is_fixed(dim) -> bool:
+    """Whether an ONNX dim has a size. A dim named (``dim_param``), left empty, or written
+    as a negative size (Paddle2ONNX and others write -1 for "any") is dynamic."""
+    return dim.HasField("dim_value") and dim.dim_value >= 0
+
+
+def dims_text(dims) -> str:
+    """A declared shape as a user reads it: ``[batch, 3, ?, ?]`` (dynamic dims by name or ``?``)."""
+    return "[" + ", ".join(str(d.dim_value) if is_fixed(d) else (d.dim_param or "?") for d in dims) + "]"
+
+
+def _forget_negative_dims(model: onnx.ModelProto) -> None:
+    """Make -1 dims of declared shapes unknown, as they mean, so that shape inference
+    fills them in instead of finding a conflict."""
+    graph = model.graph
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        if value.type.HasField("tensor_type") and value.type.tensor_type.HasField("shape"):
+            for dim in value.type.tensor_type.shape.dim:
+                if dim.HasField("dim_value") and dim.dim_value < 0:
+                    dim.Clear()
+
+
 def _graph_inputs(model: onnx.ModelProto) -> list:
     initializers = {i.name for i in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in initializers]
@@ -33,12 +55,16 @@ def own_input_specs(model: onnx.ModelProto, notes: list[str]) -> list[tuple[tupl
     specs = []
     for value in _graph_inputs(model):
         shape = []
-        for position, dim in enumerate(value.type.tensor_type.shape.dim):
-            if dim.HasField("dim_value"):
+        if not value.type.tensor_type.HasField("shape"):
+            raise UserError(f"input {value.name!r} declares no shape: pass --input-shape")
+        dims = value.type.tensor_type.shape.dim
+        for position, dim in enumerate(dims):
+            if is_fixed(dim):
                 shape.append(dim.dim_value)
                 continue
             if position != 0:
-                raise UserError(f"input {value.name!r} has dynamic dim {dim.dim_param or '?'}: pass --input-shape")
+                raise UserError(f"input {value.name!r} of shape {dims_text(dims)} has a dynamic dim "
+                                f"{position}: pass --input-shape")
             notes.append(f"dynamic batch dim of input {value.name!r} set to 1")
             shape.append(1)
         dtype = dtype_name(value.type.tensor_type.elem_type)
@@ -55,14 +81,19 @@ def _fix_input_shapes(model: onnx.ModelProto, input_specs: list[tuple[tuple[int,
         raise UserError(f"the model has {len(graph_inputs)} input(s) "
                         f"({', '.join(i.name for i in graph_inputs)}); {len(input_specs)} shape(s) given")
     for index, value in enumerate(graph_inputs):
-        dims = value.type.tensor_type.shape.dim
+        tensor_type = value.type.tensor_type
+        if not tensor_type.HasField("shape"):  # no declared shape: the one given is the shape
+            tensor_type.shape.SetInParent()
+            for _ in input_specs[index][0]:
+                tensor_type.shape.dim.add()
+        dims = tensor_type.shape.dim
         shape = input_specs[index][0]
         if len(shape) != len(dims):
             raise UserError(f"input shape {list(shape)} does not fit input {value.name!r} of rank {len(dims)}")
+        expected = dims_text(dims)
         for dim, size in zip(dims, shape):
-            if dim.HasField("dim_value") and dim.dim_value != size:
-                raise UserError(f"input shape {list(shape)} does not fit input {value.name!r}: "
-                                f"expected {[d.dim_value or d.dim_param for d in dims]}")
+            if is_fixed(dim) and dim.dim_value != size:
+                raise UserError(f"input shape {list(shape)} does not fit input {value.name!r}: expected {expected}")
             dim.Clear()
             dim.dim_value = size
 
@@ -72,7 +103,7 @@ def _known_shapes(model: onnx.ModelProto) -> dict[str, tuple[tuple[int, ...], st
     graph = model.graph
     for value in [*graph.input, *graph.value_info, *graph.output]:
         tensor_type = value.type.tensor_type
-        if tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in tensor_type.shape.dim):
+        if tensor_type.HasField("shape") and all(is_fixed(d) for d in tensor_type.shape.dim):
             shapes[value.name] = (tuple(d.dim_value for d in tensor_type.shape.dim), dtype_name(tensor_type.elem_type))
     for init in graph.initializer:
         shapes[init.name] = (tuple(init.dims), dtype_name(init.data_type))
@@ -113,6 +144,7 @@ def tensor_shapes(model: onnx.ModelProto, input_specs: list[tuple[tuple[int, ...
     tensor by name: from shape inference, or else from one onnxruntime run."""
     model_copy = onnx.ModelProto()
     model_copy.CopyFrom(model)
+    _forget_negative_dims(model_copy)
     _fix_input_shapes(model_copy, input_specs, notes)
     try:
         inferred = onnx.shape_inference.infer_shapes(model_copy, strict_mode=True, data_prop=True)

@@ -3,7 +3,7 @@
 The front ends map native ops (``aten.convolution``, ONNX ``Conv``) onto these names
 and take each op's kind from here; the cost formulas (``cost/formulas.py``) are keyed
 on the same names and may only be registered for an op of this table. A native op
-that maps onto none of them keeps its native name (``aten.cumsum``, ``onnx.LRN``) and
+that maps onto none of them keeps its native name (``aten.cumsum``, ``onnx.Hardmax``) and
 is of kind ``other``.
 """
 
@@ -19,7 +19,7 @@ _BY_KIND: dict[str, tuple[str, ...]] = {
                    "tanh", "elu", "softplus", "mish"),
     "elementwise": ("add", "sub", "mul", "div", "pow", "sqrt", "rsqrt", "reciprocal", "exp", "log", "neg", "abs",
                     "erf", "maximum", "minimum", "where", "compare", "logical", "cast", "fill"),
-    "norm": ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm"),
+    "norm": ("batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "lrn"),
     "softmax": ("softmax", "log_softmax"),
     "pool": ("max_pool", "avg_pool", "lp_pool", "adaptive_avg_pool", "adaptive_max_pool"),
     "reduce": ("reduce",),

@@ -11,6 +11,7 @@ op without a meta kernel) is the pass repeated on real tensors, and the graph sa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -171,6 +172,10 @@ TORCH_OPS: dict[str, _Spec] = {
 }
 
 
+def _is_zero_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0
+
+
 def _native_name(func) -> str:
     packet = func.overloadpacket.__name__
     # in-place variants (relu_, add_) cost what their out-of-place forms cost
@@ -193,6 +198,18 @@ _META_SHORTCUTS = {
 # --- recording ---------------------------------------------------------------------
 
 
+def _stored_elements(obj: torch.Tensor, shape: tuple[int, ...]) -> int | None:
+    """Elements a broadcast view (a stride-0 dim, as ``expand`` makes) occupies in
+    memory; None for any other tensor."""
+    try:
+        strides = obj.stride()
+    except (RuntimeError, NotImplementedError):  # a layout without strides (sparse, nested)
+        return None
+    if not any(stride == 0 and size > 1 for size, stride in zip(shape, strides)):
+        return None
+    return math.prod(size for size, stride in zip(shape, strides) if stride != 0)
+
+
 @dataclass
 class _Recording:
     ops: list[Op] = field(default_factory=list)
@@ -207,7 +224,8 @@ class _Recording:
         dtype = str(obj.dtype).removeprefix("torch.")
         if self.cost_dtype and obj.is_floating_point():
             dtype = self.cost_dtype
-        record = Tensor(self.next_id, tuple(int(d) for d in obj.shape), dtype, role, name)
+        shape = tuple(int(d) for d in obj.shape)
+        record = Tensor(self.next_id, shape, dtype, role, name, _stored_elements(obj, shape))
         self.next_id += 1
         self.tensors[id(obj)] = record
         self.keep_alive.append(obj)
@@ -219,19 +237,34 @@ class _Recording:
         return known if known is not None else self.new_tensor(obj, CONSTANT)
 
 
-class _ModuleStack:
-    """Module paths of the forward calls in progress, innermost last."""
+# Modules costed as one op of the IR table, not as the aten ops their Python forward
+# decomposes into: F.local_response_norm runs nine element-wise, pad and pooling ops in
+# eager PyTorch, where ONNX's LRN node and the runtimes' LRN kernels are one op.
+MODULE_OPS: dict[type, tuple[str, Callable[[torch.nn.Module], dict]]] = {
+    torch.nn.LocalResponseNorm: ("lrn", lambda m: {"size": m.size, "alpha": m.alpha, "beta": m.beta, "bias": m.k}),
+}
 
-    def __init__(self, model: torch.nn.Module):
+
+class _ModuleStack:
+    """Module paths of the forward calls in progress, innermost last; a module of
+    :data:`MODULE_OPS` has the ops it ran replaced by its one op."""
+
+    def __init__(self, model: torch.nn.Module, recording: "_Recording"):
         self.names = {id(m): name for name, m in model.named_modules()}
+        self.recording = recording
         self.stack: list[str] = []
         self.handles: list = []
+        self.whole: tuple | None = None  # (module, index of its first op, its input) while one runs
 
     def __enter__(self) -> "_ModuleStack":
         def push(module, args):
             self.stack.append(self.names.get(id(module), self.stack[-1] if self.stack else ""))
+            if self.whole is None and type(module) in MODULE_OPS and args and isinstance(args[0], torch.Tensor):
+                self.whole = (module, len(self.recording.ops), self.recording.lookup(args[0]))
 
         def pop(module, args, output):
+            if self.whole is not None and self.whole[0] is module:
+                self._replace_by_one_op(output)
             if self.stack:
                 self.stack.pop()
 
@@ -248,6 +281,18 @@ class _ModuleStack:
     @property
     def current(self) -> str:
         return self.stack[-1] if self.stack else ""
+
+    def _replace_by_one_op(self, output: Any) -> None:
+        module, first, source = self.whole
+        self.whole = None
+        if not isinstance(output, torch.Tensor):  # its forward raised: nothing to replace
+            return
+        rec = self.recording
+        del rec.ops[first:]
+        op_name, attrs = MODULE_OPS[type(module)]
+        result = rec.tensors.get(id(output)) or rec.new_tensor(output, ACTIVATION)
+        rec.ops.append(Op("", self.current, kind_of(op_name), op_name, f"nn.{type(module).__name__}",
+                          [source], [result], attrs(module)))
 
 
 class _Recorder(TorchDispatchMode):
@@ -284,6 +329,8 @@ class _Recorder(TorchDispatchMode):
         outputs = [rec.new_tensor(t, role, name) for t in out_objs]
         kind = kind_of(op_name, operands_are_state=any(t.is_state for t in inputs[:2]))
         attrs = spec.attrs(args) if spec and spec.attrs else {}
+        if op_name in ("add", "sub") and len(args) > 1 and _is_zero_number(args[1]) and kwargs.get("alpha", 1) == 1:
+            attrs["adds_zero"] = True  # x + 0: a branch sum started from 0
         if not is_neutral(op_name):
             op_name = f"aten.{native}"
         rec.ops.append(Op("", self.modules.current, kind, op_name, f"aten.{func.overloadpacket.__name__}",
@@ -300,13 +347,15 @@ def _run(model: torch.nn.Module, state: dict[str, torch.Tensor], roles: dict[str
         shared = recording.tensors.get(id(obj))  # shared weights are one tensor
         recording.state[name] = shared or recording.new_tensor(obj, roles[name], name)
     recording.inputs = [recording.new_tensor(obj, INPUT) for obj in inputs]
-    with torch.no_grad(), _ModuleStack(model) as modules, _Recorder(recording, modules):
+    with torch.no_grad(), _ModuleStack(model, recording) as modules, _Recorder(recording, modules):
         out = torch.func.functional_call(model, state, tuple(inputs), tie_weights=False)
     return recording, out
 
 
-def _state(model: torch.nn.Module, device: str | None, dtype: torch.dtype | None) -> tuple[dict, dict]:
-    """Copies (on ``device``) of every parameter and buffer, shared tensors shared."""
+def _state(model: torch.nn.Module, dtype: torch.dtype | None, meta: bool) -> tuple[dict, dict]:
+    """Copies of every parameter and buffer, shared tensors shared: empty ones on the
+    meta device, else copies of their values, so that a forward pass that writes its
+    state (a running statistic, a counter) leaves the model's own alone."""
     state: dict[str, torch.Tensor] = {}
     roles: dict[str, str] = {}
     copies: dict[int, torch.Tensor] = {}
@@ -315,7 +364,8 @@ def _state(model: torch.nn.Module, device: str | None, dtype: torch.dtype | None
     for name, tensor, role in named:
         if id(tensor) not in copies:
             cast = dtype if dtype is not None and tensor.is_floating_point() else tensor.dtype
-            copies[id(tensor)] = torch.empty_like(tensor, device=device, dtype=cast) if device else tensor.to(cast)
+            copies[id(tensor)] = (torch.empty_like(tensor, device="meta", dtype=cast) if meta
+                                  else tensor.detach().to(cast, copy=True))
         state[name] = copies[id(tensor)]
         roles[name] = role
     return state, roles
@@ -334,7 +384,18 @@ def capture_torch(model: torch.nn.Module, input_specs: list[tuple[tuple[int, ...
     integer = not lookup(dtype).floating
     run_dtype = torch.float32 if integer else torch_dtype(dtype)
     cost_dtype = dtype if integer else None
-    model = model.eval()
+    # inference costs: every module runs in eval mode, and gets its own mode back after
+    training = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        return _capture_in_eval_mode(model, input_specs, run_dtype, cost_dtype, dtype, name)
+    finally:
+        for module, mode in training.items():
+            module.training = mode
+
+
+def _capture_in_eval_mode(model: torch.nn.Module, input_specs: list[tuple[tuple[int, ...], str]],
+                          run_dtype: torch.dtype, cost_dtype: str | None, dtype: str, name: str) -> Graph:
     notes: list[str] = []
 
     def make_inputs(device: str) -> list[torch.Tensor]:
@@ -346,11 +407,11 @@ def capture_torch(model: torch.nn.Module, input_specs: list[tuple[tuple[int, ...
         return made
 
     try:
-        state, roles = _state(model, "meta", run_dtype)
+        state, roles = _state(model, run_dtype, meta=True)
         recording, out = _run(model, state, roles, make_inputs("meta"), cost_dtype)
     except Exception as meta_error:  # noqa: BLE001 - any failure on meta is retried on real tensors
         try:
-            state, roles = _state(model, None, run_dtype)
+            state, roles = _state(model, run_dtype, meta=False)
             recording, out = _run(model, state, roles, make_inputs("cpu"), cost_dtype)
         except Exception as real_error:  # noqa: BLE001 - the model's own error, reported in one line
             shapes = ", ".join(str(list(s)) for s, _ in input_specs)
@@ -358,6 +419,10 @@ def capture_torch(model: torch.nn.Module, input_specs: list[tuple[tuple[int, ...
         notes.append(f"ran on real tensors: an op could not run on meta ({first_line(meta_error)[:120]})")
 
     ops = _without_unused_allocations(recording.ops)
+    zero_adds = sum(1 for op in ops if op.attrs.get("adds_zero"))
+    if zero_adds:
+        notes.append(f"{zero_adds} add(s) of the number 0 (x + 0, as a branch sum started from 0) counted as eager "
+                     "PyTorch runs them; an ONNX export drops them")
     unique_layer_names(ops, {name for name, m in model.named_modules() if name and not any(m.children())})
     unique_state = {record.id: record for record in recording.state.values()}.values()
     params = [t for t in unique_state if t.role == PARAM]

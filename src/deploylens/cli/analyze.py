@@ -8,8 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from deploylens.cli.app import MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, Format, app, joined_shapes, page, show, warn
-from deploylens.output import emit
+from deploylens.cli.app import (FORCE_HELP, MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, Format, app, joined_shapes, page, show,
+                                warn)
+from deploylens.output import check_destination, emit
 
 CONVENTIONS = """
 Cost conventions: MACs are multiply-accumulates of conv/linear/matmul/attention and
@@ -62,11 +63,13 @@ def analyze(
     top: int = typer.Option(0, min=0, help="Show only the first N rows (0: all)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json (full profile) or csv (the rows)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Per-layer FLOPs, MACs, params, bytes, arithmetic intensity and fused kernels."""
     from deploylens.analysis.api import analyze as run_analysis
     from deploylens.report.tables import render_table, rows, to_csv, to_json
 
+    check_destination(output, force)
     profile = run_analysis(model, joined_shapes(input_shape), dtype)
     warn_incomplete(profile.totals.unknown_ops)
     if fmt is Format.json:

@@ -6,10 +6,10 @@ from typing import List, Optional
 
 import typer
 
-from deploylens.cli.app import (MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, STORE_HELP, Format, app, csv_list, joined_shapes,
-                                progress, show, table, warn)
+from deploylens.cli.app import (FORCE_HELP, MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, STORE_HELP, Format, app, csv_list,
+                                joined_shapes, progress, show, table, warn)
 from deploylens.errors import UserError
-from deploylens.output import emit
+from deploylens.output import check_destination, emit
 
 _BENCH_COLUMNS = ("backend", "device", "dtype", "batch", "threads", "scenario", "p50_ms", "p90_ms", "p99_ms",
                   "mean_ms", "std_ms", "min_ms", "throughput", "iterations", "stop_reason", "achieved_gflops",
@@ -44,24 +44,29 @@ def bench(
                                         "page-faulted memory for large activations on every torch inference)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Latency and throughput: warm-up, adaptive stop, percentiles, outputs checked first."""
     import torch
 
-    from deploylens.bench.harness import bench as run_bench
+    from deploylens.bench.harness import bench as run_bench, check_request
     from deploylens.bench.interference import InterferenceProbe
     from deploylens.bench.runner import StopRule
     from deploylens.bench.store import Store
     from deploylens.hardware.calibration_profile import known_probe_level
     from deploylens.report.tables import to_csv
 
+    # every argument is checked before anything runs or the results store is touched
+    check_destination(output, force)
     if min_time > max_time:
         raise UserError(f"--min-time {min_time} exceeds --max-time {max_time}")
-    results_store = None if no_store else Store(store)
+    backends, batches = csv_list(backend), csv_list(batch, int)
+    check_request(backends, batches, device, dtype, rounds)
+    results_store = None if no_store else Store(store)  # created only when the first run is saved
     rule = StopRule(min_time=min_time, max_time=max_time)
     with progress() as shown:
         task = shown.add_task("benchmarking", total=None)
-        results = run_bench(model, csv_list(backend), csv_list(batch, int), threads, device, dtype,
+        results = run_bench(model, backends, batches, threads, device, dtype,
                             joined_shapes(input_shape), rule, layers, results_store,
                             progress=lambda message: shown.update(task, description=message),
                             malloc_tuning=not default_malloc, rounds=rounds,
@@ -83,7 +88,10 @@ def bench(
 def _render(console, results: list, rounds: int, probe: bool, results_store) -> None:
     shown = table(("backend", "batch", "p50 ms") + (("adjusted p50 ms", "quiet p50 ms", "quiet %") if probe else ()) +
                   ("p90 ms", "p99 ms", "mean +/- std", "samples/s", "iters", "stop",
-                   "load ms", "1st ms", "GFLOP/s", "GB/s", "rel err"), left=("backend", "stop"))
+                   "load ms", "1st ms", "GFLOP/s", "GB/s", "rel err"), left=("backend", "stop"),
+                  # what a narrow terminal leaves out first (JSON and CSV have everything)
+                  optional=("mean +/- std", "load ms", "1st ms", "rel err", "GB/s", "iters", "GFLOP/s", "p90 ms",
+                            "quiet %", "quiet p50 ms"))
     for r in results:
         quiet = ((f"{r.quiet['adjusted_p50_ms']:.3f}", "-" if r.quiet["p50_ms"] is None else f"{r.quiet['p50_ms']:.3f}",
                   f"{r.quiet['share'] * 100:.0f}") if probe else ())

@@ -16,7 +16,8 @@ def deploy(
     model: str = typer.Argument(..., help="A PyTorch model: zoo name, package.module:factory or file.py:factory."),
     reparam: bool = typer.Option(False, "--reparam", help="Merge parallel conv branches (RepVGG, MobileOne, ...)."),
     fuse: bool = typer.Option(False, "--fuse", help="Fold BatchNorm into the conv / linear before it."),
-    onnx_path: Optional[str] = typer.Option(None, "--onnx", help="Export to this ONNX file (checked in onnxruntime)."),
+    onnx_path: Optional[str] = typer.Option(None, "--onnx", help="Export to this ONNX file (checked in onnxruntime; "
+                                            "written only when every step succeeded)."),
     int8: bool = typer.Option(False, "--int8", help="INT8 post-training static quantization of the export (QDQ)."),
     int8_path: Optional[str] = typer.Option(None, "--int8-out", help="INT8 model path (default: NAME.int8.onnx)."),
     calib: Optional[str] = typer.Option(None, help="Calibration data: an .npy file or a folder of images."),
@@ -26,7 +27,8 @@ def deploy(
     opset: int = typer.Option(EXPORT_OPSET, help="ONNX opset."),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
     bench: bool = typer.Option(False, "--bench", help="Measure latency after every step (benchmark harness)."),
-    force: bool = typer.Option(False, "--force", help="Keep a step's output even when its error exceeds tolerance."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files, and keep a step's output "
+                                                      "even when its error exceeds tolerance (with a warning)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
     """Fold BN, re-parameterize, export ONNX, quantize INT8: each step checked numerically."""
@@ -48,18 +50,22 @@ def deploy(
 def _render(console, result: dict) -> None:
     from deploylens.report.tables import human
 
-    shown = table(("step", "params", "MACs", "bytes (fused)", "max rel error vs original", "latency ms", "notes"),
-                  left=("step", "notes"))
+    timed = any(row["latency_ms"] is not None for row in result["steps"])  # with --bench
+    shown = table(("step", "params", "MACs", "bytes (fused)", "max rel error vs original") +
+                  (("latency ms",) if timed else ()) + ("notes",), left=("step", "notes"))
     for row in result["steps"]:
         notes = []
         if row.get("simplified_by"):
             notes.append(f"simplified by {row['simplified_by']}")
         if row.get("top1_agreement") is not None:
             notes.append(f"top-1 agreement {row['top1_agreement'] * 100:.1f}%, cosine {row['cosine']:.4f}")
+        elif row.get("cosine") is not None:  # the FP32 output does not depend on the input: see the warning
+            notes.append(f"top-1 agreement n/a, cosine {row['cosine']:.4f}")
         if row.get("path"):
             notes.append(row["path"])
         shown.add_row(row["step"], human(row["params"]), human(row["macs"]), human(row["bytes_fused"], "B"),
-                      f"{row['max_rel_error']:.2e}", "" if row["latency_ms"] is None else f"{row['latency_ms']:.3f}",
+                      f"{row['max_rel_error']:.2e}",
+                      *((("" if row["latency_ms"] is None else f"{row['latency_ms']:.3f}"),) if timed else ()),
                       "; ".join(notes))
     console.print(shown)
     if result["sensitivity"]:

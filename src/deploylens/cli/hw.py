@@ -8,6 +8,7 @@ import typer
 
 from deploylens.cli.app import Format, app, emit_records, page, progress, show, table, warn
 from deploylens.errors import UserError
+from deploylens.output import check_destination
 
 hw_app = typer.Typer(no_args_is_help=True, help="Hardware: the device catalog and this machine.")
 app.add_typer(hw_app, name="hw")
@@ -99,6 +100,8 @@ def hw_calibrate(
                                  "the median of all the calibrations combined (repeat on a noisy machine)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Profile path (default: the per-user "
                                                                       "calibration folder predict reads)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the -o profile if it exists (--combine reads and "
+                                                      "replaces it anyway)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
 ) -> None:
     """Micro-benchmark each kernel class on this machine; save the calibrated profile."""
@@ -110,6 +113,9 @@ def hw_calibrate(
     from deploylens.hardware import calibration_profile as stored
     from deploylens.hardware.kernel_classes import COMPUTE_CLASSES
 
+    # a given path is checked before the minutes of calibration; the default one is this
+    # machine's profile, which a new calibration replaces
+    check_destination(output, force or combine)
     threads = threads or torch.get_num_threads()
     expected = stored.identity(device, backend, threads, dtype)
     path = Path(output) if output else stored.profile_path(backend, threads, device, dtype)

@@ -8,25 +8,30 @@ import typer
 
 from deploylens.cli.app import (MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, Format, app, joined_shapes, progress, show,
                                 table, warn)
-from deploylens.output import emit
+from deploylens.output import check_destination, emit
 
 
 @app.command()
 def predict(
     model: str = typer.Argument(..., help=MODEL_HELP),
-    target: str = typer.Option("this", help="A catalog device (deploylens hw list) or 'this' (calibrated)."),
+    target: str = typer.Option("this", help="mobile-cpu, npu, nvidia-gpu, a catalog device (deploylens hw list), "
+                                            "or this (calibrated: deploylens hw calibrate); the same targets as "
+                                            "lint and recommend."),
     backend: str = typer.Option("torch", help="torch or onnxruntime on 'this'."),
     batch: int = typer.Option(1, min=1, help="Batch size."),
-    dtype: Optional[str] = typer.Option(None, help="float32 (default), float16, bfloat16 or int8."),
+    dtype: Optional[str] = typer.Option(None, help="float32, float16, bfloat16 or int8 (default: the target's "
+                                                   "deploy precision: float16 on NVIDIA GPUs, int8 on NPUs, "
+                                                   "float32 on CPUs and this)."),
     threads: Optional[int] = typer.Option(None, min=1, help="Threads of the calibration on 'this'."),
     device: str = typer.Option("cpu", help="On 'this': cpu, or cuda (this machine's GPU, calibrated)."),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
     top: int = typer.Option(10, min=0, help="Slowest kernels to list (0: all)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
+    force: bool = typer.Option(False, "--force", help="Overwrite the output file if it exists."),
 ) -> None:
     """Latency per kernel on a catalogued device (roofline) or this machine (its calibration: `hw calibrate`)."""
-
+    check_destination(output, force)
     from deploylens.predict import predict as run_prediction
     from deploylens.report.tables import to_csv
 

@@ -6,32 +6,55 @@ from typing import Optional
 
 import typer
 
-from deploylens.cli.app import Format, app, csv_list, progress, show, table
+from deploylens.cli.app import OUTPUT_HELP, Format, app, csv_list, progress, show, table
+from deploylens.output import check_destination, emit
 
 
 @app.command("recommend")
 def recommend_command(
-    target: str = typer.Option("this", help="mobile-cpu, npu, nvidia-gpu, a catalog device, or this."),
-    budget_ms: Optional[float] = typer.Option(None, help="Latency budget in milliseconds."),
+    target: Optional[str] = typer.Option(None, help="mobile-cpu, npu, nvidia-gpu, a catalog device, or this (the "
+                                                    "same targets as predict and lint). Default: this when this "
+                                                    "machine has a calibration (deploylens hw calibrate), else "
+                                                    "nvidia-gpu; the output says which."),
+    budget_ms: Optional[float] = typer.Option(None, help="Latency budget in milliseconds (positive)."),
     measure: bool = typer.Option(False, "--measure", help="Measure latency here instead of predicting (this only)."),
     models: Optional[str] = typer.Option(None, help="Only these zoo models (comma-separated)."),
-    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv (one row per model)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
+    force: bool = typer.Option(False, "--force", help="Overwrite the output file if it exists."),
 ) -> None:
-    """Every zoo model ranked by latency on a target, with top-1, lint findings and the Pareto front."""
+    """Every zoo model ranked by latency on a target, with top-1, lint findings and the Pareto front.
 
+    Without --target: this machine when it has a calibration, else the nvidia-gpu roofline
+    (T4 specs), so that `deploylens recommend` alone ranks on a fresh machine."""
+    check_destination(output, force)
     from deploylens.recommend import recommend
+    from deploylens.report.tables import to_csv
 
     with progress(counted=True) as shown:
         task = shown.add_task("ranking", total=None)
         result = recommend(target, budget_ms, measure, csv_list(models) if models else None,
                            progress=lambda done, total, name: shown.update(task, completed=done, total=total,
                                                                               description=f"ranking: {name}"))
-    show(result, fmt, _render)
+    if fmt is Format.csv:
+        emit(to_csv([_row(c, result) for c in result["candidates"]]), output)
+        return
+    show(result, fmt, _render, output)
+
+
+def _row(candidate: dict, result: dict) -> dict:
+    """One model's CSV row: the JSON candidate's scalars, its findings as 'RULE count; ...'."""
+    return {"target": result["target"], **{k: v for k, v in candidate.items() if k != "findings"},
+            "pareto": candidate["model"] in result["pareto"],
+            "within_budget": None if result["within_budget"] is None else candidate["model"] in result["within_budget"],
+            "findings": "; ".join(f"{k} {v}" for k, v in candidate["findings"].items())}
 
 
 def _render(console, result: dict) -> None:
     from deploylens.report.tables import human
 
+    console.print(f"target: {result['target']}" + (f" (default: {result['target_default']})"
+                                                   if result["target_default"] else ""), markup=False)
     shown = table(("model", "latency ms", "params", "MACs", "top-1", "pareto", "budget", "findings"),
                   left=("model", "findings"))
     for c in result["candidates"]:

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from deploylens.cli.app import STORE_HELP, Format, app, show
+from deploylens.cli.app import STORE_HELP, Format, app, show, stderr
+from deploylens.errors import UserError
 
 runs_app = typer.Typer(no_args_is_help=True, help="Stored bench runs: list, show, compare.")
 app.add_typer(runs_app, name="runs")
@@ -60,6 +61,16 @@ def runs_compare(baseline: int = typer.Argument(...), candidate: int = typer.Arg
             console.print(f"  {row['backend']:14s} batch {row['batch']:4d}  p50 {row['baseline_p50_ms']:9.3f} -> "
                           f"{row['p50_ms']:9.3f} ms  x{row['p50_ratio']:.3f}", markup=False, highlight=False)
 
+    if fail_above is not None and not result["rows"]:  # a regression check that compared nothing fails
+        raise UserError(f"runs {baseline} and {candidate} share no (backend, device, dtype, batch): nothing to "
+                        "check against --fail-above")
     show(result, fmt, render)
-    if fail_above is not None and any(row["p50_ratio"] > fail_above for row in result["rows"]):
-        raise typer.Exit(1)
+    if fail_above is not None:
+        regressed = [row for row in result["rows"] if row["p50_ratio"] > fail_above]
+        if regressed:  # exit 1, saying why in one line
+            listed = ", ".join(f"{row['backend']} {row['device']} {row['dtype']} batch {row['batch']} "
+                               f"x{row['p50_ratio']:.3f}" for row in regressed)
+            stderr.print(f"deploylens: run {candidate} vs {baseline}: p50 above x{fail_above:g} of the baseline in "
+                         f"{len(regressed)} of {len(result['rows'])} rows: {listed}", markup=False, highlight=False,
+                         soft_wrap=True)
+            raise typer.Exit(1)

@@ -6,8 +6,9 @@ from typing import Optional
 
 import typer
 
-from deploylens.cli.app import OUTPUT_HELP, Format, app, emit_records, page, progress, show, table
+from deploylens.cli.app import FORCE_HELP, OUTPUT_HELP, Format, app, emit_records, page, progress, show, table
 from deploylens.errors import UserError
+from deploylens.output import check_destination
 
 zoo_app = typer.Typer(no_args_is_help=True, help="The built-in architectures, with published figures.")
 app.add_typer(zoo_app, name="zoo")
@@ -22,8 +23,10 @@ def zoo_list(
     family: Optional[str] = typer.Option(None, help="Only this family (resnet, repvgg, mobilenet_v2, ...)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Every zoo model: params and MACs measured by the analyzer beside the published ones."""
+    check_destination(output, force)
 
     from deploylens import zoo
     from deploylens.analysis.published import compare
@@ -41,8 +44,9 @@ def zoo_list(
             shown.advance(task)
     if emit_records(records, fmt, output):
         return
+    # model names stay whole; a narrow terminal loses the published counts first (their deviations stay)
     shown = table(("name", "res", "form", "params", "published", "dev", "MACs", "published", "dev", "top-1"),
-                  left=("name", "form"))
+                  left=("name", "form"), names=(), optional=("published",))
     for r in records:
         shown.add_row(r["name"], str(r["resolution"]), r["form"], human(r["params_counted_as_source"]),
                       r["published_params"] or "", _percent(r["params_deviation"]), human(r["macs"]),

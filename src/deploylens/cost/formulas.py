@@ -245,6 +245,17 @@ for _name, _flops in PER_ELEMENT_FLOPS.items():
     formula(_name)(_per_element(_flops))
 
 
+# Local response normalisation (AlexNet, GoogLeNet; ONNX LRN, nn.LocalResponseNorm):
+# y = x / (bias + alpha / size * sum of x^2 over `size` neighbouring channels)^beta.
+# Per output element: size squares and size - 1 adds for the window sum, then the scale,
+# the bias add, the power and the divide (4); every window counted at its nominal size,
+# the ones the channel edges clip too, as the pooling formulas count padded windows.
+@formula("lrn")
+def lrn(op: Op) -> Work:
+    """output elements x (2 x size + 3) FLOPs: size squares, size - 1 adds, scale, bias add, power, divide; 0 MACs."""
+    return Work(flops=op.outputs[0].numel * (2 * op.attrs["size"] + 3))
+
+
 # --- pooling, reductions, resizing -------------------------------------------------
 
 

@@ -8,7 +8,6 @@ import importlib.util
 import logging
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from deploylens.errors import UserError, first_line
 from deploylens.numerics import example_inputs, output_error
 from deploylens.onnx_runtime import EXPORT_OPSET, export_for_runtime
 from deploylens.onnx_runtime import session as onnxruntime_session
+from deploylens.output import check_destination, move_into_place
 
 EXPORT_TOLERANCE = 1e-4
 
@@ -64,11 +64,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
     import onnx
 
     path = Path(path)
+    check_destination(path, force=True)  # a folder that exists and can be written; never made here
     [x] = example_inputs([(tuple(input_shape), "float")])
     model = model.eval()
     with torch.inference_mode():
         reference = model(x)
-    with tempfile.TemporaryDirectory(dir=path.parent if path.parent.exists() else None) as workdir:
+    with tempfile.TemporaryDirectory(dir=path.parent) as workdir:
         staged = os.path.join(workdir, path.name)
         try:
             export_for_runtime(model, [x], staged, opset, names=["input"], dynamic_batch=dynamic_batch)
@@ -79,23 +80,48 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
         if error.max_rel > EXPORT_TOLERANCE and not force:
             raise UserError(f"the ONNX export differs from torch by {error.max_rel:.2e} (relative, tolerance "
                             f"{EXPORT_TOLERANCE:.0e}): not written (use --force)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(staged, path)
+        os.chmod(staged, 0o666 & ~_umask())
+        os.replace(staged, path)
     nodes = len(onnx.load(str(path), load_external_data=False).graph.node)
     return ExportReport(str(path), opset, simplified_by, error.max_abs, error.max_rel, nodes)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # --- calibration data ----------------------------------------------------------------------
 
 
+def calibration_source(source: Any) -> None:
+    """Refuse at once, before any step runs, calibration data that cannot be read: a
+    missing path, a file that is not ``.npy``, a folder without images."""
+    if source is None or isinstance(source, np.ndarray):
+        return
+    path = Path(source)
+    if path.is_dir():
+        if not _image_files(path):
+            raise UserError(f"no images in {path} (looked for {', '.join(IMAGE_SUFFIXES)} files, in sub-folders too)")
+        if importlib.util.find_spec("PIL") is None:
+            raise UserError("reading a folder of images needs Pillow (pip install pillow); or pass an .npy file")
+    elif not path.exists():
+        raise UserError(f"no such calibration data: {path}")
+    elif path.suffix != ".npy":
+        raise UserError(f"calibration data {path}: give an .npy file, a folder of images or nothing")
+
+
 def calibration_data(source: Any, input_shape: tuple[int, ...], samples: int = 32) -> tuple[np.ndarray, list[str]]:
     """Calibration samples as an (N, *input_shape[1:]) float32 array.
 
-    ``source``: an array, an ``.npy`` file, a folder of images (needs Pillow) or None
-    (generated data: the report then warns that accuracy figures mean nothing).
+    ``source``: an array, an ``.npy`` file, a folder of images (needs Pillow; up to
+    ``samples`` of them, spread evenly over the sorted files, sub-folders included) or
+    None (generated data: the report then warns that accuracy figures mean nothing).
     """
     warnings_out: list[str] = []
     expected = tuple(input_shape[1:])
+    calibration_source(source)
     if source is None:
         warnings_out.append("no calibration data given: generated random data was used, so the accuracy "
                             "figures (agreement, SQNR) say nothing about real inputs")
@@ -103,36 +129,59 @@ def calibration_data(source: Any, input_shape: tuple[int, ...], samples: int = 3
     elif isinstance(source, np.ndarray):
         data = source
     elif Path(source).is_dir():
-        data = _images(Path(source), expected)
-    elif str(source).endswith(".npy") and Path(source).is_file():
+        data = _images(Path(source), expected, samples)
+    else:
         try:
+            with open(source, "rb") as handle:
+                if handle.read(6) != b"\x93NUMPY":
+                    raise UserError(f"cannot read calibration data {source}: not an .npy file (numpy.save writes one)")
             data = np.load(source, allow_pickle=False)  # never unpickle a user file
         except (ValueError, OSError) as error:
-            raise UserError(f"cannot read calibration data {source}: {error}") from error
-    else:
-        raise UserError(f"calibration data {source!r}: give an .npy file, a folder of images or nothing")
+            raise UserError(f"cannot read calibration data {source}: {first_line(error)}") from error
     data = np.asarray(data, dtype=np.float32)
     if data.size == 0 or len(data) == 0:
         raise UserError("the calibration set is empty")
     if tuple(data.shape[1:]) != expected:
         raise UserError(f"calibration samples have shape {list(data.shape[1:])}; the model takes {list(expected)}")
+    if not np.isfinite(data).all():
+        raise UserError("the calibration data hold NaN or infinite values")
     return data, warnings_out
 
 
-def _images(folder: Path, expected: tuple[int, ...]) -> np.ndarray:
-    if importlib.util.find_spec("PIL") is None:
-        raise UserError("reading a folder of images needs Pillow (pip install pillow); or pass an .npy file")
-    from PIL import Image
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _images(folder: Path, expected: tuple[int, ...], samples: int) -> np.ndarray:
+    """Up to ``samples`` images of ``folder``, evenly spread over its sorted files (an
+    ImageNet-style folder of class folders gives every class its share), each resized
+    on its shorter side and centre-cropped to the model's input, scaled to [0, 1] and
+    normalised with ImageNet's mean and std (RGB), or to [0, 1] only (one channel)."""
+    calibration_source(folder)
+    from PIL import Image, UnidentifiedImageError
+
+    if len(expected) != 3 or expected[0] not in (1, 3):
+        raise UserError(f"a folder of images calibrates a model that takes images (1 or 3 channels, height, width), "
+                        f"not input {list(expected)}: pass an .npy file")
     channels, height, width = expected
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
-    if not files:
-        raise UserError(f"no images in {folder}")
+    files = _image_files(folder)
+    if len(files) > samples:
+        files = [files[i * len(files) // samples] for i in range(samples)]
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])  # ImageNet normalisation
     arrays = []
     for file in files:
-        image = Image.open(file).convert("RGB" if channels == 3 else "L").resize((width, height))
-        array = np.asarray(image, dtype=np.float32) / 255.0
+        try:
+            with Image.open(file) as opened:
+                image = opened.convert("RGB" if channels == 3 else "L")
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            raise UserError(f"cannot read image {file}: {first_line(error)}") from error
+        scale = max(width / image.width, height / image.height)
+        resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))))
+        left, top = (resized.width - width) // 2, (resized.height - height) // 2
+        array = np.asarray(resized.crop((left, top, left + width, top + height)), dtype=np.float32) / 255.0
         array = ((array - mean) / std).transpose(2, 0, 1) if channels == 3 else array[None]
         arrays.append(array)
     return np.stack(arrays).astype(np.float32)
@@ -151,6 +200,18 @@ class _Reader:
         return next(self.items, None)
 
 
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+ACTIVATION_TYPES = ("uint8", "int8")
+
+
+def check_quantize_options(method: str, activations: str) -> None:
+    """Refuse an unknown calibration method or activation type, before anything runs."""
+    if method not in CALIBRATION_METHODS:
+        raise UserError(f"calibration method {method!r}: one of {', '.join(CALIBRATION_METHODS)}")
+    if activations not in ACTIVATION_TYPES:
+        raise UserError(f"activation type {activations!r}: uint8 or int8")
+
+
 def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any = None, per_channel: bool = True,
              method: str = "minmax", samples: int = 32, activations: str = "uint8") -> list[str]:
     """INT8 post-training static quantization (QDQ; int8 weights; uint8 activations by
@@ -159,13 +220,11 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    check_quantize_options(method, activations)
+    check_destination(onnx_out, force=True)  # a folder that exists and can be written; never made here
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    if method not in methods:
-        raise UserError(f"calibration method {method!r}: one of {', '.join(methods)}")
     activation_types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-    if activations not in activation_types:
-        raise UserError(f"activation type {activations!r}: uint8 or int8")
     session = onnxruntime_session(str(onnx_in), quiet=True)
     first = session.get_inputs()[0]
     shape = tuple(d if isinstance(d, int) else 1 for d in first.shape)
@@ -190,8 +249,7 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any
         finally:
             logging.getLogger().setLevel(root_level)
         onnxruntime_session(staged, quiet=True)  # must load before it is written
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(staged, out)
+        move_into_place([(staged, out)])
     return notes
 
 
@@ -201,7 +259,7 @@ def quantize(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, calib: Any
 @dataclass
 class Sensitivity:
     layers: list[dict]  # {"tensor", "op", "sqnr_db"}, worst first
-    top1_agreement: float
+    top1_agreement: float | None  # None when the FP32 output does not depend on the input (see warnings)
     cosine_similarity: float
     output_sqnr_db: float
     samples: int
@@ -280,5 +338,24 @@ def sensitivity(fp32_onnx: str | os.PathLike, int8_onnx: str | os.PathLike, data
     q_out = np.stack([r[0].reshape(-1) for r in q_runs])
     cosine = float(np.mean(np.sum(ref_out * q_out, axis=1) /
                            (np.linalg.norm(ref_out, axis=1) * np.linalg.norm(q_out, axis=1) + 1e-12)))
-    agreement = float(np.mean(ref_out.argmax(axis=1) == q_out.argmax(axis=1)))
+    agreement: float | None = float(np.mean(ref_out.argmax(axis=1) == q_out.argmax(axis=1)))
+    if input_independent(ref_out):
+        # every sample has the same top-1, by a margin the INT8 noise can flip for all of
+        # them at once: 0% or 100% then says nothing about the INT8 model's accuracy
+        agreement = None
+        notes.append(f"the FP32 model gives the same output for all {len(inputs)} samples (untrained weights? "
+                     "a zoo model has none): top-1 agreement is not reported, and the cosine only says that the "
+                     "INT8 model reproduces that one output")
+    elif len(inputs) == 1:
+        notes.append("one sample: top-1 agreement can only be 0% or 100%")
     return Sensitivity(layers, agreement, cosine, sqnr_db(ref_out, q_out), len(inputs), notes)
+
+
+def input_independent(outputs: np.ndarray, relative: float = 1e-3) -> bool:
+    """Whether ``outputs`` (one row per sample) are the same for every sample: their
+    spread over the samples is under ``relative`` of their spread over the classes."""
+    if len(outputs) < 2:
+        return False
+    over_samples = float(np.mean(np.std(outputs.astype(np.float64), axis=0)))
+    over_classes = float(np.mean(np.std(outputs.astype(np.float64), axis=1)))
+    return over_samples <= relative * over_classes if over_classes > 0 else over_samples == 0

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import copy
 import operator
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
-import torch.nn.functional as F
 
 from deploylens.capture.ir import FREE_OPS
 from deploylens.capture.loader import default_input_specs, parse_input_shapes
-from deploylens.errors import UserError
+from deploylens.errors import UserError, first_line
 from deploylens.numerics import example_inputs, output_error
-from deploylens.zoo.reparam import fold_bn
+from deploylens.zoo.reparam import CONVS, Branch, RepBranches, bn_affine, fold_bn, merge_branches
 from deploylens.zoo.reparam import reparameterize as fold_rep_branches
 
 TOLERANCE = 1e-4  # max |difference| relative to max |reference output|
@@ -113,121 +113,267 @@ def fuse_bn(model: nn.Module, input_shape: Any = None, force: bool = False) -> n
 
 
 # --- structural re-parameterization ------------------------------------------------------
+#
+# A branch sum is a tree of additions (``+``, ``+=``, ``torch.add``, ``sum()``, ``-``, with
+# numbers such as a starting ``0`` anywhere) whose addends, followed back through per-channel
+# affine steps (inference BN, identity, a scalar factor), end at a conv or at a tensor
+# itself (an identity). Addends over one input with at least one conv are one block; a
+# block whose branches agree (stride, groups, alignment) becomes one conv with bias.
+
+_ADD = (operator.add, operator.iadd, torch.add)
+_SUB = (operator.sub, operator.isub, torch.sub)
+_SCALE = (operator.mul, torch.mul, "mul")
+_PASS = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
 
-def _add_leaves(node: fx.Node, root: fx.Node) -> list[fx.Node] | None:
-    """The operands of a tree of additions (each inner sum read only by the tree)."""
-    is_add = node.op == "call_function" and node.target in (operator.add, torch.add)
-    if not is_add:
-        return [node]
-    if node is not root and len(node.users) != 1:
-        return [node]
-    leaves = []
-    for arg in node.args[:2]:
-        if not isinstance(arg, fx.Node):
+@dataclass
+class Reparameterization:
+    """The deploy-form model, the blocks folded, and those left alone with the reason."""
+
+    model: nn.Module
+    folded: list[str]
+    unfolded: list[dict]  # {"block": module path, "reason": why it stays multi-branch}
+    check: Check | None = None  # outputs against the original's
+
+
+def _operands(node: Any) -> list[tuple[Any, float]] | None:
+    """The two operands of an addition or subtraction node with their factors, or None."""
+    if not isinstance(node, fx.Node):
+        return None
+    method = node.op == "call_method" and node.target in ("add", "add_", "sub", "sub_")
+    if not (method or node.op == "call_function" and node.target in _ADD + _SUB):
+        return None
+    args = list(node.args) + ([node.kwargs["other"]] if "other" in node.kwargs else [])
+    alpha = node.kwargs.get("alpha", 1)
+    if len(args) != 2 or not isinstance(alpha, (int, float)):
+        return None
+    negative = node.target in _SUB or node.target in ("sub", "sub_")
+    return [(args[0], 1.0), (args[1], -float(alpha) if negative else float(alpha))]
+
+
+def _terms(node: fx.Node) -> list[tuple[Any, float]] | None:
+    """The addends of the addition tree rooted at ``node`` (an inner sum read elsewhere
+    is an addend itself): (fx node or number, factor)."""
+    terms = []
+    for operand, factor in _operands(node):
+        inner = _operands(operand)
+        if inner is not None and len(operand.users) == 1:
+            terms += [(o, f * factor) for o, f in _terms(operand)]
+        elif isinstance(operand, (fx.Node, int, float)) and not isinstance(operand, bool):
+            terms.append((operand, factor))
+        else:
             return None
-        sub = _add_leaves(arg, root)
-        if sub is None:
-            return None
-        leaves += sub
-    return leaves
+    return terms
 
 
-def _branch(node: fx.Node, modules: dict[str, nn.Module]) -> tuple | None:
-    """(input, kernel, bias, conv) of one branch: BN(conv(x)), conv(x) or BN(x) (identity)."""
-    def module(n: fx.Node) -> nn.Module | None:
-        return modules.get(n.target) if n.op == "call_module" else None
-
-    bn = module(node)
-    if isinstance(bn, nn.BatchNorm2d):
-        inner = node.args[0]
-        conv = module(inner) if isinstance(inner, fx.Node) else None
-        if isinstance(conv, nn.Conv2d) and len(inner.users) == 1:
-            weight, bias = fold_bn(conv.weight, conv.bias, bn)
-            return inner.args[0], weight, bias, conv
-        return inner, None, None, bn  # identity branch: its kernel depends on the convs it joins
-    if isinstance(bn, nn.Conv2d):
-        bias = bn.bias if bn.bias is not None else torch.zeros(bn.out_channels)
-        return node.args[0], bn.weight, bias, bn
+def _affine_step(node: fx.Node, modules: dict[str, nn.Module]) -> tuple[fx.Node, Any, Any] | None:
+    """(input, scale, shift) where ``node`` is ``scale * input + shift`` per channel."""
+    if node.op == "call_module":
+        module = modules[node.target]
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.running_var is not None:
+            return node.args[0], *bn_affine(module)
+        return (node.args[0], 1.0, 0.0) if isinstance(module, _PASS) else None
+    target = node.target if node.op in ("call_function", "call_method") else None
+    args = [a for a in node.args if isinstance(a, fx.Node)]
+    numbers = [a for a in node.args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    if len(args) != 1 or node.kwargs:
+        return None
+    if target in _SCALE and len(numbers) == 1:
+        return args[0], float(numbers[0]), 0.0
+    if target in (operator.truediv, torch.div, "div") and len(numbers) == 1 and node.args[0] is args[0] \
+            and numbers[0] != 0:
+        return args[0], 1.0 / numbers[0], 0.0
+    if target in (operator.neg, torch.neg, "neg") and len(node.args) == 1:
+        return args[0], -1.0, 0.0
     return None
 
 
-@torch.no_grad()
-def _merge(branches: list[tuple], convs: list[nn.Conv2d]) -> nn.Conv2d | None:
-    first = convs[0]
-    kernel = max(c.kernel_size[0] for c in convs)
-    same = all(c.stride == first.stride and c.groups == first.groups and c.out_channels == first.out_channels
-               and c.in_channels == first.in_channels and c.dilation == (1, 1) and c.kernel_size[0] == c.kernel_size[1]
-               and c.kernel_size[0] % 2 == 1 and c.padding == (c.kernel_size[0] // 2,) * 2 for c in convs)
-    if not same:
-        return None
-    per_group = first.in_channels // first.groups
-    weight = first.weight.new_zeros(first.out_channels, per_group, kernel, kernel)
-    bias = first.weight.new_zeros(first.out_channels)
-    for _, w, b, owner in branches:
-        if w is None:  # identity BN: a centred 1 per channel
-            if first.stride != (1, 1) or first.in_channels != first.out_channels:
-                return None
-            identity = weight.new_zeros(weight.shape)
-            for c in range(first.out_channels):
-                identity[c, c % per_group, kernel // 2, kernel // 2] = 1.0
-            w, b = fold_bn(identity, None, owner)
-        pad = (kernel - w.shape[-1]) // 2
-        weight += F.pad(w, (pad, pad, pad, pad))
-        bias += b
-    fused = nn.Conv2d(first.in_channels, first.out_channels, kernel, first.stride, kernel // 2, groups=first.groups,
-                      bias=True)
-    fused.weight.copy_(weight)
-    fused.bias.copy_(bias)
-    return fused
+def _canonical(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node:
+    """``node`` with pass-through modules (identity, eval-mode dropout) looked through."""
+    while node.op == "call_module" and isinstance(modules.get(node.target), _PASS):
+        node = node.args[0]
+    return node
 
 
-def _reparameterize_traced(model: nn.Module) -> tuple[nn.Module, int]:
-    """Merge parallel conv(-BN) / identity-BN branches summed over one input (found in
-    the traced graph) into one conv. Returns the rewritten module and the merge count."""
+def _walk(node: fx.Node, factor: float, modules: dict[str, nn.Module]) -> tuple[list, nn.Module | None]:
+    """The affine steps back from one addend: [(node, scale, shift, name)], the addend
+    being ``scale * node + shift`` at each, ending at a conv's input (and the conv) or at
+    the first tensor that is not an affine step."""
+    scale, shift, name, chain = factor, 0.0, None, []
+    while True:
+        chain.append((node, scale, shift, name))
+        step = _affine_step(node, modules)
+        if step is None:
+            break
+        name = name or str(node.target)
+        node, s, t = step
+        scale, shift = scale * s, shift + scale * t
+    module = modules.get(node.target) if node.op == "call_module" else None
+    if isinstance(module, CONVS):
+        chain.append((_canonical(node.args[0], modules), scale, shift, str(node.target)))
+        return chain, module
+    return chain, None
+
+
+def _branches(leaves: list[tuple[fx.Node, float]], modules: dict[str, nn.Module]) -> list[tuple[fx.Node, Branch]]:
+    """(input, branch) per addend: a conv branch over its conv's input, or an identity
+    branch over the first tensor on its affine chain that a conv branch reads (else over
+    the chain's end)."""
+    walks = [_walk(leaf, factor, modules) for leaf, factor in leaves]
+    conv_inputs = {chain[-1][0] for chain, conv in walks if conv is not None}
+    found = []
+    for chain, conv in walks:
+        cut = next((i for i, (n, *_) in enumerate(chain[:-1] if conv is not None else chain)
+                    if n in conv_inputs), None)
+        if cut is not None:
+            x, scale, shift, name = chain[cut]
+            conv = None
+        else:
+            x, scale, shift, name = chain[-1]
+        found.append((x, Branch(conv, scale, shift, name or f"identity of {x.name}")))
+    return found
+
+
+def _reaches(node: fx.Node, targets: set, modules: dict[str, nn.Module], convs: int, depth: int = 12) -> bool:
+    """Whether ``node`` is computed from one of ``targets`` through at most ``convs`` convs."""
+    if node in targets:
+        return True
+    if depth == 0 or node.op in ("placeholder", "get_attr"):
+        return False
+    if node.op == "call_module" and isinstance(modules.get(node.target), CONVS):
+        convs -= 1
+    return convs >= 0 and any(_reaches(n, targets, modules, convs, depth - 1) for n in node.all_input_nodes)
+
+
+def _block_name(root: fx.Node) -> str:
+    """The module whose forward computes ``root`` ("" for the traced module itself)."""
+    return list(root.meta.get("nn_module_stack") or {"": None})[-1]
+
+
+_DESCRIBED = {"mul": "a product of two tensors (a gate?)", "getitem": "indexing or slicing"}
+
+
+def _describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    if node.op == "call_module":
+        return f"{type(modules[node.target]).__name__} {node.target}"
+    name = getattr(node.target, "__name__", str(node.target))
+    after = next((str(a.target) for a in node.all_input_nodes if a.op == "call_module"), None)
+    return _DESCRIBED.get(name, name) + (f" after {after}" if after else "")
+
+
+def _fold_sum(traced: fx.GraphModule, root: fx.Node, modules: dict[str, nn.Module], path: str,
+              report: Reparameterization) -> bool:
+    """Fold the branch sum rooted at ``root`` where it can; report a block it cannot."""
+    terms = _terms(root)
+    if terms is None:
+        return False
+    constant = sum(f * t for t, f in terms if not isinstance(t, fx.Node))
+    leaves = [(t, f) for t, f in terms if isinstance(t, fx.Node)]
+    groups: dict[fx.Node, list[tuple[fx.Node, float, Branch]]] = {}
+    for (leaf, factor), (x, branch) in zip(leaves, _branches(leaves, modules)):
+        groups.setdefault(x, []).append((leaf, factor, branch))
+    with_conv = {x for x, members in groups.items() if any(b.conv is not None for _, _, b in members)}
+    if not with_conv:
+        return False
+    local = _block_name(root)
+    block = ".".join(p for p in (path, local) if p)
+    reasons, fused = [], {}
+    for x, members in groups.items():
+        if x in with_conv and len(members) > 1:
+            merged = merge_branches([b for _, _, b in members], 0.0 if fused else constant)
+            if isinstance(merged, str):
+                reasons.append(merged)
+            else:
+                fused[x] = merged
+        elif with_conv - {x} and _reaches(x, with_conv - {x}, modules, 0 if x in with_conv else 1):
+            # an addend computed from a conv branch's input through a nonlinearity
+            reasons.append(f"a branch is not linear: {_describe(members[0][0] if x not in with_conv else x, modules)}")
+    if reasons:
+        report.unfolded.append({"block": block or "(model)", "reason": "; ".join(reasons)})
+    if not fused:
+        return False
+    report.folded.append(block or "(model)")
+    names = set(dict(traced.named_modules()))
+    with traced.graph.inserting_before(root):
+        total = None
+        for x, conv in fused.items():
+            name, index = f"{local}.reparam" if local else "reparam", 1
+            while name in names:
+                name, index = f"{local}.reparam_{index}" if local else f"reparam_{index}", index + 1
+            names.add(name)
+            traced.add_submodule(name, conv)
+            modules[name] = conv
+            node = traced.graph.call_module(name, (x,))
+            total = node if total is None else traced.graph.call_function(operator.add, (total, node))
+        for leaf, factor, _ in (m for x, members in groups.items() if x not in fused for m in members):
+            addend = leaf if factor == 1.0 else traced.graph.call_function(operator.mul, (leaf, factor))
+            total = traced.graph.call_function(operator.add, (total, addend))
+    root.replace_all_uses_with(total)
+    return True
+
+
+def _looks_multi_branch(module: nn.Module) -> bool:
+    """A module with two or more branch-like children: a conv, a BN, or a container of
+    convs and BNs only (a ``conv_bn`` Sequential)."""
+    linear = CONVS + (nn.modules.batchnorm._BatchNorm,)
+
+    def branch_like(child: nn.Module) -> bool:
+        parts = list(child.children())
+        return isinstance(child, linear) or bool(parts) and isinstance(child, nn.Sequential) and \
+            all(isinstance(p, linear) for p in parts)
+
+    return sum(branch_like(c) for c in module.children()) >= 2
+
+
+def _fold_traced(module: nn.Module, path: str, report: Reparameterization) -> nn.Module:
+    """``module`` with its branch sums folded, traced with torch.fx; a module fx cannot
+    trace is folded child by child (and reported when it looks like a multi-branch block)."""
     try:
-        traced = fx.symbolic_trace(model)
-    except Exception:  # noqa: BLE001 - untraceable Python: only the zoo's blocks are folded
-        return model, 0
+        traced = fx.symbolic_trace(module)
+    except Exception as error:  # noqa: BLE001 - untraceable Python: fold inside it
+        for name, child in module.named_children():
+            folded = _fold_traced(child, f"{path}.{name}" if path else name, report)
+            if folded is not child:
+                setattr(module, name, folded)
+        if _looks_multi_branch(module):
+            report.unfolded.append({"block": path or "(model)",
+                                    "reason": f"torch.fx cannot trace its forward ({first_line(error)})"})
+        return module
     modules = dict(traced.named_modules())
-    merged = 0
+    changed = False
     for node in list(traced.graph.nodes):
-        if node.op != "call_function" or node.target not in (operator.add, torch.add) or node.graph is None:
-            continue
-        if any(u.op == "call_function" and u.target in (operator.add, torch.add) and len(node.users) == 1
-               for u in node.users):
+        users = list(node.users)
+        if _operands(node) is None or (len(users) == 1 and _operands(users[0]) is not None):
             continue  # only the root of an addition tree
-        leaves = _add_leaves(node, node)
-        if not leaves or len(leaves) < 2:
-            continue
-        branches = [_branch(leaf, modules) for leaf in leaves]
-        if any(b is None for b in branches) or len({b[0] for b in branches}) != 1:
-            continue
-        convs = [b[3] for b in branches if isinstance(b[3], nn.Conv2d)]
-        if not convs:
-            continue
-        fused = _merge(branches, convs)
-        if fused is None:
-            continue
-        name = f"reparameterized_{merged}"
-        traced.add_submodule(name, fused)
-        with traced.graph.inserting_before(node):
-            replacement = traced.graph.call_module(name, (branches[0][0],))
-        node.replace_all_uses_with(replacement)
-        merged += 1
-    if merged:
-        traced.graph.eliminate_dead_code()
-        traced.delete_all_unused_submodules()
-        traced.recompile()
-    return traced, merged
+        changed |= _fold_sum(traced, node, modules, path, report)
+    if not changed:
+        return module
+    traced.graph.eliminate_dead_code()
+    traced.delete_all_unused_submodules()
+    traced.recompile()
+    return traced
+
+
+def reparameterize_report(model: nn.Module, input_shape: Any = None, force: bool = False) -> Reparameterization:
+    """:func:`reparameterize`, with the blocks it folded and those it could not fold (why)."""
+    inputs = default_inputs(model, input_shape)
+    deploy = copy.deepcopy(model).eval()
+    zoo_blocks = [name for name, m in deploy.named_modules() if isinstance(m, RepBranches) and m.fused is None]
+    fold_rep_branches(deploy)
+    report = Reparameterization(deploy, list(zoo_blocks), [])
+    report.model = _fold_traced(deploy, "", report).eval()
+    report.check = check_equivalence(model, report.model, inputs)
+    _enforce("reparameterize", report.check, force)
+    return report
 
 
 def reparameterize(model: nn.Module, input_shape: Any = None, force: bool = False) -> nn.Module:
-    """A copy of ``model`` in deploy form: the zoo's re-parameterizable blocks folded by
-    their own ``reparameterize()``, and parallel 3x3 / 1x1 / identity branches of any
-    other model merged where the traced graph shows the pattern. Checked numerically."""
-    inputs = default_inputs(model, input_shape)
-    deploy = fold_rep_branches(copy.deepcopy(model).eval())
-    deploy, _ = _reparameterize_traced(deploy)
-    _enforce("reparameterize", check_equivalence(model, deploy, inputs), force)
-    return deploy.eval()
+    """A copy of ``model`` in deploy form: every sum of parallel linear branches over one
+    input (conv-BN of any kernel size, 1x1 conv-BN, BN-only or plain identity; added in
+    any form, a starting ``0`` included) folded into one conv with bias; checked
+    numerically. A block that cannot be folded stays as it is, with a warning that says why
+    (:func:`reparameterize_report` returns them)."""
+    report = reparameterize_report(model, input_shape, force)
+    for block in report.unfolded:
+        warnings.warn(f"re-parameterization left {block['block']} unfolded: {block['reason']}", stacklevel=2)
+    return report.model

@@ -1,17 +1,19 @@
-"""``deploylens.lint``: the field guide's design rules checked on a model for a target."""
+"""``deploylens.lint``: the field guide's design rules checked on a model for a target.
+Rules are chosen by id prefix (``G`` is G1-G4), their thresholds are named options
+(:func:`explain` lists them), and a project configures both in ``pyproject.toml``
+(:mod:`deploylens.lint.config`)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterable
 
-from deploylens.dtypes import analysis_name
 from deploylens.errors import UserError
-from deploylens.lint.rules import RULES, Context, Finding
-from deploylens.lint.targets import Target, resolve
-
-SEVERITIES = ("info", "warning", "error")
+from deploylens.hardware.spec import load_catalog
+from deploylens.hardware.targets import PLATFORMS, Target, resolve
+from deploylens.lint.config import SEVERITIES
+from deploylens.lint.rules import RULES, Context, Finding, Rule
 
 
 @dataclass
@@ -31,34 +33,91 @@ def predicted_ms(profile, target: Target) -> float | None:
     from deploylens.predict.core import predict_profile
 
     try:
-        if target.calibration:
-            return predict_profile(profile, target.calibration, "torch", target=target.name).totals["latency_ms"]
-        if target.spec is not None and target.spec.bandwidth and target.spec.peak_flops(target.dtype):
-            return predict_profile(profile, target.spec, "tensorrt", target=target.name).totals["latency_ms"]
+        model = target.latency_model()
+        backend = "torch" if model is target.calibration else "tensorrt"
+        return predict_profile(profile, model, backend, target=target.name).totals["latency_ms"]
     except UserError:
         return None
-    return None
+
+
+def _matching(selector: str) -> list[str]:
+    prefix = selector.strip().upper()
+    return list(RULES) if prefix == "ALL" else [rule_id for rule_id in RULES if rule_id.startswith(prefix)]
+
+
+def select_rules(select: Iterable[str] | None = None, ignore: Iterable[str] = ()) -> list[str]:
+    """The ids of the rules ``select`` and ``ignore`` choose. Each entry is a rule id or
+    a prefix of ids (``G``: G1-G4; ``ALL``), case-insensitive; no ``select``: every rule.
+    As in ruff, the most specific entry that matches a rule decides (an ignore wins a
+    tie): ``select G`` with ``ignore G2`` runs G1, G3 and G4. An entry that matches no
+    rule is a :class:`UserError`."""
+    decisions: dict[str, tuple[int, bool]] = {rule_id: (-1, select is None) for rule_id in RULES}
+    for entries, keep in ((select or [], True), (ignore, False)):
+        for entry in entries:
+            matched = _matching(entry)
+            if not entry.strip() or not matched:
+                raise UserError(f"unknown rule or prefix {entry!r}; rules: {', '.join(RULES)} (a prefix such as G "
+                                "selects G1-G4)")
+            specificity = 0 if entry.strip().upper() == "ALL" else len(entry.strip())
+            for rule_id in matched:
+                if specificity > decisions[rule_id][0] or (specificity == decisions[rule_id][0] and not keep):
+                    decisions[rule_id] = (specificity, keep)
+    return [rule_id for rule_id, (_, keep) in decisions.items() if keep]
+
+
+def _rule(rule_id: str) -> Rule:
+    found = RULES.get(rule_id.strip().upper())
+    if found is None:
+        raise UserError(f"unknown rule {rule_id!r}; rules: {', '.join(RULES)}")
+    return found
+
+
+def check_options(options: dict[str, dict[str, Any]] | None, where: str = "lint options") -> dict[str, dict[str, Any]]:
+    """``options`` (rule id -> option name -> value) checked against each rule's declared
+    options: known names, numbers of the declared kind within their bounds."""
+    checked: dict[str, dict[str, Any]] = {}
+    for rule_id, values in (options or {}).items():
+        rule = _rule(rule_id)
+        if not isinstance(values, dict):
+            raise UserError(f"{where}: options of {rule.id} must be a table of name = value")
+        declared = {option.name: option for option in rule.options}
+        for name, value in values.items():
+            if name not in declared:
+                raise UserError(f"{where}: {rule.id} has no option {name!r}; "
+                                + (f"its options: {', '.join(declared)}" if declared else "it has none"))
+            option = declared[name]
+            whole = isinstance(option.default, int)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
+                kind = "an integer" if whole else "a number"
+                raise UserError(f"{where}: {rule.id}.{name} = {value!r}: expected {kind}")
+            if (option.minimum is not None and value < option.minimum) or \
+                    (option.maximum is not None and value > option.maximum):
+                bounds = f"at least {option.minimum:g}" if option.maximum is None else \
+                    f"between {option.minimum:g} and {option.maximum:g}"
+                raise UserError(f"{where}: {rule.id}.{name} = {value!r}: must be {bounds}")
+            checked.setdefault(rule.id, {})[name] = value
+    return checked
 
 
 def lint(model: Any, target: str | Target = "nvidia-gpu", input_shape: Any = None, select: list[str] | None = None,
-         ignore: list[str] | None = None, int8: bool = False) -> LintReport:
-    """Check ``model`` (any form ``analyze`` takes) against the rules that apply to ``target``."""
+         ignore: list[str] | None = None, int8: bool = False,
+         options: dict[str, dict[str, Any]] | None = None) -> LintReport:
+    """Check ``model`` (any form ``analyze`` takes) against the rules that apply to
+    ``target`` (deployed in INT8 with ``int8``), chosen by ``select`` / ``ignore``
+    (:func:`select_rules`), with ``options`` overriding rules' defaults
+    (:func:`check_options`)."""
     from deploylens.analysis.api import capture
     from deploylens.analysis.profile import build_profile
 
-    for rule_id in (select or []) + (ignore or []):
-        if rule_id not in RULES:
-            raise UserError(f"unknown rule {rule_id!r}; rules: {', '.join(RULES)}")
-    resolved = target if isinstance(target, Target) else resolve(target, int8)
-    # fp32 targets cost the model in its own dtype (an fp16 ONNX file stays fp16)
-    analysis_dtype = "int8" if resolved.int8 else None if resolved.dtype == "fp32" else analysis_name(resolved.dtype)
-    graph = capture(model, input_shape, analysis_dtype)
+    chosen = select_rules(select, ignore or ())
+    checked = check_options(options)
+    resolved = target if isinstance(target, Target) else resolve(target, "int8" if int8 else None)
+    graph = capture(model, input_shape, resolved.analysis_dtype)
     profile = build_profile(graph)
-    context = Context(graph, profile, resolved)
+    context = Context(graph, profile, resolved, checked)
+    applied = [RULES[rule_id] for rule_id in chosen if RULES[rule_id].applies(resolved)]
     findings: list[Finding] = []
-    for rule in RULES.values():
-        if (select and rule.id not in select) or (ignore and rule.id in ignore) or not rule.applies(resolved):
-            continue
+    for rule in applied:
         findings += rule.check(context)
     predicted = predicted_ms(profile, resolved)
     saved = sum(f.impact["value"] for f in findings if f.impact and f.impact["unit"] == "ms" and f.impact["value"])
@@ -67,11 +126,25 @@ def lint(model: Any, target: str | Target = "nvidia-gpu", input_shape: Any = Non
         "by_severity": dict(Counter(f.severity for f in findings)),
         "predicted_ms": predicted,
         "predicted_ms_if_fixed": max(predicted - saved, 0.0) if predicted is not None else None,
-        "rules_applied": [r.id for r in RULES.values() if r.applies(resolved)
-                          and not (select and r.id not in select) and not (ignore and r.id in ignore)],
+        "rules_applied": [rule.id for rule in applied],
         "target_notes": resolved.notes,
     }
     return LintReport(resolved.name, graph.model, findings, summary)
+
+
+def explain(rule_id: str, options: dict[str, dict[str, Any]] | None = None) -> dict:
+    """What ``rule_id`` checks: its rationale and source, its options (default, and the
+    value ``options`` configures), where it applies, and the platform classes it runs on
+    (as deployed by default, and with INT8)."""
+    rule = _rule(rule_id)
+    configured = check_options(options).get(rule.id, {})
+    catalog = load_catalog()
+    runs_on = {name: [platform for platform in PLATFORMS if rule.applies(resolve(platform, dtype, catalog=catalog))]
+               for name, dtype in (("default", None), ("int8", "int8"))}
+    return {"id": rule.id, "rationale": rule.rationale, "source": rule.source, "applies": rule.applies.text,
+            "platforms": runs_on,
+            "options": [{"name": o.name, "default": o.default, "value": configured.get(o.name, o.default),
+                         "meaning": o.meaning} for o in rule.options]}
 
 
 def to_sarif(report: LintReport) -> dict:
@@ -92,4 +165,5 @@ def to_sarif(report: LintReport) -> dict:
     }
 
 
-__all__ = ["LintReport", "RULES", "SEVERITIES", "Target", "lint", "resolve", "to_sarif"]
+__all__ = ["LintReport", "RULES", "SEVERITIES", "Target", "check_options", "explain", "lint", "resolve",
+           "select_rules", "to_sarif"]

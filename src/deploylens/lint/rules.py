@@ -1,88 +1,26 @@
-"""The field guide's design rules: one small function each, with an id, a rationale
-and its source, registered by decorator. A rule returns findings with a measurable
-impact (bytes or predicted milliseconds on the target) wherever one can be computed."""
+"""The field guide's design rules: one small function each, with an id, a rationale,
+its source, the targets it applies to and its named options (thresholds with defaults,
+configurable in ``[tool.deploylens.lint.options.RULE]``), registered by decorator. A rule
+returns findings with a measurable impact (bytes or predicted milliseconds on the target)
+wherever one can be computed."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable
 
-from deploylens.analysis.profile import Profile
 from deploylens.capture.ir import FREE_OPS, Graph, Op
 from deploylens.cost.records import KernelCost, LayerCost
-from deploylens.dtypes import lookup
-from deploylens.lint.targets import Target
+from deploylens.hardware.targets import Target
+from deploylens.lint.registry import EVERY_TARGET, RULES, Applies, Context, Finding, Option, Rule, rule
 
-
-@dataclass
-class Finding:
-    rule: str
-    severity: str  # info, warning or error
-    layer: str
-    message: str
-    source: str
-    impact: dict | None = None  # {"value": float, "unit": "bytes" | "ms" | "MACs"}
-    module: str = ""
-
-
-@dataclass
-class Context:
-    graph: Graph
-    profile: Profile
-    target: Target
-    layers: dict[str, LayerCost] = field(default_factory=dict)
-    kernels: dict[str, KernelCost] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.layers = {layer.name: layer for layer in self.profile.layers}
-        self.kernels = {kernel.name: kernel for kernel in self.profile.kernels}
-
-    @property
-    def elem(self) -> int:
-        return lookup(self.target.dtype).bytes
-
-    def ms(self, flops: float, nbytes: float, kernel_class: str) -> float | None:
-        """Predicted time of a (real or hypothetical) kernel on the target, or None."""
-        from deploylens.predict.calibrated import calibrated_time
-        from deploylens.predict.roofline import roofline_time
-
-        kernel = KernelCost("what-if", "conv", [], int(flops), int(flops // 2), int(nbytes), 0, None, True)
-        target = self.target
-        if target.calibration:
-            compute, memory, overhead = calibrated_time(kernel, kernel_class, target.calibration)
-        elif target.spec is not None and target.spec.bandwidth and target.spec.peak_flops(target.dtype):
-            compute, memory, overhead = roofline_time(kernel, kernel_class, target.spec, target.dtype)
-        else:
-            return None
-        return (max(compute, memory) + overhead) * 1e3
-
-    def kernel_ms(self, kernel: KernelCost, kernel_class: str) -> float | None:
-        return self.ms(kernel.flops, kernel.bytes, kernel_class)
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    rationale: str
-    source: str
-    check: Callable[[Context], list[Finding]]
-    applies: Callable[[Target], bool]
-
-
-RULES: dict[str, Rule] = {}
-
-
-def rule(rule_id: str, rationale: str, source: str, applies: Callable[[Target], bool] = lambda target: True):
-    def register(check: Callable[[Context], list[Finding]]) -> Callable[[Context], list[Finding]]:
-        RULES[rule_id] = Rule(rule_id, rationale, source, check, applies)
-        return check
-
-    return register
+__all__ = ["EVERY_TARGET", "RULES", "Applies", "Context", "Finding", "Option", "Rule", "rule", "onnx_op_type"]
 
 
 def _accelerator(target: Target) -> bool:
     return target.device_class in ("gpu", "npu")
+
+
+ACCELERATORS = Applies("GPUs and NPUs", _accelerator)
 
 
 def _conv_shape(layer: LayerCost) -> tuple[int, int, int, tuple[int, ...], int] | None:
@@ -106,8 +44,12 @@ def _finding(ctx: Context, rule_id: str, severity: str, layer: LayerCost, messag
 
 
 @rule("G1", "Equal channel width minimizes memory access cost: at fixed FLOPs a 1x1 conv moves the fewest "
-      "bytes when c_in == c_out.", "ShuffleNetV2 (ECCV 2018) section 2, Table 1")
+      "bytes when c_in == c_out.", "ShuffleNetV2 (ECCV 2018) section 2, Table 1",
+      options=(Option("min-ratio", 2.0, "the ratio of a 1x1 conv's wider to narrower channel count from which it is "
+                      "reported (info)", minimum=1.0),
+               Option("warning-ratio", 4.0, "the ratio from which the finding is a warning", minimum=1.0)))
 def g1_equal_width(ctx: Context) -> list[Finding]:
+    min_ratio, warning_ratio = ctx.option("G1", "min-ratio"), ctx.option("G1", "warning-ratio")
     findings = []
     for layer in ctx.profile.layers:
         shape = _conv_shape(layer)
@@ -115,11 +57,11 @@ def g1_equal_width(ctx: Context) -> list[Finding]:
             continue
         c1, c2, _, _, hw = shape
         ratio = max(c1, c2) / min(c1, c2)
-        if ratio < 2:
+        if ratio < min_ratio:
             continue
         c = math.sqrt(c1 * c2)  # equal FLOPs with c_in == c_out
         excess = (hw * (c1 + c2) + c1 * c2) - (hw * 2 * c + c * c)
-        findings.append(_finding(ctx, "G1", "warning" if ratio >= 4 else "info", layer,
+        findings.append(_finding(ctx, "G1", "warning" if ratio >= warning_ratio else "info", layer,
                                  f"1x1 conv {c1}->{c2} (ratio {ratio:.1f}): {excess * ctx.elem:.0f} bytes more "
                                  f"than an equal-FLOPs conv with equal widths", excess * ctx.elem))
     return findings
@@ -141,7 +83,10 @@ def g2_groups(ctx: Context) -> list[Finding]:
 
 
 @rule("G3", "Network fragmentation (many small kernels in a block) reduces parallelism; each kernel pays the "
-      "target's launch overhead.", "ShuffleNetV2 (ECCV 2018) Table 3")
+      "target's launch overhead.", "ShuffleNetV2 (ECCV 2018) Table 3",
+      options=(Option("min-kernels", 4, "kernels a block must run to be judged", minimum=1),
+               Option("max-launch-share", 0.25, "the share of a block's predicted time its launch overhead may take",
+                      minimum=0.0, maximum=1.0)))
 def g3_fragmentation(ctx: Context) -> list[Finding]:
     from deploylens.hardware.kernel_classes import kernel_class
 
@@ -158,7 +103,8 @@ def g3_fragmentation(ctx: Context) -> list[Finding]:
         times = [ctx.kernel_ms(k, kernel_class(ctx.layers[k.layers[0]])) or 0.0 for k in kernels]
         total = sum(times)
         launch = len(kernels) * overhead * 1e3
-        if len(kernels) >= 4 and total and launch / total > 0.25:
+        if (len(kernels) >= ctx.option("G3", "min-kernels") and total
+                and launch / total > ctx.option("G3", "max-launch-share")):
             first = ctx.layers[kernels[0].layers[0]]
             findings.append(Finding("G3", "warning", block or first.name,
                                     f"{len(kernels)} kernels in {block or 'the model'}: launch overhead is "
@@ -169,12 +115,14 @@ def g3_fragmentation(ctx: Context) -> list[Finding]:
 
 @rule("G4", "Element-wise operations (activations, adds, bias, shuffles) are memory-bound: small FLOPs, large "
       "time. The ones a deploy toolchain cannot fuse into a conv stay separate kernels.",
-      "ShuffleNetV2 (ECCV 2018) Fig. 2, Table 4")
+      "ShuffleNetV2 (ECCV 2018) Fig. 2, Table 4",
+      options=(Option("max-share", 0.2, "the share of the model's fused bytes that standalone element-wise and "
+                      "data-movement kernels may move", minimum=0.0, maximum=1.0),))
 def g4_elementwise(ctx: Context) -> list[Finding]:
     total = sum(kernel.bytes for kernel in ctx.profile.kernels)
     standalone = [k for k in ctx.profile.kernels if k.kind in ("elementwise", "activation", "data_movement")]
     moved = sum(k.bytes for k in standalone)
-    if not total or moved / total < 0.2:
+    if not total or moved / total < ctx.option("G4", "max-share"):
         return []
     return [Finding("G4", "warning", "(model)", f"{len(standalone)} element-wise / data-movement kernels that no conv "
                     f"absorbs move {moved / total * 100:.0f}% of the fused bytes", RULES["G4"].source,
@@ -186,7 +134,9 @@ def g4_elementwise(ctx: Context) -> list[Finding]:
 
 @rule("CH-ALIGN", "Channel counts off the accelerator's alignment are padded: work on the padding is wasted.",
       "the field guide; NVIDIA Tensor Core guide; HiSilicon NNIE documentation",
-      applies=lambda target: target.channel_multiple is not None)
+      applies=Applies("targets with a published channel alignment: NVIDIA GPUs (multiples of 8 in FP16, 16 in "
+                      "INT8), npu (4 in / 16 out), this CPU (its SIMD width)",
+                      lambda target: target.channel_multiple is not None))
 def channel_alignment(ctx: Context) -> list[Finding]:
     multiple_in, multiple_out = ctx.target.channel_multiple
     convs = [layer for layer in ctx.profile.layers if layer.op == "conv" or layer.kind == "linear"]
@@ -216,7 +166,11 @@ def channel_alignment(ctx: Context) -> list[Finding]:
 
 @rule("DW-ACCEL", "Depthwise conv is memory-bound (intensity far below the ridge point) on GPUs and NPUs "
       "without an optimized depthwise path.", "the field guide; G-GhostNet; CSPNet; MobileDets",
-      applies=lambda target: _accelerator(target) and target.depthwise_optimized is False)
+      applies=Applies("GPUs and NPUs without an optimized depthwise path (nvidia-gpu, npu, the catalog's NVIDIA "
+                      "GPUs and NPUs but the Horizon X3)",
+                      lambda target: _accelerator(target) and target.depthwise_optimized is False),
+      options=(Option("ridge-fraction", 0.25, "a depthwise conv is reported while its arithmetic intensity is at "
+                      "most this fraction of the target's ridge point", minimum=0.0),))
 def depthwise_on_accelerator(ctx: Context) -> list[Finding]:
     spec = ctx.target.spec
     ridge = spec.ridge_point(ctx.target.dtype) if spec else None
@@ -227,7 +181,7 @@ def depthwise_on_accelerator(ctx: Context) -> list[Finding]:
             continue
         kernel = ctx.kernels.get(layer.kernel or "")
         intensity = kernel.intensity if kernel else layer.intensity
-        if ridge and intensity and intensity > ridge / 4:
+        if ridge and intensity and intensity > ridge * ctx.option("DW-ACCEL", "ridge-fraction"):
             continue
         time = ctx.kernel_ms(kernel, "conv_depthwise") if kernel else None
         findings.append(_finding(ctx, "DW-ACCEL", "warning", layer,
@@ -243,8 +197,9 @@ def _producer_map(graph: Graph) -> dict[int, Op]:
 
 
 @rule("EARLY-SEP", "In early, low-channel layers a regular conv is faster on accelerators than a depthwise-"
-      "separable pair of the same receptive field.", "MobileDets (CVPR 2021)",
-      applies=_accelerator)
+      "separable pair of the same receptive field.", "MobileDets (CVPR 2021)", applies=ACCELERATORS,
+      options=(Option("max-channels", 64, "a separable pair is judged while its depthwise conv has at most this "
+                      "many channels", minimum=1),))
 def early_separable(ctx: Context) -> list[Finding]:
     findings = []
     layers_by_op = {layer.name: layer for layer in ctx.profile.layers}
@@ -260,7 +215,7 @@ def early_separable(ctx: Context) -> list[Finding]:
             continue
         dw = layers_by_op[chain.name]
         shape = _conv_shape(dw)
-        if not shape or shape[2] != shape[0] or shape[0] > 64:
+        if not shape or shape[2] != shape[0] or shape[0] > ctx.option("EARLY-SEP", "max-channels"):
             continue
         c_in, _, _, kernel, hw = shape
         pw = layers_by_op[op.name]
@@ -279,12 +234,13 @@ def early_separable(ctx: Context) -> list[Finding]:
 
 
 @rule("KERNEL-3X3", "Dense 3x3 is the most efficient conv on GPUs (cuDNN / Winograd); larger kernels cost more "
-      "per FLOP.", "RepVGG (CVPR 2021) Table 1", applies=lambda target: target.device_class == "gpu")
+      "per FLOP.", "RepVGG (CVPR 2021) Table 1", applies=Applies("GPUs", lambda target: target.device_class == "gpu"),
+      options=(Option("max-kernel", 3, "the largest kernel side not reported", minimum=1),))
 def large_kernels(ctx: Context) -> list[Finding]:
     findings = []
     for layer in ctx.profile.layers:
         shape = _conv_shape(layer)
-        if not shape or max(shape[3], default=1) <= 3:
+        if not shape or max(shape[3], default=1) <= ctx.option("KERNEL-3X3", "max-kernel"):
             continue
         c_in, c_out, groups, kernel, hw = shape
         klass = "conv_depthwise" if groups == c_in and c_in > 1 else "conv_dense"
@@ -301,7 +257,9 @@ def large_kernels(ctx: Context) -> list[Finding]:
 
 
 @rule("DENSE-CONCAT", "Dense concatenation re-reads every earlier feature map at every layer; one-shot aggregation "
-      "(OSA) concatenates once.", "VoVNet (CVPRW 2019)")
+      "(OSA) concatenates once.", "VoVNet (CVPRW 2019)",
+      options=(Option("min-readers", 3, "concatenations that must read one feature map for it to be reported",
+                      minimum=2),))
 def dense_concatenation(ctx: Context) -> list[Finding]:
     readers: dict[int, int] = {}
     for op in ctx.graph.ops:
@@ -312,7 +270,7 @@ def dense_concatenation(ctx: Context) -> list[Finding]:
     tensors = {t.id: t for op in ctx.graph.ops for t in op.inputs}
     findings = []
     for tensor_id, count in readers.items():
-        if count < 3:
+        if count < ctx.option("DENSE-CONCAT", "min-readers"):
             continue
         tensor = tensors[tensor_id]
         source = producer.get(tensor_id)
@@ -355,8 +313,9 @@ def onnx_op_type(op: Op) -> str | None:
 
 
 @rule("OP-SUPPORT", "An op outside the target toolchain's published support list falls back to the CPU or fails "
-      "to convert.", "vendor op support lists", applies=lambda target: target.unsupported_ops is not None
-      or target.supported_ops is not None)
+      "to convert.", "vendor op support lists",
+      applies=Applies("targets with a published op support list (npu and the catalog's RK3588 NPU: RKNN Toolkit2 "
+                      "1.4.0)", lambda target: target.unsupported_ops is not None or target.supported_ops is not None))
 def op_support(ctx: Context) -> list[Finding]:
     target = ctx.target
     findings = []
@@ -376,28 +335,72 @@ def op_support(ctx: Context) -> list[Finding]:
     return findings
 
 
+def _branch_chain(tensor: int, producer: dict[int, Op]) -> tuple[list[int], Op | None]:
+    """The tensors from one addend back through per-channel affine steps (BN, a constant
+    factor, a same-shape view) to a conv's input (and that conv) or to the first tensor
+    that is not such a step."""
+    chain = [tensor]
+    while (op := producer.get(chain[-1])) is not None:
+        moving = [t for t in op.inputs if not t.is_state]
+        if len(moving) != 1:
+            break
+        if op.op == "conv":
+            return chain + [moving[0].id], op
+        first = moving[0] is op.inputs[0]
+        if not (op.op in ("mul", "div") or op.op in ("batch_norm", "view") and first) or \
+                (op.op == "view" and moving[0].shape != op.outputs[0].shape):
+            break
+        chain.append(moving[0].id)
+    return chain, None
+
+
+def _branch_sums(graph: Graph) -> list[tuple[Op, int, list[Op]]]:
+    """(root add, branch count, convs) of every sum of two or more parallel linear
+    branches over one input (conv-BN, conv, BN-only, identity; any arity, any add form,
+    constants such as a ``+ 0`` ignored) whose convs could merge (same groups)."""
+    producer = {t.id: op for op in graph.ops for t in op.outputs}
+    readers: dict[int, list[Op]] = {}
+    for op in graph.ops:
+        for t in {t.id for t in op.inputs}:
+            readers.setdefault(t, []).append(op)
+
+    def inner_sum(tensor: int) -> bool:  # an addition read only by another addition
+        source = producer.get(tensor)
+        return source is not None and source.op == "add" and [r.op for r in readers.get(tensor, [])] == ["add"]
+
+    def addends(op: Op) -> list[int]:
+        return [i for t in op.inputs if not t.is_state
+                for i in (addends(producer[t.id]) if inner_sum(t.id) else [t.id])]
+
+    sums = []
+    for op in graph.ops:
+        if op.op != "add" or any(inner_sum(t.id) for t in op.outputs):
+            continue  # only the root of an addition tree
+        walks = [_branch_chain(t, producer) for t in addends(op)]
+        conv_inputs = {chain[-1] for chain, conv in walks if conv is not None}
+        groups: dict[int, list[Op | None]] = {}
+        for chain, conv in walks:
+            cut = next((t for t in (chain[:-1] if conv else chain) if t in conv_inputs), None)
+            groups.setdefault(chain[-1] if cut is None else cut, []).append(conv if cut is None else None)
+        for x, convs in groups.items():
+            real = [c for c in convs if c is not None]
+            groups_of = {c.inputs[0].shape[1] // max(c.inputs[1].shape[1], 1) for c in real}
+            identity_fits = len(real) == len(convs) or all(c.inputs[0].shape == c.outputs[0].shape for c in real)
+            if len(convs) >= 2 and real and len(groups_of) == 1 and identity_fits:
+                sums.append((op, len(convs), real))
+    return sums
+
+
 @rule("PTQ-RISK", "Re-parameterized multi-branch networks quantize badly with post-training INT8 (the merged "
       "weights have wide per-channel ranges).", "RepOpt (ICLR 2023); QARepVGG (AAAI 2023)",
-      applies=lambda target: target.int8)
+      applies=Applies("targets that deploy INT8: any target with --int8, and the npu (INT8 always)",
+                      lambda target: target.int8))
 def ptq_risk(ctx: Context) -> list[Finding]:
-    producer = _producer_map(ctx.graph)
-
-    def branch_input(tensor_id: int) -> int | None:
-        op = producer.get(tensor_id)
-        if op is not None and op.op == "batch_norm":
-            inner = producer.get(op.inputs[0].id)
-            return inner.inputs[0].id if inner is not None and inner.op == "conv" else op.inputs[0].id
-        return None
-
     findings = []
-    for op in ctx.graph.ops:
-        if op.op != "add":
-            continue
-        sources = [branch_input(t.id) for t in op.inputs]
-        if len(sources) == 2 and None not in sources and sources[0] == sources[1]:
-            layer = ctx.layers[op.name]
-            findings.append(_finding(ctx, "PTQ-RISK", "warning", layer,
-                                     "parallel conv-BN branches summed over one input: re-parameterized, this block's "
-                                     "weights are likely to lose accuracy under per-tensor INT8 PTQ (check "
-                                     "`deploylens deploy --int8`'s sensitivity; prefer per-channel or QAT)"))
+    for op, branches, convs in _branch_sums(ctx.graph):
+        findings.append(_finding(ctx, "PTQ-RISK", "warning", ctx.layers[op.name],
+                                 f"{branches} parallel linear branches ({len(convs)} conv) summed over one input: "
+                                 "re-parameterized, this block's weights are likely to lose accuracy under "
+                                 "per-tensor INT8 PTQ (check `deploylens deploy --int8`'s sensitivity; prefer "
+                                 "per-channel or QAT)"))
     return findings

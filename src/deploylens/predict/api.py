@@ -1,7 +1,8 @@
 """``predict``: a model reference in, a :class:`~deploylens.predict.core.Prediction` out.
 It analyses the model, reads the kernels its runtime adds, resolves the device model and
-calls :func:`~deploylens.predict.core.predict_profile`. It never calibrates: for this
-machine without a stored calibration it says how to make one."""
+calls :func:`~deploylens.predict.core.predict_profile`. Targets are the ones every
+command takes (:mod:`deploylens.hardware.targets`). It never calibrates: for this machine
+without a stored calibration it says how to make one."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 
 from deploylens.analysis.api import analyze
 from deploylens.capture.loader import default_input_specs, parse_input_shapes, resolve_model
-from deploylens.dtypes import DTYPE_BYTES, precision_key
+from deploylens.dtypes import DTYPE_BYTES, analysis_name
 from deploylens.errors import UserError
 from deploylens.hardware import calibration_profile as stored
 from deploylens.hardware.calibration_profile import CalibrationProfile
-from deploylens.hardware.spec import HardwareSpec, load_catalog
+from deploylens.hardware.spec import HardwareSpec
+from deploylens.hardware.targets import resolve
 from deploylens.kernels.onnxruntime_graph import added_kernels
 from deploylens.predict.core import DeviceModel, Prediction, kernels_to_run, predict_profile
 
@@ -21,28 +23,15 @@ BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
 def resolve_target(target: str | HardwareSpec, backend: str = "torch", threads: int | None = None,
-                   device: str = "cpu", dtype: str = "fp32") -> DeviceModel:
-    """The device model of ``target``: a ``HardwareSpec`` as given, a catalog name's spec,
-    or for ``this`` the stored calibration of this machine's ``device`` for ``backend``,
-    ``threads`` and ``dtype`` (a :class:`UserError` saying how to calibrate when there is
-    none)."""
+                   device: str = "cpu", dtype: str | None = None) -> DeviceModel:
+    """The device model of ``target``: a ``HardwareSpec`` as given; else the target
+    :func:`deploylens.hardware.targets.resolve` makes of the name (a platform class, a
+    catalog device, or ``this``: this machine's ``device`` calibrated for ``backend``,
+    ``threads`` and ``dtype``) with a roofline or a calibration, or a :class:`UserError`
+    saying what is missing (for ``this``: how to calibrate)."""
     if isinstance(target, HardwareSpec):
         return target
-    if target != "this":
-        catalog = load_catalog()
-        if target not in catalog:
-            raise UserError(f"unknown target {target!r}; one of: this, {', '.join(sorted(catalog))}")
-        return catalog[target]
-    import torch
-
-    threads = threads or torch.get_num_threads()
-    stored.identity(device, backend, threads, dtype)  # a bad combination fails before any file is read
-    path = stored.profile_path(backend, threads, device, dtype)
-    if not path.exists():
-        raise UserError(f"no calibration of this machine for backend {backend} with {threads} threads on {device} "
-                        f"({dtype}): run `deploylens hw calibrate --backend {backend} --threads {threads} --device "
-                        f"{device} --dtype {dtype}` first, or predict for a catalogued --target")
-    return stored.load(path)
+    return resolve(target, dtype, backend=backend, threads=threads, device=device).latency_model()
 
 
 def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "torch", batch: int = 1,
@@ -57,16 +46,24 @@ def predict(model: Any, target: str | HardwareSpec = "this", backend: str = "tor
         raise UserError(f"unknown backend {backend!r}: {', '.join(BACKENDS)}")
     if target == "this" and backend not in stored.BACKENDS:
         raise UserError(f"calibration exists for the {' and '.join(stored.BACKENDS)} backends only")
-    device_model = calibration or resolve_target(target, backend if target == "this" else "torch", threads,
-                                                 device, precision_key(dtype or "float32"))
+    if calibration is not None or isinstance(target, HardwareSpec):  # a device model given
+        device_model, analysis_dtype = calibration or target, dtype
+    else:  # the target every command means by the name, in its deploy precision unless dtype is given
+        resolved = resolve(target, dtype, backend=backend if target == "this" else "torch", threads=threads,
+                           device=device)
+        device_model = resolved.latency_model()
+        analysis_dtype = analysis_name(dtype) if dtype else resolved.analysis_dtype
     built, name = resolve_model(model)  # once: a factory runs, a file is read, a zoo model is built once
     specs = parse_input_shapes(input_shape) or default_input_specs(model, built)
     shapes = [((batch, *shape[1:]), kind) for shape, kind in specs]
-    profile = analyze(built, shapes, dtype, name=name)
+    profile = analyze(built, shapes, analysis_dtype, name=name)
     added = []
     if backend == "onnxruntime" and isinstance(device_model, CalibrationProfile):
         added = added_kernels(built, [shape for shape, _ in shapes], device_model.threads,
                               DTYPE_BYTES.get(profile.dtype, 4))
     name = target.name if isinstance(target, HardwareSpec) else target
-    return predict_profile(profile, device_model, backend, batch, kernels_to_run(profile, device_model, backend, added),
-                           name)
+    prediction = predict_profile(profile, device_model, backend, batch,
+                                 kernels_to_run(profile, device_model, backend, added), name)
+    if isinstance(device_model, HardwareSpec) and device_model.name != name:  # a platform class
+        prediction.notes.insert(0, f"{name}: numbers from {device_model.name} (catalog)")
+    return prediction

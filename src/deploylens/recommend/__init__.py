@@ -1,6 +1,9 @@
 """``deploylens recommend``: every zoo model ranked by latency on a target, beside its
 accuracy and lint findings there, the Pareto front, the budget, and whether the field
-guide's advice for the platform holds on these numbers."""
+guide's advice for the platform holds on these numbers.
+
+Without a target it ranks for this machine when it has a calibration, else for
+``nvidia-gpu`` (a roofline from the T4's sourced specs), and says which and why."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import torch
 
 from deploylens.dtypes import analysis_name
 from deploylens.errors import UserError
-from deploylens.lint.targets import Target, resolve
+from deploylens.hardware.targets import Target, resolve
+
+DEFAULT_PLATFORM = "nvidia-gpu"
 
 # the guide's advice per platform class: the families it recommends
 GUIDE_ADVICE = {
@@ -55,19 +60,38 @@ def pareto(candidates: list[dict]) -> list[str]:
     return front
 
 
-def recommend(target: str = "this", budget_ms: float | None = None, measure: bool = False,
+def default_target(measure: bool = False) -> tuple[str, str]:
+    """The target ``recommend`` ranks for when none is given, and why: this machine when
+    measuring or when it has a calibration, else the ``nvidia-gpu`` platform class."""
+    if measure:
+        return "this", "--measure times the models on this machine"
+    if resolve("this").calibration is not None:
+        return "this", "this machine's calibration"
+    return DEFAULT_PLATFORM, (f"no calibration of this machine (deploylens hw calibrate), so the {DEFAULT_PLATFORM} "
+                              "roofline; --target to choose")
+
+
+def recommend(target: str | None = None, budget_ms: float | None = None, measure: bool = False,
               models: list[str] | None = None,
               progress: Callable[[int, int, str], None] = lambda done, total, name: None) -> dict:
+    """The zoo (or ``models``) ranked by latency on ``target`` (None: :func:`default_target`),
+    with the models within ``budget_ms`` (milliseconds, positive)."""
     from deploylens import zoo
     from deploylens.lint import lint, predicted_ms
 
-    if measure and target != "this":
+    if budget_ms is not None and not budget_ms > 0:
+        raise UserError(f"--budget-ms {budget_ms:g}: a latency budget must be a positive number of milliseconds")
+    if measure and target not in (None, "this"):
         raise UserError("--measure times the models on this machine: use --target this")
-    resolved = resolve(target)
-    if not measure and resolved.calibration is None and (resolved.spec is None or resolved.spec.bandwidth is None):
-        raise UserError(f"no latency model for {target}: it has no sourced bandwidth (or run deploylens hw calibrate "
-                        "for 'this')")
     names = models or zoo.names()
+    for name in names:
+        zoo.variant(name)  # an unknown name fails before any work
+    chosen_by = ""
+    if target is None:
+        target, chosen_by = default_target(measure)
+    resolved = resolve(target)
+    if not measure:
+        resolved.latency_model()  # no roofline and no calibration: say so before any work
     candidates = []
     for index, name in enumerate(names):
         progress(index, len(names), name)
@@ -85,7 +109,8 @@ def recommend(target: str = "this", budget_ms: float | None = None, measure: boo
     candidates.sort(key=lambda c: (c["latency_ms"] is None, c["latency_ms"]))
     within = [c["model"] for c in candidates if budget_ms is not None and c["latency_ms"] is not None
               and c["latency_ms"] <= budget_ms]
-    return {"target": resolved.name, "candidates": candidates, "pareto": pareto(candidates),
+    return {"target": resolved.name, "target_default": chosen_by or None, "candidates": candidates,
+            "pareto": pareto(candidates),
             "within_budget": within if budget_ms is not None else None, "budget_ms": budget_ms,
             "advice": advice(resolved, candidates)}
 

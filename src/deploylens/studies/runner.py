@@ -41,6 +41,8 @@ class Design:
     expectations: list[Expectation]
     paper: dict
     notes: list[str] = field(default_factory=list)
+    # notes from the timed arms (achieved FLOP/s, a rank correlation, ...), made after timing
+    summarize: Callable[[list[Arm]], list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,9 @@ def _prepared(arm: Arm, settings: Settings, onnx_path: str):
     return backend.prepare(onnx_path, [x.numpy() for x in inputs], settings.threads, settings.device)
 
 
-def run_study(name: str, backend: str = "torch", device: str = "cpu", dtype: str = "fp32",
-              threads: int | None = None, quick: bool = False, budget_s: float | None = None,
-              progress: Callable[[int, int], None] = lambda done, total: None) -> StudyResult:
-    """Run the study ``name`` on this machine and judge the paper's claims."""
+def resolve_study(name: str, backend: str = "torch", device: str = "cpu", dtype: str = "fp32",
+                  budget_s: float | None = None) -> Study:
+    """The study ``name``, after checking that it can run as asked (one line otherwise)."""
     if name not in STUDIES:
         raise UserError(f"unknown study {name!r}; one of: {', '.join(STUDIES)} (deploylens study --list)")
     chosen = STUDIES[name]
@@ -90,12 +91,22 @@ def run_study(name: str, backend: str = "torch", device: str = "cpu", dtype: str
         raise UserError(f"study {name} runs on --device {' or '.join(chosen.devices)}")
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA GPU is visible here")
-    dtype = precision_key(dtype)
-    resolve_backends([backend], dtype, device)
-    budget_s = budget_s or (QUICK_BUDGET_S if quick else BUDGET_S)
-    if budget_s <= 0:
+    resolve_backends([backend], precision_key(dtype), device)
+    if budget_s is not None and not budget_s > 0:
         raise UserError("a study's time budget must be positive seconds")
-    threads = threads or torch.get_num_threads()
+    return chosen
+
+
+def run_study(name: str, backend: str = "torch", device: str = "cpu", dtype: str = "fp32",
+              threads: int | None = None, quick: bool = False, budget_s: float | None = None,
+              progress: Callable[[int, int], None] = lambda done, total: None) -> StudyResult:
+    """Run the study ``name`` on this machine and judge the paper's claims."""
+    chosen = resolve_study(name, backend, device, dtype, budget_s)
+    dtype = precision_key(dtype)
+    budget_s = budget_s or (QUICK_BUDGET_S if quick else BUDGET_S)
+    # one thread on a CPU by default, as ShuffleNetV2 timed its ARM CPU: a thread that waits
+    # for a busy sibling core stalls the other, so fewer threads measure steadier
+    threads = threads or (1 if device == "cpu" else torch.get_num_threads())
     torch.set_num_threads(threads)
     settings = Settings(device, backend, dtype, threads, quick)
     started = time.perf_counter()
@@ -111,7 +122,8 @@ def run_study(name: str, backend: str = "torch", device: str = "cpu", dtype: str
     comparisons = [compare(arms[e.a], arms[e.b], e) for e in design.expectations]
     machine = environment(threads)
     where = machine["gpu"]["name"] if device == "cuda" else machine["cpu"]["model"]
-    notes = design.notes + [f"measured on {where} ({device}, {backend}, {dtype}, {threads} threads); the verdict "
+    measured = design.summarize(design.arms) if design.summarize else []
+    notes = design.notes + measured + [f"measured on {where} ({device}, {backend}, {dtype}, {threads} threads); the verdict "
                             "speaks for this device and backend"]
     return StudyResult(name, chosen.claim, chosen.source,
                        {"device": device, "backend": backend, "dtype": dtype, "threads": threads, "quick": quick,
