@@ -151,7 +151,8 @@ def test_explain_prints_the_rule_with_the_configured_options(ran):
         "options ([tool.deploylens.lint.options.G1] in pyproject.toml):",
         "  min-ratio = 5.0 (default 2.0): the ratio of a 1x1 conv's wider to narrower channel count from which it "
         "is reported (info)",
-        "  warning-ratio = 4.0 (default): the ratio from which the finding is a warning"]
+        "  warning-ratio = 4.0 (default): the ratio from which the finding is a warning",
+        "measure it on this machine: deploylens study g1"]
 
 
 def test_predict_takes_the_npu_as_lint_does(ran, unconfigured):

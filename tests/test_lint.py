@@ -411,7 +411,7 @@ def test_explain_says_rationale_source_options_and_targets():
     assert ptq["platforms"] == {"default": ["npu"], "int8": ["mobile-cpu", "npu", "nvidia-gpu"]}
     assert ptq["applies"].startswith("targets that deploy INT8: any target with --int8") and ptq["options"] == []
     assert explain("KERNEL-3X3")["platforms"]["default"] == ["nvidia-gpu"]
-    assert "study" not in str(explain("G2")).lower()
+    assert explain("G2")["study"] == "deploylens study g2"
     with pytest.raises(UserError, match="unknown rule 'G9'"):
         explain("G9")
 
@@ -501,3 +501,17 @@ def test_a_budget_must_be_positive(budget):
 def test_recommend_refuses_an_unknown_model_before_any_work():
     with pytest.raises(UserError, match="unknown zoo model 'nope'"):
         recommend("nvidia-gpu", models=["mobilenet_v2_050", "nope"])
+
+
+def test_explain_names_the_study_that_measures_the_rule():
+    from deploylens.lint import CHECKED_BY, RULES, explain
+    from deploylens.studies import STUDIES
+
+    assert explain("G1")["study"] == "deploylens study g1" and explain("OP-SUPPORT")["study"] is None
+    assert set(CHECKED_BY) <= set(RULES) and set(CHECKED_BY.values()) <= set(STUDIES)
+
+
+def test_g3_says_when_it_cannot_judge_a_target():
+    model = nn.Sequential(*(nn.Conv2d(8, 8, 1) for _ in range(6))).eval()
+    unknown = lint(model, "rockchip_rk3588_npu", (1, 8, 8, 8), select=["G3"])  # no per-kernel overhead in the catalog
+    assert unknown.findings == [] and "no known per-kernel overhead" in unknown.summary["not_judged"]["G3"]

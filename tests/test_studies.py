@@ -80,6 +80,9 @@ def test_a_verdict_reads_the_interval_of_the_paired_ratios():
     assert paired.verdict == BORNE_OUT and paired.ratio == pytest.approx(1.2)
     mixed = compare(arm("a", [0.9, 1.1] * 5), arm("b", steady), slower)
     assert mixed.verdict == INCONCLUSIVE and "holds 1" in mixed.reason
+    small = compare(arm("a", [1.03] * 10), arm("b", steady), slower)  # consistent, but under the 5% margin
+    assert small.verdict == INCONCLUSIVE and "within 5% of 1" in small.reason
+    assert compare(arm("a", [1.06] * 10), arm("b", steady), slower).verdict == BORNE_OUT
     few = compare(arm("a", [2.0] * (MIN_ROUNDS - 1)), arm("b", [1.0] * (MIN_ROUNDS - 1)), slower)
     assert few.verdict == INCONCLUSIVE and "too few" in few.reason
     # without a paper ratio the expectation says the direction
@@ -147,3 +150,9 @@ def test_every_study_has_a_claim_a_source_and_expectations_on_its_own_arms():
             assert len(names) == len(design.arms), name
             for e in design.expectations:
                 assert {e.a, e.b} <= names and (e.paper_ratio is None or math.isfinite(e.paper_ratio))
+
+
+def test_a_guideline_claims_slower_even_where_the_papers_own_timing_shows_no_slowdown():
+    # Table 3, ARM c=128: 2- and 4-fragment-series ran at the 1-fragment's 10.1 images/s
+    series = [e for e in STUDIES["g3"].design(CPU).expectations if "series" in e.a]
+    assert [e.paper_ratio for e in series] == [1.0, 1.0] and all(e.expects_slower for e in series)

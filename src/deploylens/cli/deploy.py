@@ -55,6 +55,9 @@ def _render(console, result: dict) -> None:
                   (("latency ms",) if timed else ()) + ("notes",), left=("step", "notes"))
     for row in result["steps"]:
         notes = []
+        if row.get("folded") is not None:  # re-parameterization: the blocks folded, and those left as they were
+            notes.append(f"{row['folded']} blocks folded" +
+                         (f", {len(row['unfolded'])} left unfolded" if row.get("unfolded") else ""))
         if row.get("simplified_by"):
             notes.append(f"simplified by {row['simplified_by']}")
         if row.get("top1_agreement") is not None:

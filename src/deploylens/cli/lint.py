@@ -117,12 +117,13 @@ def _explain(rule_id: str, options: dict, fmt: str, output: Optional[str]) -> No
                   for o in data["options"]]
     else:
         lines.append("options: none")
+    if data["study"]:
+        lines.append(f"measure it on this machine: {data['study']}")
     emit("\n".join(lines) + "\n", output)
 
 
 def _render(console, report) -> None:
-    shown = table(("rule", "severity", "layer", "impact", "message"),
-                  left=("rule", "severity", "layer", "impact", "message"))
+    shown = table(("rule", "severity", "layer", "impact", "message"), left=("rule", "severity", "layer", "message"))
     for f in report.findings:
         impact = "" if not f.impact or f.impact["value"] is None else f"{f.impact['value']:.4g} {f.impact['unit']}"
         shown.add_row(f.rule, f.severity, f.layer, impact, f.message)
@@ -134,3 +135,5 @@ def _render(console, report) -> None:
                      "ms-impact findings were fixed" if predicted is not None else ""), markup=False)
     for note in summary["target_notes"]:
         console.print(f"note: {note}", markup=False)
+    for rule_id, reason in summary["not_judged"].items():
+        console.print(f"note: {rule_id} not judged: {reason}", markup=False)

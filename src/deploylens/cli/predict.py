@@ -60,7 +60,7 @@ def _render(console, prediction, top: int) -> None:
     shares = ", ".join(f"{k} {v * 100:.1f}%" for k, v in by_share)
     console.print(f"time by kind: {shares}", markup=False)
     shown = table(("kernel", "class", "MFLOPs", "KB", "compute ms", "memory ms", "overhead ms", "time ms", "bound"),
-                  left=("kernel", "class", "bound"))
+                  left=("kernel", "class", "bound"), optional=("overhead ms", "compute ms", "memory ms"))
     slowest = sorted(prediction.kernels, key=lambda k: -k.time_ms)
     for k in slowest[:top] if top else slowest:
         shown.add_row(k.name, k.kernel_class, f"{k.flops / 1e6:.2f}", f"{k.bytes / 1e3:.1f}", f"{k.compute_ms:.4f}",

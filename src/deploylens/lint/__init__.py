@@ -128,8 +128,14 @@ def lint(model: Any, target: str | Target = "nvidia-gpu", input_shape: Any = Non
         "predicted_ms_if_fixed": max(predicted - saved, 0.0) if predicted is not None else None,
         "rules_applied": [rule.id for rule in applied],
         "target_notes": resolved.notes,
+        "not_judged": context.not_judged,
     }
     return LintReport(resolved.name, graph.model, findings, summary)
+
+
+# the study that measures each rule's claim on the user's hardware (`deploylens study NAME`)
+CHECKED_BY = {"G1": "g1", "G2": "g2", "G3": "g3", "G4": "g4", "CH-ALIGN": "channel-align", "DW-ACCEL": "depthwise",
+              "EARLY-SEP": "early-sep", "KERNEL-3X3": "kernel-density", "PTQ-RISK": "int8"}
 
 
 def explain(rule_id: str, options: dict[str, dict[str, Any]] | None = None) -> dict:
@@ -141,8 +147,9 @@ def explain(rule_id: str, options: dict[str, dict[str, Any]] | None = None) -> d
     catalog = load_catalog()
     runs_on = {name: [platform for platform in PLATFORMS if rule.applies(resolve(platform, dtype, catalog=catalog))]
                for name, dtype in (("default", None), ("int8", "int8"))}
+    study = CHECKED_BY.get(rule.id)
     return {"id": rule.id, "rationale": rule.rationale, "source": rule.source, "applies": rule.applies.text,
-            "platforms": runs_on,
+            "platforms": runs_on, "study": f"deploylens study {study}" if study else None,
             "options": [{"name": o.name, "default": o.default, "value": configured.get(o.name, o.default),
                          "meaning": o.meaning} for o in rule.options]}
 

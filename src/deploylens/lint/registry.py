@@ -31,6 +31,7 @@ class Context:
     profile: Profile
     target: Target
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule id -> option name -> value
+    not_judged: dict[str, str] = field(default_factory=dict)  # rule id -> why it could not judge this target
     layers: dict[str, LayerCost] = field(default_factory=dict)
     kernels: dict[str, KernelCost] = field(default_factory=dict)
 

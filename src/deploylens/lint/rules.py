@@ -93,7 +93,9 @@ def g3_fragmentation(ctx: Context) -> list[Finding]:
     overhead = ctx.target.calibration.overhead_s.kernel if ctx.target.calibration else \
         (ctx.target.spec.overhead.value if ctx.target.spec and ctx.target.spec.overhead else None)
     if not overhead:
-        return []  # the target's per-kernel overhead is unknown: fragmentation cannot be judged
+        ctx.not_judged["G3"] = (f"{ctx.target.name} has no known per-kernel overhead (no calibration, no catalog "
+                                "figure): fragmentation could not be judged")
+        return []
     blocks: dict[str, list[KernelCost]] = {}
     for kernel in ctx.profile.kernels:
         module = ctx.layers[kernel.layers[0]].module

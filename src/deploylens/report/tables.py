@@ -96,7 +96,7 @@ class FitTable:
     @staticmethod
     def _overhead(count: int, compact: bool) -> int:
         # full: a frame and a separator between columns, one space either side of each cell;
-        # compact: no frame, a space between columns and one either side of it
+        # compact: no frame, two spaces between columns
         return 2 * (count - 1) if compact else 3 * count + 1
 
     def layout(self, width: int) -> tuple[bool, list[int], dict[int, int]]:
@@ -147,7 +147,8 @@ class FitTable:
             made.add_column(column, justify="left" if column in self.left else "right", width=widths[i],
                             overflow="fold")
         for row in self.rows:
-            made.add_row(*[Tail(row[i]) if self.columns[i] in self.names else row[i] for i in shown])
+            # cells are plain text: a '[...]' in a layer name is no markup
+            made.add_row(*[Tail(row[i]) if self.columns[i] in self.names else Text(row[i]) for i in shown])
         return made
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
