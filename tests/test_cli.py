@@ -9,19 +9,13 @@ import sys
 import pytest
 import torch
 
-from deploylens.cli import main
+from cli_runner import run
 
 JSON_TOTALS = {"flops", "macs", "params", "buffers", "bytes_eager", "bytes_fused", "unknown_ops", "complete"}
 JSON_LAYER = {"name", "kind", "op", "inputs", "outputs", "flops", "macs", "params", "bytes_read", "bytes_written",
               "intensity", "kernel"}
 
 
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["deploylens", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_json_keys_are_the_documented_contract(monkeypatch, capsys):

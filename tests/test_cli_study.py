@@ -4,19 +4,12 @@ its record in the results store, and bad input in one line with nothing written.
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
-from deploylens.cli import main
+from cli_runner import run
 
 
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["deploylens", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_study_list_names_every_study_with_its_claim(monkeypatch, capsys):

@@ -8,7 +8,9 @@ import math
 
 import pytest
 
-from deploylens import UserError, analyze
+from study_arms import costs
+
+from deploylens import UserError
 from deploylens.studies import BORNE_OUT, CONTRADICTED, INCONCLUSIVE, STUDIES, run_study
 from deploylens.studies.core import MIN_ROUNDS, Arm, Comparison, Expectation, compare, overall, time_interleaved
 from deploylens.studies.runner import Settings
@@ -20,13 +22,6 @@ def arm(name: str, samples: list[float]) -> Arm:
     return Arm(name, lambda: None, (1,), samples=samples)
 
 
-def costs(design) -> dict[str, tuple[int, int]]:
-    """FLOPs and fused bytes (float32) of each arm, from the analyzer."""
-    result = {}
-    for a in design.arms:
-        totals = analyze(a.build().eval(), a.input_shape).totals
-        result[a.name] = (totals.flops, totals.bytes_fused)
-    return result
 
 
 def test_g1_arms_are_table_1_at_equal_flops_with_the_papers_mac():
@@ -156,3 +151,23 @@ def test_a_guideline_claims_slower_even_where_the_papers_own_timing_shows_no_slo
     # Table 3, ARM c=128: 2- and 4-fragment-series ran at the 1-fragment's 10.1 images/s
     series = [e for e in STUDIES["g3"].design(CPU).expectations if "series" in e.a]
     assert [e.paper_ratio for e in series] == [1.0, 1.0] and all(e.expects_slower for e in series)
+
+
+def test_a_device_timer_times_the_blocks_where_given():
+    timed_blocks = []
+
+    def events(block) -> float:  # a fake CUDA-event timer: 3 ms for every block it runs
+        block()
+        timed_blocks.append(1)
+        return 0.003
+
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 0.001  # the host clock moves on, but the samples come from the device timer
+        return now[0]
+
+    samples = time_interleaved([lambda: None], budget_s=0.05, clock=clock, device_timer=events)
+    assert len(timed_blocks) == len(samples[0]) >= MIN_ROUNDS
+    # the warm-up sized a block by the host clock: 20 ms / 1 ms per call = 20 iterations
+    assert samples[0][0] == pytest.approx(0.003 / 20)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 import torch.nn as nn
 
+from study_arms import costs
+
 import deploylens.studies.convs as convs
-from deploylens import analyze
 from deploylens.hardware import calibration_profile as stored
 from deploylens.hardware.calibration_profile import CalibrationPoint
 from deploylens.hardware.local import this_cpu
@@ -23,13 +24,6 @@ CPU, GPU = Settings("cpu", threads=1), Settings("cuda")
 NAMES = ("depthwise", "kernel-density", "channel-align", "early-sep")
 
 
-def costs(design) -> dict[str, tuple[int, int]]:
-    """FLOPs and fused bytes (float32) of each arm, from the analyzer."""
-    result = {}
-    for a in design.arms:
-        totals = analyze(a.build().eval(), a.input_shape).totals
-        result[a.name] = (totals.flops, totals.bytes_fused)
-    return result
 
 
 def convs_of(arm) -> list[nn.Conv2d]:

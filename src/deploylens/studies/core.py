@@ -121,10 +121,13 @@ def overall(comparisons: list[Comparison]) -> str:
 
 def time_interleaved(runs: list[Callable[[], object]], budget_s: float, sync: Callable[[], None] = lambda: None,
                      clock: Callable[[], float] = time.perf_counter,
-                     progress: Callable[[int, int], None] = lambda done, total: None) -> list[list[float]]:
+                     progress: Callable[[int, int], None] = lambda done, total: None,
+                     device_timer: Callable[[Callable[[], None]], float] | None = None) -> list[list[float]]:
     """Seconds per iteration of each of ``runs``, one sample per round: each round runs a
     block of every run (its iterations sized at warm-up to ~``BLOCK_S``), in an order
-    rotated by one each round, until ``budget_s`` is spent."""
+    rotated by one each round, until ``budget_s`` is spent. ``device_timer`` (CUDA events:
+    it runs a block and returns the device's seconds for it) times the blocks where given;
+    the host clock otherwise."""
     blocks = []
     for run in runs:  # warm-up, and how many iterations make a block
         run()
@@ -145,9 +148,14 @@ def time_interleaved(runs: list[Callable[[], object]], budget_s: float, sync: Ca
         order = list(range(len(runs)))
         order = order[round_index % len(runs):] + order[:round_index % len(runs)]
         for index in order:
+            def block(run=runs[index], count=blocks[index]) -> None:
+                for _ in range(count):
+                    run()
+            if device_timer is not None:
+                samples[index].append(device_timer(block) / blocks[index])
+                continue
             start = clock()
-            for _ in range(blocks[index]):
-                runs[index]()
+            block()
             sync()
             samples[index].append((clock() - start) / blocks[index])
         round_index += 1

@@ -114,8 +114,9 @@ def run_study(name: str, backend: str = "torch", device: str = "cpu", dtype: str
     with tempfile.TemporaryDirectory(prefix="deploylens-study-") as workdir:
         prepared = [_prepared(arm, settings, f"{workdir}/arm{index}.onnx") for index, arm in enumerate(design.arms)]
         left = budget_s - (time.perf_counter() - started)
+        # on a GPU the blocks are timed by CUDA events (the bench backends' device timer)
         samples = time_interleaved([p.run for p in prepared], max(left * 0.9, 1.0), prepared[0].sync,
-                                   progress=progress)
+                                   progress=progress, device_timer=prepared[0].device_timer)
     for arm, own in zip(design.arms, samples):
         arm.samples = own
     arms = {arm.name: arm for arm in design.arms}
