@@ -56,7 +56,7 @@ PY
     done
 
     step "catalog roofline for this GPU"
-    deploylens predict resnet50 --target nvidia_h100_sxm5 --batch 32 --top 3
+    deploylens predict resnet50 --target nvidia_h100_sxm5 --batch 32 --dtype float32 --top 3
 
     step "calibration and accuracy, fp32"
     sweep fp32
