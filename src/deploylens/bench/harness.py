@@ -130,10 +130,6 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
     if not is_torch and any(b.needs_torch_model for b in chosen):
         raise UserError("torch backends need a PyTorch model, not an ONNX file")
     shapes = parse_input_shapes(input_shape) or default_input_specs(model, built)
-    if shapes is None:  # an ONNX model: the file's own input shapes
-        from deploylens.capture.onnx_capture import capture_onnx
-
-        shapes = [(tuple(t.shape), "float") for t in capture_onnx(built, None, None, name).inputs]
 
     with temporary_onnx_dir() as workdir:
         onnx_path = os.path.join(workdir, "model.onnx")

@@ -80,16 +80,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: tuple[in
         if error.max_rel > EXPORT_TOLERANCE and not force:
             raise UserError(f"the ONNX export differs from torch by {error.max_rel:.2e} (relative, tolerance "
                             f"{EXPORT_TOLERANCE:.0e}): not written (use --force)")
-        os.chmod(staged, 0o666 & ~_umask())
-        os.replace(staged, path)
+        move_into_place([(staged, path)])
     nodes = len(onnx.load(str(path), load_external_data=False).graph.node)
     return ExportReport(str(path), opset, simplified_by, error.max_abs, error.max_rel, nodes)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # --- calibration data ----------------------------------------------------------------------

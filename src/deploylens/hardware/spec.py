@@ -41,6 +41,16 @@ class HardwareSpec:
         figure = self.peak.get(dtype)
         return figure.value if figure else None
 
+    def roofline(self, dtype: str) -> tuple[float, float]:
+        """Peak FLOP/s in ``dtype`` and bandwidth (bytes/s): a :class:`UserError` naming the
+        figure the catalog lacks for a roofline."""
+        peak = self.peak_flops(dtype)
+        if peak is None:
+            raise UserError(f"{self.name} has no {dtype} peak in the catalog (has: {', '.join(self.peak)})")
+        if self.bandwidth is None:
+            raise UserError(f"{self.name} has no sourced memory bandwidth in the catalog: no roofline possible")
+        return peak, self.bandwidth.value
+
     def ridge_point(self, dtype: str) -> float | None:
         """FLOPs per byte above which a kernel is compute-bound on this device."""
         peak = self.peak_flops(dtype)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from deploylens.dtypes import analysis_name, precision_key
 from deploylens.errors import UserError
 from deploylens.hardware.calibration_profile import CalibrationProfile
+from deploylens.hardware.kernel_classes import GPU_CHANNEL_MULTIPLE
 from deploylens.hardware.spec import HardwareSpec, load_catalog
 
 _GUIDE = "ShuffleNetV2 (ECCV 2018) Table 8 and MobileNetV2 (CVPR 2018): depthwise networks measured fast on ARM CPUs"
@@ -79,11 +80,7 @@ class Target:
             raise UserError(self.uncalibrated)
         if self.spec is None:
             raise UserError(f"no latency model for {self.name}")
-        if self.spec.peak_flops(self.dtype) is None:
-            raise UserError(f"{self.spec.name} has no {self.dtype} peak in the catalog "
-                            f"(has: {', '.join(self.spec.peak)})")
-        if self.spec.bandwidth is None:
-            raise UserError(f"{self.spec.name} has no sourced memory bandwidth in the catalog: no roofline possible")
+        self.spec.roofline(self.dtype)  # a spec without a figure the roofline needs says which
         return self.spec
 
 
@@ -127,7 +124,7 @@ def _catalog_target(name: str, spec: HardwareSpec, key: str | None) -> Target:
     if dtype not in spec.peak:
         target.notes.append(f"{spec.name} has no {dtype} peak in the catalog: impacts in bytes only")
     if spec.device_class == "gpu" and spec.family in ("nvidia_gpu", "jetson"):
-        target.channel_multiple = (16, 16) if target.int8 else (8, 8)
+        target.channel_multiple = (16, 16) if target.int8 else (GPU_CHANNEL_MULTIPLE, GPU_CHANNEL_MULTIPLE)
         target.channel_source = _NVIDIA_TC
         target.depthwise_optimized, target.depthwise_source = False, _GGHOST
     if spec.name.startswith("horizon_sunrise_x3"):
@@ -176,7 +173,7 @@ def _this(catalog: dict[str, HardwareSpec], key: str | None, backend: str, threa
                    f"run `deploylens hw calibrate --backend {backend} --threads {threads} --device {device} --dtype "
                    f"{key}` first, or give a catalogued --target (e.g. nvidia-gpu)")
     if device == "cuda":
-        target = Target("this", "gpu", this_gpu(catalog), key, profile, channel_multiple=(8, 8),
+        target = Target("this", "gpu", this_gpu(catalog), key, profile, channel_multiple=(GPU_CHANNEL_MULTIPLE, GPU_CHANNEL_MULTIPLE),
                         channel_source=_NVIDIA_TC, depthwise_optimized=False, depthwise_source=_GGHOST)
     else:
         lanes = vector_lanes(cpu_info()["isa"])

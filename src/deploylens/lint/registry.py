@@ -11,6 +11,8 @@ from deploylens.analysis.profile import Profile
 from deploylens.capture.ir import Graph
 from deploylens.cost.records import KernelCost, LayerCost
 from deploylens.dtypes import lookup
+from deploylens.errors import UserError
+from deploylens.hardware.calibration_profile import CalibrationProfile
 from deploylens.hardware.targets import Target
 
 
@@ -54,13 +56,14 @@ class Context:
         from deploylens.predict.roofline import roofline_time
 
         kernel = KernelCost("what-if", "conv", [], int(flops), int(flops // 2), int(nbytes), 0, None, True)
-        target = self.target
-        if target.calibration:
-            compute, memory, overhead = calibrated_time(kernel, kernel_class, target.calibration)
-        elif target.spec is not None and target.spec.bandwidth and target.spec.peak_flops(target.dtype):
-            compute, memory, overhead = roofline_time(kernel, kernel_class, target.spec, target.dtype)
-        else:
+        try:
+            model = self.target.latency_model()
+        except UserError:  # no latency model here: impacts in bytes only
             return None
+        if isinstance(model, CalibrationProfile):
+            compute, memory, overhead = calibrated_time(kernel, kernel_class, model)
+        else:
+            compute, memory, overhead = roofline_time(kernel, kernel_class, model, self.target.dtype)
         return (max(compute, memory) + overhead) * 1e3
 
     def kernel_ms(self, kernel: KernelCost, kernel_class: str) -> float | None:

@@ -4,18 +4,13 @@
 from __future__ import annotations
 
 from deploylens.cost.records import KernelCost
-from deploylens.errors import UserError
 from deploylens.hardware.spec import HardwareSpec
 
 
 def roofline_time(kernel: KernelCost, klass: str, spec: HardwareSpec, dtype: str) -> tuple[float, float, float]:
     """Compute, memory and overhead seconds of ``kernel`` on ``spec``."""
-    peak = spec.peak_flops(dtype)
-    if peak is None:
-        raise UserError(f"{spec.name} has no {dtype} peak in the catalog (has: {', '.join(spec.peak)})")
-    if spec.bandwidth is None:
-        raise UserError(f"{spec.name} has no sourced memory bandwidth in the catalog: no roofline possible")
+    peak, bandwidth = spec.roofline(dtype)
     kind_efficiency = spec.efficiency.get(klass) or spec.efficiency.get(kernel.kind)
     efficiency = kind_efficiency.value if kind_efficiency else 1.0
     overhead = spec.overhead.value if spec.overhead else 0.0
-    return kernel.flops / (peak * efficiency), kernel.bytes / (spec.bandwidth.value * efficiency), overhead
+    return kernel.flops / (peak * efficiency), kernel.bytes / (bandwidth * efficiency), overhead

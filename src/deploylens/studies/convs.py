@@ -18,25 +18,15 @@ import statistics
 
 import torch.nn as nn
 
+from deploylens.dtypes import lookup
 from deploylens.errors import UserError
 from deploylens.hardware import calibration_profile as stored
 from deploylens.hardware.kernel_classes import GPU_CHANNEL_MULTIPLE, channel_alignment
 from deploylens.hardware.local import cpu_info, this_cpu, this_gpu, vector_lanes
 from deploylens.hardware.spec import load_catalog
-from deploylens.studies.core import Arm, Expectation
+from deploylens.studies.core import Arm, Expectation, conv, conv_stack
 from deploylens.studies.runner import Design, Settings, study
 
-ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
-
-
-def conv(c_in: int, c_out: int, kernel: int, groups: int = 1) -> nn.Conv2d:
-    """A stride-1 conv keeping the map's size (padding k // 2), without bias."""
-    return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=False)
-
-
-def conv_stack(channels: int, kernel: int, layers: int, groups: int = 1) -> nn.Module:
-    """``layers`` convs ``channels`` -> ``channels`` of ``kernel`` x ``kernel`` in series."""
-    return nn.Sequential(*(conv(channels, channels, kernel, groups) for _ in range(layers)))
 
 
 def conv_macs(c_in: int, c_out: int, kernel: int, hw: int, groups: int = 1) -> int:
@@ -52,10 +42,6 @@ def conv_bytes(c_in: int, c_out: int, kernel: int, hw: int, groups: int = 1, ele
 def conv_intensity(c_in: int, c_out: int, kernel: int, hw: int, groups: int = 1, element: int = 4) -> float:
     """FLOPs per byte of one such conv (2 FLOPs a MAC)."""
     return 2 * conv_macs(c_in, c_out, kernel, hw, groups) / conv_bytes(c_in, c_out, kernel, hw, groups, element)
-
-
-def _element(settings: Settings) -> int:
-    return ELEMENT_BYTES.get(settings.dtype, 4)
 
 
 def copy_bandwidth(settings: Settings) -> tuple[float | None, str]:
@@ -143,7 +129,7 @@ def depthwise(settings: Settings) -> Design:
             for c, hw in DW_DEPTHWISE]
     arms += [Arm(_dense_name(c, hw), lambda c=c: conv_stack(c, 3, DW_LAYERS), (batch, c, hw, hw)) for c, hw in DW_DENSE]
     expectations = [Expectation(_dw_name(*dw), _dense_name(*dense), None, slower=True) for dw, dense in DW_PAIRS]
-    element = _element(settings)
+    element = lookup(settings.dtype).bytes
     layers = {_dw_name(c, hw): conv_intensity(c, c, 3, hw, c, element) for c, hw in DW_DEPTHWISE}
     layers |= {_dense_name(c, hw): conv_intensity(c, c, 3, hw, 1, element) for c, hw in DW_DENSE}
     cpu = settings.device == "cpu"
@@ -201,7 +187,7 @@ def kernel_density(settings: Settings) -> Design:
     paper = {"3x3 density / this one's (§2.4 text, V2)": {names[k]: 1.0 if k == 3 else KD_DENSITY_RATIO
                                                           for k in KD_KERNELS},
              "TFLOPS 1080Ti (Table 1, U: not a target)": {names[k]: v for k, v in KD_TABLE_1_TFLOPS_U.items()}}
-    element = _element(settings)
+    element = lookup(settings.dtype).bytes
     notes = [
         f"{KD_LAYERS} stride-1 convs {c}->{c} per arm, batch {batch}, on maps of side {KD_SIDE} / k (105, 35, 21, 15): "
         "every arm has the same FLOPs, so a time ratio is the inverse ratio of achieved FLOP/s. RepVGG's Table 1 "

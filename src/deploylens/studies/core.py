@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from statistics import median
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -38,6 +39,17 @@ MIN_ROUNDS = 6
 BLOCK_S = 0.02
 
 
+# the arms' building blocks: stacks of stride-1 convs, long enough to time
+def conv(c_in: int, c_out: int, kernel: int, groups: int = 1) -> nn.Conv2d:
+    """A stride-1 conv keeping the map's size (padding k // 2), without bias."""
+    return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=False)
+
+
+def conv_stack(channels: int, kernel: int, layers: int, groups: int = 1) -> nn.Module:
+    """``layers`` convs ``channels`` -> ``channels`` of ``kernel`` x ``kernel`` in series."""
+    return nn.Sequential(*(conv(channels, channels, kernel, groups) for _ in range(layers)))
+
+
 @dataclass
 class Arm:
     """One network the study times: ``build()`` makes it, it runs on ``input_shape``."""
@@ -46,11 +58,13 @@ class Arm:
     input_shape: tuple[int, ...]
     flops: int = 0  # the analyzer's, filled in by the runner
     bytes: int = 0  # fused view
+    params: int = 0
+    peak_activation_bytes: int = 0
     samples: list[float] = field(default_factory=list)  # seconds per iteration, one per round
 
     @property
     def median_ms(self) -> float | None:
-        return _median(self.samples) * 1e3 if self.samples else None
+        return median(self.samples) * 1e3 if self.samples else None
 
 
 @dataclass(frozen=True)
@@ -80,20 +94,14 @@ class Comparison:
     reason: str = ""
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    n = len(ordered)
-    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-
-
 def compare(a: Arm, b: Arm, expectation: Expectation) -> Comparison:
     """The paired ratio of ``a``'s time to ``b``'s, its 95% interval and the verdict."""
     logs = sorted(math.log(x / y) for x, y in zip(a.samples, b.samples) if x > 0 and y > 0)
     if len(logs) < MIN_ROUNDS:
-        return Comparison(a.name, b.name, math.exp(_median(logs)) if logs else None, None, None,
+        return Comparison(a.name, b.name, math.exp(median(logs)) if logs else None, None, None,
                           expectation.paper_ratio, INCONCLUSIVE, f"{len(logs)} rounds: too few to tell")
     low, high = (math.exp(v) for v in median_ci(logs))
-    ratio = math.exp(_median(logs))
+    ratio = math.exp(median(logs))
     slower, faster = low > MARGIN, high < 1 / MARGIN  # a's time beyond b's either way, by more than the margin
     if (slower and expectation.expects_slower) or (faster and not expectation.expects_slower):
         verdict, reason = BORNE_OUT, ""

@@ -23,10 +23,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from deploylens.analysis.api import analyze
 from deploylens.bench.gpu import NvmlSampler, load_nvml, utilization_context
-from deploylens.dtypes import analysis_name, torch_dtype
+from deploylens.dtypes import torch_dtype
 from deploylens.deploy import quantize
+from deploylens.deploy.onnx_steps import sqnr_db
 from deploylens.errors import UserError
 from deploylens.hardware.local import this_gpu
 from deploylens.hardware.spec import load_catalog
@@ -37,11 +37,6 @@ from deploylens.zoo import create as zoo_create
 from deploylens.zoo.reparam import reparameterize
 from deploylens.zoo.repvgg import RepVGG
 
-
-
-def _design(arms: list[Arm], expectations: list[Expectation], paper: dict, notes: list[str],
-            summarize: Callable[[list[Arm]], list[str]] | None = None) -> Design:
-    return Design(arms, expectations, paper, notes, summarize)
 
 
 def _image(settings: Settings, gpu_batch: int) -> tuple[int, ...]:
@@ -106,7 +101,7 @@ def flops_vs_latency(settings: Settings) -> Design:
              "swap places between GPU and ARM",
              "RepVGG timed only a GPU (1080 Ti, batch 128; ResNet-18 took 1.33x RepVGG-A0's time): on a CPU the pair "
              "states only its direction"]
-    return _design(arms, expectations, paper, notes, _ranks_summary)
+    return Design(arms, expectations, paper, notes, _ranks_summary)
 
 
 def _ranks_summary(arms: list[Arm]) -> list[str]:
@@ -146,20 +141,11 @@ REPARAM_PAPER = {"repvgg_a0": ((9.11, 8.31), (1.52, 1.36)), "mobileone_s0": ((5.
        "MACs from mmpretrain and timm")
 def reparam(settings: Settings) -> Design:
     shape = _image(settings, 32)
-    costs: dict[str, tuple[int, int]] = {}  # arm -> params, peak activation bytes (at build)
-
-    def build(name: str, deploy: bool, label: str) -> Callable[[], nn.Module]:
-        def make() -> nn.Module:
-            model = zoo_create(name, deploy=deploy)
-            totals = analyze(model, shape, analysis_name(settings.dtype)).totals
-            costs[label] = (totals.params, totals.peak_activation_bytes)
-            return model
-        return make
     arms, expectations, paper = [], [], {"params M (train / deploy)": {}, "GMACs at 224": {}}
     for name, (params, macs) in REPARAM_PAPER.items():
         for form, deploy in (("train", False), ("deploy", True)):
             label = f"{name} {form}"
-            arms.append(Arm(label, build(name, deploy, label), shape))
+            arms.append(Arm(label, lambda name=name, deploy=deploy: zoo_create(name, deploy=deploy), shape))
             paper["params M (train / deploy)"][label], paper["GMACs at 224"][label] = params[deploy], macs[deploy]
         expectations.append(Expectation(f"{name} train", f"{name} deploy", None, slower=True))
     notes = [f"zoo models at {RESOLUTION[settings.device]}; mobileone_s0 trains with k=4 over-parameterized branches",
@@ -167,9 +153,9 @@ def reparam(settings: Settings) -> Design:
              "(the deploy form faster)"]
 
     def summary(timed: list[Arm]) -> list[str]:
-        return [f"{a.name}: {costs[a.name][0]:,} params, peak activation memory {costs[a.name][1] / 1e6:.2f} MB "
-                "(the analyzer's, ops run eagerly in order)" for a in timed if a.name in costs]
-    return _design(arms, expectations, paper, notes, summary)
+        return [f"{a.name}: {a.params:,} params, peak activation memory {a.peak_activation_bytes / 1e6:.2f} MB "
+                "(the analyzer's, as the runner costed the arm: ops run eagerly in order)" for a in timed]
+    return Design(arms, expectations, paper, notes, summary)
 
 
 # --- int8 ---------------------------------------------------------------------------------
@@ -211,11 +197,6 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray, per_channel: bool = True
         Path(source).write_bytes(fp32)
         quantize(source, target, calibration, per_channel=per_channel, samples=len(calibration))
         return Path(target).read_bytes()
-
-
-def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    noise = float(np.sum((reference.astype(np.float64) - test) ** 2))
-    return math.inf if noise == 0 else 10 * math.log10(float(np.sum(reference.astype(np.float64) ** 2)) / noise)
 
 
 def run_onnx(onnx: bytes, x: np.ndarray) -> np.ndarray:
@@ -327,7 +308,7 @@ def int8(settings: Settings) -> Design:
         return [f"accuracy risk on a small RepVGG (stages 1-2-2-1, width 0.5, 32x32) trained here {SMALL_STEPS} "
                 f"steps on generated textures ({SMALL_CLASSES} classes, seed 0), {len(risk.labels)} held-out "
                 f"images: FP32 accuracy {risk.fp32_accuracy * 100:.1f}%; INT8 {rows}"]
-    return _design(arms, expectations, paper, notes, summary)
+    return Design(arms, expectations, paper, notes, summary)
 
 
 # --- latency-throughput -------------------------------------------------------------------
@@ -384,7 +365,7 @@ def latency_throughput(settings: Settings) -> Design:
         growth = f"throughput gains under {SATURATED - 1:.0%} past batch {flat}" if flat else \
             "throughput still growing at the largest batch"
         return [f"latency and throughput: {line}; {growth}"]
-    return _design(arms, _batch_expectations(batches), {}, notes, summary)
+    return Design(arms, _batch_expectations(batches), {}, notes, summary)
 
 
 # --- gpu-util -----------------------------------------------------------------------------
@@ -457,4 +438,4 @@ def gpu_util(settings: Settings) -> Design:
         bandwidth = spec.bandwidth.value if spec and spec.bandwidth else None
         missing = [] if spec else ["this GPU is not in the catalog: no fractions of peak"]
         return utilization_notes(timed, util, peak, bandwidth) + missing
-    return _design(arms, _batch_expectations(GPU_UTIL_BATCHES), {}, notes, summary)
+    return Design(arms, _batch_expectations(GPU_UTIL_BATCHES), {}, notes, summary)

@@ -73,7 +73,9 @@ def _prepared(arm: Arm, settings: Settings, onnx_path: str):
     model = arm.build().eval()
     inputs = example_inputs([(arm.input_shape, "float")])
     profile = analyze(model, [(arm.input_shape, "float")], analysis_name(settings.dtype))
-    arm.flops, arm.bytes = profile.totals.flops, profile.totals.bytes_fused
+    totals = profile.totals
+    arm.flops, arm.bytes, arm.params, arm.peak_activation_bytes = (totals.flops, totals.bytes_fused, totals.params,
+                                                                   totals.peak_activation_bytes)
     backend = BACKENDS[settings.backend]
     if backend.needs_torch_model:
         return backend.prepare(model, inputs, settings.threads, settings.device, settings.dtype)

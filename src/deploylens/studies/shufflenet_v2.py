@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn as nn
 
-from deploylens.studies.core import Arm, Expectation
+from deploylens.studies.core import Arm, Expectation, conv_stack
 from deploylens.studies.runner import Design, Settings, study
 
 SOURCE = "ShuffleNetV2 (Ma et al., ECCV 2018), section 2, Tables 1-4 (GTX 1080 Ti, cuDNN 7.0; Snapdragon 810)"
@@ -74,11 +74,6 @@ G2_TABLE = {1: (128, 64, {"GPU": (2451, 1289, 437), "ARM": (40.0, 10.2, 2.3)}),
             8: (360, 180, {"GPU": (634, 445, 230), "ARM": (27.8, 7.5, 1.8)})}
 
 
-def grouped_stack(channels: int, groups: int) -> nn.Module:
-    """G2's benchmark net: 10 stacked 1x1 group convs of ``channels`` in ``groups``."""
-    return nn.Sequential(*(nn.Conv2d(channels, channels, 1, groups=groups, bias=False) for _ in range(BLOCKS)))
-
-
 @study("g2", "G2: many groups raise memory access cost and time (at equal FLOPs, g = 1 is fastest)",
        SOURCE + ", Table 2")
 def g2(settings: Settings) -> Design:
@@ -86,7 +81,7 @@ def g2(settings: Settings) -> Design:
     arms, speeds = [], {}
     for groups, (gpu, arm, measured) in G2_TABLE.items():
         c = (gpu if platform == "GPU" else arm) * m
-        arms.append(Arm(f"g={groups} c={c}", lambda c=c, g=groups: grouped_stack(c, g), _shape(settings, c)))
+        arms.append(Arm(f"g={groups} c={c}", lambda c=c, g=groups: conv_stack(c, 1, BLOCKS, g), _shape(settings, c)))
         speeds[arms[-1].name] = measured[platform][_COLUMN[m]]
     names = [a.name for a in arms]
     return Design(arms, _ratio_expectations(names[0], names[1:], speeds),
@@ -194,16 +189,12 @@ def g4(settings: Settings) -> Design:
                   [f"c={c} channels ({c // 4} inside the bottleneck), {BLOCKS} units, {HW}x{HW}"])
 
 
-def pointwise_stack(channels: int) -> nn.Module:
-    return nn.Sequential(*(nn.Conv2d(channels, channels, 1, bias=False) for _ in range(BLOCKS)))
-
-
 @study("mac", "Memory access cost: 1x1 convs of equal FLOPs move very different bytes, and the ones that move "
        "more take longer", "ShuffleNetV2 (Ma et al., ECCV 2018), section 2 (G1: MAC = hw(c1 + c2) + c1 c2)")
 def mac(settings: Settings) -> Design:
     # h*w*c^2 is the same for each: 224^2 x 16^2 = 56^2 x 64^2 = 14^2 x 256^2
     layouts = [(256, 14), (64, 56), (16, 224)]
-    arms = [Arm(f"c={c} at {hw}x{hw}", lambda c=c: pointwise_stack(c), _shape(settings, c, hw)) for c, hw in layouts]
+    arms = [Arm(f"c={c} at {hw}x{hw}", lambda c=c: conv_stack(c, 1, BLOCKS), _shape(settings, c, hw)) for c, hw in layouts]
     names = [a.name for a in arms]
     expectations = [Expectation(names[1], names[0], None, slower=True),
                     Expectation(names[2], names[1], None, slower=True)]
