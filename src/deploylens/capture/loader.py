@@ -155,7 +155,7 @@ def _described(error: BaseException) -> str:
     return f"{type(error).__name__}: {first_line(error)}"
 
 
-def resolve_model(model: Any) -> tuple[Any, str]:
+def resolve_model(model: Any, deploy: bool = False) -> tuple[Any, str]:
     """Turn a model reference into an ``nn.Module`` or ``onnx.ModelProto`` and a display name.
 
     Accepted: an ``nn.Module``; an ``onnx.ModelProto``; a path to an ``.onnx`` file;
@@ -163,6 +163,9 @@ def resolve_model(model: Any) -> tuple[Any, str]:
     ``sys.path`` while it is imported and the factory runs); a zoo name. A Python file
     without ``:factory`` and a PyTorch checkpoint (``.pt``, ``.pth``, ``.ckpt``, ...)
     are refused with what to give instead: deploylens never unpickles a file.
+
+    ``deploy``: a zoo model's deploy form (its re-parameterizable blocks folded, the name
+    suffixed ``:deploy``); any other reference is refused with what to run instead.
     """
     import onnx
     import torch
@@ -170,6 +173,11 @@ def resolve_model(model: Any) -> tuple[Any, str]:
     from deploylens import zoo
     from deploylens.capture.onnx_capture import load_onnx
 
+    if deploy:
+        if isinstance(model, str) and model in zoo.names():
+            return zoo.create(model, deploy=True), f"{model}:deploy"
+        raise UserError(f"--deploy takes a zoo model's deploy form; {_display(model)} is not a zoo model: "
+                        "fold your own model with `deploylens deploy MODEL --reparam --fuse --onnx model.onnx` and give that file")
     if isinstance(model, (torch.nn.Module, onnx.ModelProto)):
         return model, type(model).__name__ if isinstance(model, torch.nn.Module) else model.graph.name or "onnx"
     reference = str(model)
@@ -191,6 +199,10 @@ def resolve_model(model: Any) -> tuple[Any, str]:
         return load_onnx(reference), Path(reference).name
     raise UserError(f"unknown model {reference!r}: give an .onnx file, package.module:factory, "
                     f"file.py:factory or a zoo name (deploylens zoo list)")
+
+
+def _display(model: Any) -> str:
+    return repr(model) if isinstance(model, str) else type(model).__name__
 
 
 def default_input_specs(model: Any, built: Any, notes: list[str] | None = None) -> list[InputSpec]:
