@@ -1,11 +1,14 @@
 """Hardware as data: ``HardwareSpec`` (peaks per dtype, bandwidth, memory, optional
-per-kind efficiencies and overhead), every figure with its source."""
+per-kind efficiencies and overhead, and the microarchitecture, compute units, boost clock
+and cache a device model scales by), every figure with its source."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+import re
 
 import yaml
 
@@ -15,6 +18,8 @@ from deploylens.errors import UserError
 CLASSES = ("gpu", "cpu", "npu")
 STATUSES = ("verified", "derived", "measured")
 _TERA, _GIGA = 1e12, 1e9
+_MIB = 2.0 ** 20  # cache sizes are binary: "6 MB" of L2 is 6144 KiB
+_ARCHITECTURE = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,12 @@ class HardwareSpec:
     efficiency: dict[str, Figure] = field(default_factory=dict)  # op kind -> achievable fraction of peak
     overhead: Figure | None = None  # seconds per kernel launch
     notes: str = ""
+    # What a device model scales a family's fitted efficiencies by (all optional):
+    architecture: str = ""  # microarchitecture, lowercase: ampere, ada, zen4, raptor_lake, cortex_a57 ...
+    compute_units: Figure | None = None  # SMs on a GPU; physical cores (P + E on hybrid Intel) on a CPU
+    performance_cores: Figure | None = None  # hybrid CPUs: the big (P) cores among compute_units
+    boost_clock: Figure | None = None  # Hz: the highest boost clock (catalog key boost_clock_ghz)
+    cache: Figure | None = None  # bytes, MiB-based (catalog key cache_mb x 2**20): L2 on a GPU, last level on a CPU
 
     def peak_flops(self, dtype: str) -> float | None:
         figure = self.peak.get(dtype)
@@ -66,6 +77,9 @@ class HardwareSpec:
                 "bandwidth_bytes_per_s": figure(self.bandwidth), "memory_bytes": figure(self.memory),
                 "efficiency": {k: figure(f) for k, f in self.efficiency.items()},
                 "overhead_s": figure(self.overhead),
+                "architecture": self.architecture, "compute_units": figure(self.compute_units),
+                "performance_cores": figure(self.performance_cores), "boost_clock_hz": figure(self.boost_clock),
+                "cache_bytes": figure(self.cache),
                 "ridge_point": {d: self.ridge_point(d) for d in self.peak}, "notes": self.notes}
 
 
@@ -89,6 +103,28 @@ def _figure(raw: dict, scale: float, sources: dict[str, str], where: str) -> Fig
     return Figure(float(raw["value"]) * scale, tuple(sources[s] for s in ids), status, raw.get("note", ""))
 
 
+_OPTIONAL = (("bandwidth_gbs", _GIGA), ("memory_gb", _GIGA), ("overhead_us", 1e-6), ("compute_units", 1.0),
+             ("performance_cores", 1.0), ("boost_clock_ghz", _GIGA), ("cache_mb", _MIB))
+
+
+def _counts(optional: dict[str, Figure], where: str) -> None:
+    """Compute units and performance cores are positive whole numbers, P cores among all."""
+    for key in ("compute_units", "performance_cores"):
+        f = optional.get(key)
+        if f is not None and (f.value <= 0 or f.value != int(f.value)):
+            raise CatalogError(f"{where}.{key}: {f.value:g} is not a positive whole number")
+    units, big = optional.get("compute_units"), optional.get("performance_cores")
+    if big is not None and (units is None or big.value > units.value):
+        raise CatalogError(f"{where}.performance_cores: needs compute_units (all cores) at least as many")
+
+
+def _architecture(device: dict, where: str) -> str:
+    arch = device.get("architecture", "")
+    if not isinstance(arch, str) or (arch and not _ARCHITECTURE.fullmatch(arch)):
+        raise CatalogError(f"{where}.architecture: {arch!r} is not a lowercase name (e.g. ampere, zen4, cortex_a57)")
+    return arch
+
+
 def parse_family(data: dict, origin: str) -> list[HardwareSpec]:
     """Validate one catalog file's content and build its specs."""
     sources = data.get("sources") or {}
@@ -106,15 +142,18 @@ def parse_family(data: dict, origin: str) -> list[HardwareSpec]:
         if bad:
             raise CatalogError(f"{where}: unknown dtype(s) {', '.join(bad)}")
         optional = {key: _figure(device[key], scale, sources, f"{where}.{key}")
-                    for key, scale in (("bandwidth_gbs", _GIGA), ("memory_gb", _GIGA), ("overhead_us", 1e-6))
-                    if key in device}
+                    for key, scale in _OPTIONAL if key in device}
+        _counts(optional, where)
         specs.append(HardwareSpec(
             name=name, device_class=device["class"], family=family,
             peak={d: _figure(f, _TERA, sources, f"{where}.peak_tflops.{d}") for d, f in peaks.items()},
             bandwidth=optional.get("bandwidth_gbs"), memory=optional.get("memory_gb"),
             efficiency={k: _figure(f, 1.0, sources, f"{where}.efficiency.{k}")
                         for k, f in (device.get("efficiency") or {}).items()},
-            overhead=optional.get("overhead_us"), notes=device.get("notes", "")))
+            overhead=optional.get("overhead_us"), notes=device.get("notes", ""),
+            architecture=_architecture(device, where), compute_units=optional.get("compute_units"),
+            performance_cores=optional.get("performance_cores"), boost_clock=optional.get("boost_clock_ghz"),
+            cache=optional.get("cache_mb")))
     return specs
 
 

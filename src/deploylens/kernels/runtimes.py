@@ -49,6 +49,10 @@ class RuntimePolicy:
 # BatchNorm, bias, activations and residual add; a chain of element-wise ops
 FUSED = RuntimePolicy("fused", frozenset({"batch_norm"}), frozenset({"elementwise", "activation"}))
 
+# an eager framework on a GPU: every op a kernel of its own (what the fitted device models
+# of PyTorch eager rate; deploylens.hardware.device_model)
+EAGER = RuntimePolicy("eager", dispatches_views=True)
+
 POLICIES = {
     # PyTorch eager: a conv's BatchNorm and activation, the calibrated conv-BN-act unit
     # (every other op, a residual add included, is a kernel of its own)

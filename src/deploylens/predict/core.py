@@ -27,11 +27,13 @@ from deploylens.hardware.calibration_profile import BUSY_QUIET_SHARE, Calibratio
 from deploylens.hardware.kernel_classes import CLASS_FALLBACK, conv_geometry_of, kernel_class
 from deploylens.hardware.spec import HardwareSpec
 from deploylens.kernels.runtimes import POLICIES, SHAPE_KIND, runtime_kernels
+from deploylens.hardware.device_model import FittedDevice, family_class
 from deploylens.predict.calibrated import calibrated_time, kernel_overhead
+from deploylens.predict.fitted import fitted_kernels, fitted_time
 from deploylens.predict.roofline import roofline_time
 from deploylens.predict.timeline import Timeline
 
-DeviceModel = HardwareSpec | CalibrationProfile
+DeviceModel = HardwareSpec | CalibrationProfile | FittedDevice
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Prediction:
     totals: dict
     kernels: list[KernelTime]
     share_by_kind: dict[str, float]
+    source: dict = field(default_factory=dict)  # where the figures come from (see :func:`source_of`)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -70,7 +73,10 @@ def kernels_to_run(profile: Profile, device: DeviceModel, backend: str,
     """The kernels ``device`` runs for ``profile`` on ``backend``: with a calibration, what
     that backend runs (plus ``added``, the kernels the runtime adds beyond the model's:
     :func:`deploylens.kernels.onnxruntime_graph.added_kernels`); on a catalogued device, the
-    analyzer's fused kernels, as a deploy toolchain runs them."""
+    analyzer's fused kernels, as a deploy toolchain runs them; with a fitted family model,
+    what its runtime runs."""
+    if isinstance(device, FittedDevice):
+        return fitted_kernels(profile, device.model.runtime)
     if isinstance(device, CalibrationProfile):
         return runtime_kernels(profile.layers, profile.kernels, POLICIES.get(backend), profile.dtype) + list(added)
     return list(profile.kernels)
@@ -81,6 +87,8 @@ def _notes(profile: Profile, device: DeviceModel) -> list[str]:
     if not profile.totals.complete:
         notes.append(f"incomplete: no cost formula for {', '.join(profile.totals.unknown_ops)}; their kernels are "
                      "counted by bytes only, so the real latency is higher")
+    if isinstance(device, FittedDevice):
+        return notes + ([device.note] if device.note else [])
     if isinstance(device, HardwareSpec):
         if device.overhead is None or not device.efficiency:
             notes.append("catalog roofline with peak efficiency and no launch overhead: an optimistic lower bound")
@@ -96,6 +104,25 @@ def _notes(profile: Profile, device: DeviceModel) -> list[str]:
     return notes
 
 
+def source_of(device: DeviceModel) -> dict:
+    """Where a prediction's figures come from and how far to trust them: a fitted family
+    model (which data, its leave-one-out error), this machine's calibration, or the
+    catalog roofline (a lower bound)."""
+    if isinstance(device, FittedDevice):
+        model = device.model
+        trust = model.accuracy.describe() if model.accuracy else "no leave-one-out"
+        return {"kind": "fitted", "model": model.key, "data": model.provenance(), "method": model.method,
+                "specs": f"{device.spec.name} catalog peak and bandwidth",
+                "expected_error": asdict(model.accuracy) if model.accuracy else None,
+                "describe": f"device model {model.key} ({trust}) scaled to {device.spec.name}'s catalog specs"}
+    if isinstance(device, CalibrationProfile):
+        return {"kind": "calibration", "model": "this", "data": f"this machine's calibration ({device.backend}, "
+                f"{device.threads} threads, {device.dtype})", "expected_error": None,
+                "describe": "this machine's calibration (`deploylens hw calibrate`)"}
+    return {"kind": "roofline", "model": device.name, "data": f"{device.name} catalog peak and bandwidth",
+            "expected_error": None, "describe": "catalog roofline: a lower bound on latency, not an estimate"}
+
+
 def predict_profile(profile: Profile, device: DeviceModel, backend: str = "torch", batch: int = 1,
                     kernels: list[KernelCost] | None = None, target: str | None = None) -> Prediction:
     """Predict ``profile`` on ``device`` running ``kernels`` (default: :func:`kernels_to_run`)
@@ -103,6 +130,7 @@ def predict_profile(profile: Profile, device: DeviceModel, backend: str = "torch
     whole-network figures). ``target``: the name the prediction reports."""
     dtype = precision_key(profile.dtype)
     calibration = device if isinstance(device, CalibrationProfile) else None
+    fitted = device if isinstance(device, FittedDevice) else None
     to_run = kernels_to_run(profile, device, backend) if kernels is None else kernels
     anchors = {layer.name: layer for layer in profile.layers}
     views = sum(1 for layer in profile.layers if layer.op == "view")
@@ -114,21 +142,25 @@ def predict_profile(profile: Profile, device: DeviceModel, backend: str = "torch
         anchor = anchors.get(kernel.layers[0]) if kernel.layers else None
         # no anchor: a kernel the runtime adds, a layout copy or shape arithmetic
         klass = kernel_class(anchor) if anchor else SHAPE_KIND if kernel.kind == SHAPE_KIND else "reorder"
+        if fitted:
+            klass = family_class(anchor)
         if calibration and not calibration.points.get(klass):  # a class only some backends calibrate
             klass = CLASS_FALLBACK.get(klass, klass)
         if klass == SHAPE_KIND:  # it moves nothing: a kernel's overhead alone (added with a calibration)
             compute, memory, overhead = 0.0, 0.0, kernel_overhead(calibration, batch)
+        elif fitted:
+            compute, memory, overhead = fitted_time(kernel, klass, fitted, dtype)
         elif calibration:
             compute, memory, overhead = calibrated_time(kernel, klass, calibration, batch,
                                                         conv_geometry_of(anchor) if anchor else None)
         else:
             compute, memory, overhead = roofline_time(kernel, klass, device, dtype)
-        body = max(compute, memory)
+        body = compute + memory if fitted else max(compute, memory)  # the form each model was fitted in
         spent = timeline.add(body * 1e3, overhead * 1e3)
         bound = "overhead" if spent - body * 1e3 > body * 1e3 else "compute" if compute >= memory else "memory"
         timed.append(KernelTime(kernel.name, kernel.kind, klass, kernel.flops, kernel.bytes, compute * 1e3,
                                 memory * 1e3, overhead * 1e3, spent, bound, kernel.complete))
-    call_ms = calibration.overhead_s.call * 1e3 if calibration else 0.0
+    call_ms = (calibration.overhead_s.call if calibration else fitted.model.call_overhead_s if fitted else 0.0) * 1e3
     total_ms = timeline.finished + call_ms
     by_kind: dict[str, float] = {}
     for k in timed:
@@ -141,4 +173,4 @@ def predict_profile(profile: Profile, device: DeviceModel, backend: str = "torch
                 "flops": profile.totals.flops, "bytes": profile.totals.bytes_fused, "kernels": len(timed),
                 "bound_counts": bounds, "throughput": batch / total_ms * 1e3 if total_ms else None},
         kernels=timed, share_by_kind={k: v / total_ms for k, v in by_kind.items()} if total_ms else {},
-        notes=_notes(profile, device))
+        source=source_of(device), notes=_notes(profile, device))

@@ -1,0 +1,185 @@
+"""Device models fitted on published whole-network measurements, one per device *family*
+(a group of devices x precision x runtime): what each kernel class achieves, as a
+fraction of the device's catalogued peak and bandwidth, plus per-kernel and per-call
+overheads. Another device of the same family takes the family's fractions scaled by its
+own catalog specs, so a model fitted on an RTX 3090 and 4090 predicts an RTX 5090.
+
+A kernel of class ``c`` moving ``bytes`` and computing ``flops`` on a device with peak
+``P`` (the precision's) and bandwidth ``B`` takes
+
+    flops / (P * compute_efficiency[c]) + bytes / (B * memory_efficiency[c]) + kernel_overhead
+
+and a network the sum over its kernels plus ``call_overhead``: linear in the inverse
+efficiencies, so a whole-network time is a linear function of per-class sums and the
+fit is a non-negative least-squares problem (``deploylens.calibration.published``).
+Stored as versioned JSON with its provenance (which rows, which specs), never a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from deploylens.cost.records import LayerCost
+from deploylens.errors import UserError
+from deploylens.hardware.kernel_classes import conv_geometry_of, kernel_class
+from deploylens.hardware.spec import HardwareSpec
+from deploylens.output import write_atomically
+
+FORMAT, VERSION = "deploylens-device-model", 1
+# classes rated on FLOPs as well as bytes; dense 3x3 stride-1 convs apart from other dense
+# convs: cuDNN runs them with Winograd (RepVGG section 2.4), several times denser per FLOP
+COMPUTE_CLASSES = ("conv_3x3", "conv_kxk", "conv_pointwise", "conv_depthwise", "conv_grouped", "matmul")
+MEMORY_CLASSES = (*COMPUTE_CLASSES, "elementwise", "transcendental", "pool", "copy")
+# how a runtime runs a network, the axis a family model is fitted on: "eager" runs every op
+# as a kernel (PyTorch eager); "fused" runs the analyzer's fused kernels (torch.compile,
+# TensorRT, ONNX Runtime, OpenVINO, NPU compilers)
+RUNTIMES = ("eager", "fused")
+# a backend deploylens names -> how it runs a network
+BACKEND_RUNTIMES = {"torch": "eager", "torch-compile": "fused", "onnxruntime": "fused", "openvino": "fused",
+                    "tensorrt": "fused"}
+# catalog file family -> device family (a Jetson's GPU runs the same CUDA libraries)
+DEVICE_FAMILIES = {"nvidia_gpu": "nvidia_gpu", "jetson": "nvidia_gpu", "x86_cpu": "x86_cpu", "arm_cpu": "arm_cpu",
+                   "edge_npu": "edge_npu"}
+
+
+def device_family(spec: HardwareSpec) -> str:
+    """The family a catalogued device's measurements pool with."""
+    return DEVICE_FAMILIES.get(spec.family, spec.family)
+
+
+def family_class(anchor: LayerCost | None) -> str:
+    """The class a device model rates a kernel by, from the op that anchors it (None: a
+    kernel the runtime adds, rated as a copy)."""
+    if anchor is None:
+        return "copy"
+    klass = kernel_class(anchor)
+    if klass == "conv_dense":
+        geometry = conv_geometry_of(anchor)
+        return "conv_3x3" if geometry["kernel"] == 3 and geometry["stride"] == 1 else "conv_kxk"
+    return "copy" if klass in ("reorder", "slice") else klass
+
+
+@dataclass
+class FittedOn:
+    """One device's rows in a fit: the device, how many rows, where they come from."""
+    device: str
+    rows: int
+    source: str
+
+
+@dataclass
+class Accuracy:
+    """Leave-one-out error of a fit over its rows: the share of predictions within 10% and
+    25% of the measurement and the median absolute relative error."""
+    rows: int
+    within_10: float
+    within_25: float
+    median_error: float
+
+    def describe(self) -> str:
+        return (f"leave-one-out over {self.rows} rows: median error {self.median_error:.0%}, "
+                f"{self.within_25:.0%} within 25%")
+
+
+@dataclass
+class FamilyModel:
+    family: str  # device family, e.g. nvidia_gpu
+    precision: str  # precision key: fp32, fp16, ...
+    runtime: str  # one of RUNTIMES
+    compute_efficiency: dict[str, float]  # class -> fraction of the precision's peak (FLOPs)
+    memory_efficiency: dict[str, float]  # class -> fraction of the bandwidth (bytes)
+    kernel_overhead_s: float
+    call_overhead_s: float
+    fitted_on: list[FittedOn]
+    accuracy: Accuracy | None = None
+    method: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}/{self.precision}/{self.runtime}"
+
+    def provenance(self) -> str:
+        """Which data the model rests on, in one line."""
+        rows = ", ".join(f"{f.device} ({f.rows} rows, {f.source})" for f in self.fitted_on)
+        return f"{self.key} fitted on {rows}"
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "the device model") -> FamilyModel:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise UserError(f"{where} is not a deploylens device model (format {FORMAT!r})")
+        if data.get("version") != VERSION:
+            raise UserError(f"{where} is device-model version {data.get('version')}; this deploylens reads "
+                            f"version {VERSION}: fit it again with `deploylens hw fit`")
+        try:
+            body = {k: v for k, v in data.items() if k not in ("format", "version")}
+            model = cls(**{**body, "fitted_on": [FittedOn(**f) for f in body["fitted_on"]],
+                           "accuracy": Accuracy(**body["accuracy"]) if body.get("accuracy") else None})
+        except (TypeError, KeyError) as error:
+            raise UserError(f"{where} is malformed: {error}") from error
+        missing = [c for c in MEMORY_CLASSES if c not in model.memory_efficiency] + [
+            c for c in COMPUTE_CLASSES if c not in model.compute_efficiency]
+        if missing or model.runtime not in RUNTIMES:
+            raise UserError(f"{where} is malformed: " + (f"no efficiency for {', '.join(missing)}" if missing else
+                                                         f"runtime {model.runtime!r} is not one of {RUNTIMES}"))
+        return model
+
+
+@dataclass
+class FittedDevice:
+    """A catalogued device rated by a fitted family model."""
+    spec: HardwareSpec
+    model: FamilyModel
+    note: str = ""  # why this model (e.g. another runtime's), when not an exact match
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def save(model: FamilyModel, path: str | Path) -> None:
+    write_atomically(path, json.dumps(model.to_json(), indent=1) + "\n")
+
+
+def load(path: str | Path) -> FamilyModel:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read device model {path}: {error}") from error
+    return FamilyModel.from_json(data, str(path))
+
+
+def shipped() -> list[FamilyModel]:
+    """The family models that ship with deploylens (fitted on the published rows in
+    ``hardware/measured``: ``deploylens hw fit --published``)."""
+    folder = resources.files("deploylens.hardware").joinpath("device_models")
+    return [FamilyModel.from_json(json.loads(p.read_text()), p.name)
+            for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith(".json")]
+
+
+def find(spec: HardwareSpec, precision: str, runtime: str,
+         models: list[FamilyModel] | None = None) -> tuple[FamilyModel | None, str]:
+    """The model that rates ``spec`` in ``precision`` on ``runtime`` (the first of
+    ``models`` that fits; default: the shipped ones): its family's; another runtime's of
+    the same family and precision when this runtime has none (said in the note). None
+    (and why) when the family has none."""
+    models = shipped() if models is None else models
+    family = device_family(spec)
+    candidates = [m for m in models if m.family == family and m.precision == precision]
+    exact = [m for m in candidates if m.runtime == runtime]
+    if exact:
+        return exact[0], ""
+    if candidates:
+        return candidates[0], (f"no {family} model fitted for the {runtime} runtime: rated with the "
+                               f"{candidates[0].runtime} one, so expect a larger error than its leave-one-out")
+    fitted = sorted({f"{m.precision}/{m.runtime}" for m in models if m.family == family})
+    return None, (f"no device model fitted for {family} in {precision}" +
+                  (f" (fitted: {', '.join(fitted)})" if fitted else "") +
+                  ": roofline with the catalog's efficiencies, an optimistic lower bound")
