@@ -283,32 +283,40 @@ class Fit:
     rows: list[MeasuredRow]
     fitted_ms: list[float]
     left_out_ms: list[float] | None
+    skipped: list[str]  # one line per row whose network could not be built or run on its shape
 
     def to_dict(self) -> dict:
         return {"model": self.model.to_json(),
                 "rows": [{"model": r.model, "input_shape": list(r.input_shape), "batch": r.batch, "device": r.device,
                           "measured_ms": r.ms_per_batch, "fitted_ms": fitted,
                           "left_out_ms": self.left_out_ms[i] if self.left_out_ms else None, "where": r.where}
-                         for i, (r, fitted) in enumerate(zip(self.rows, self.fitted_ms))]}
+                         for i, (r, fitted) in enumerate(zip(self.rows, self.fitted_ms))],
+                "skipped": self.skipped}
 
 
 def fit_rows(rows: list[MeasuredRow], catalog: dict[str, HardwareSpec], prior: FamilyModel | None = None,
              advance: Callable[[], None] | None = None, cache: dict | None = None) -> Fit:
     """One family model from ``rows`` (all of one device family, precision and runtime),
     shrunk toward ``prior`` (None: the generic prior). ``advance`` is called after each
-    row's network is analysed (a progress bar)."""
+    row's network is analysed (a progress bar). A row whose network cannot be built or
+    does not take its shape is skipped and named in :attr:`Fit.skipped`."""
+    vectors, usable, skipped = [], [], []
+    for row in rows:
+        try:
+            vectors.append(design_vector(row_sums(row, catalog[row.device], cache)))
+            usable.append(row)
+        except UserError as error:
+            skipped.append(str(error))
+        if advance:
+            advance()
+    rows = usable
     if not rows:
-        raise UserError("no usable rows to fit on")
+        raise UserError("no usable rows to fit on" + (f" ({skipped[0]})" if skipped else ""))
     groups = sorted({(device_family(catalog[r.device]), r.precision, r.runtime) for r in rows})
     if len(groups) > 1:
         raise UserError("the rows mix device families, precisions or runtimes ("
                         + "; ".join("/".join(g) for g in groups) + "): fit each group on its own")
     family, precision, runtime = groups[0]
-    vectors = []
-    for row in rows:
-        vectors.append(design_vector(row_sums(row, catalog[row.device], cache)))
-        if advance:
-            advance()
     seconds, design = np.array([r.ms_per_batch / 1e3 for r in rows]), np.array(vectors)
     values, accuracy, strength, ratios = fit_design(design, seconds, None if prior is None else parameters(prior),
                                                     [r.device for r in rows])
@@ -317,4 +325,5 @@ def fit_rows(rows: list[MeasuredRow], catalog: dict[str, HardwareSpec], prior: F
                  for device in sorted({r.device for r in rows})]
     model = to_model(values, family, precision, runtime, fitted_on, accuracy, strength,
                      prior.key if prior else "generic")
-    return Fit(model, rows, list(design @ values * 1e3), None if ratios is None else list(ratios * seconds * 1e3))
+    return Fit(model, rows, list(design @ values * 1e3), None if ratios is None else list(ratios * seconds * 1e3),
+               skipped)

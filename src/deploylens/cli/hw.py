@@ -171,3 +171,77 @@ def _render_calibration(console, summary: dict) -> None:
     for klass, c in summary["classes"].items():
         console.print(f"  {klass:15s} {c['points']:4d} points  best {c['best']:8.1f} {c['unit']}  "
                       f"median {c['median']:8.1f} {c['unit']}", markup=False, highlight=False)
+
+
+@hw_app.command("fit")
+def hw_fit(
+    rows: list[str] = typer.Argument(..., help="CSV files of measured whole networks: model, input_shape, batch, "
+                                               "precision, runtime, samples_per_s or ms_per_batch; optional "
+                                               "device and source columns."),
+    device: Optional[str] = typer.Option(None, help="The catalog device the rows were measured on (rows without a "
+                                                    "device column)."),
+    prior: str = typer.Option("family", help="family: shrink toward the shipped model of the rows' family (a few "
+                                             "rows of a new device are enough); generic; or a device model file."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the device model here (JSON; then "
+                                                                      "`predict --device-model`)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the -o file if it exists."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
+) -> None:
+    """Fit a device model on measured whole-network rows; report its leave-one-out error."""
+    from deploylens.calibration.published import fit_rows, read_rows
+    from deploylens.hardware import device_model
+    from deploylens.hardware.spec import load_catalog
+
+    check_destination(output, force)
+    catalog = load_catalog()
+    measured = []
+    for path in rows:
+        usable, problems = read_rows(path, catalog, device)
+        for problem in problems:
+            warn(f"skipped {problem}")
+        measured += usable
+    if not measured:
+        raise UserError("no usable rows to fit on")
+    prior_model = None
+    if prior not in ("family", "generic"):
+        prior_model = device_model.load(prior)
+    elif prior == "family":
+        first = measured[0]
+        found, _ = device_model.find(catalog[first.device], first.precision, first.runtime)
+        prior_model = found if found is not None and found.runtime == first.runtime else None
+    with progress(counted=True) as shown:
+        task = shown.add_task("analysing the measured networks", total=len(measured))
+        fit = fit_rows(measured, catalog, prior_model, advance=lambda: shown.advance(task))
+    for problem in fit.skipped:
+        warn(f"skipped {problem}")
+    if output:
+        device_model.save(fit.model, output)
+    show({**fit.to_dict(), "path": output}, fmt, _render_fit)
+
+
+def _render_fit(console, data: dict) -> None:
+    model = data["model"]
+    accuracy = model["accuracy"]
+    console.print(f"{model['family']}/{model['precision']}/{model['runtime']} fitted on "
+                  + ", ".join(f"{f['device']} ({f['rows']} rows)" for f in model["fitted_on"]), markup=False)
+    if accuracy:
+        console.print(f"leave-one-out over {accuracy['rows']} rows: median error {accuracy['median_error']:.1%}, "
+                      f"{accuracy['within_10']:.0%} within 10%, {accuracy['within_25']:.0%} within 25%",
+                      markup=False)
+    console.print(f"method: {model['method']}", markup=False)
+    shown = table(("class", "of peak FLOP/s", "of bandwidth"), left=("class",))
+    for klass, memory in model["memory_efficiency"].items():
+        compute = model["compute_efficiency"].get(klass)
+        shown.add_row(klass, "" if compute is None else f"{compute:.3f}", f"{memory:.3f}")
+    console.print(shown)
+    console.print(f"overhead: {model['kernel_overhead_s'] * 1e6:.2f} us per kernel, "
+                  f"{model['call_overhead_s'] * 1e6:.1f} us per call", markup=False)
+    rows = table(("row", "model", "batch", "measured ms", "fitted ms", "left-out ms"), left=("row", "model"))
+    for r in data["rows"]:
+        left_out = "" if r["left_out_ms"] is None else f"{r['left_out_ms']:.3f}"
+        rows.add_row(r["where"], r["model"], str(r["batch"]), f"{r['measured_ms']:.3f}", f"{r['fitted_ms']:.3f}",
+                     left_out)
+    console.print(rows)
+    if data["path"]:
+        console.print(f"wrote {data['path']}: deploylens predict MODEL --target DEVICE --device-model "
+                      f"{data['path']}", markup=False)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from deploylens.dtypes import analysis_name, precision_key
 from deploylens.errors import UserError
+from deploylens.hardware import device_model as fitted
 from deploylens.hardware.calibration_profile import CalibrationProfile
 from deploylens.hardware.kernel_classes import GPU_CHANNEL_MULTIPLE
 from deploylens.hardware.spec import HardwareSpec, load_catalog
@@ -64,6 +65,7 @@ class Target:
     int8: bool = False  # deployed in INT8: asked for, or an INT8-only device
     notes: list[str] = field(default_factory=list)
     uncalibrated: str = ""  # for "this" without a calibration: why, and how to make one
+    rating_note: str = ""  # set by latency_model: why a catalogued device is rated by its roofline
 
     @property
     def analysis_dtype(self) -> str | None:
@@ -71,9 +73,12 @@ class Target:
         model's own (an fp16 ONNX file stays fp16)."""
         return None if self.dtype == "fp32" else analysis_name(self.dtype)
 
-    def latency_model(self) -> HardwareSpec | CalibrationProfile:
-        """What predicts latency here: the calibration, or a spec with a roofline in the
-        target's precision; else a :class:`UserError` saying what is missing."""
+    def latency_model(self, backend: str = "torch", models: list[fitted.FamilyModel] | None = None
+                      ) -> HardwareSpec | CalibrationProfile | fitted.FittedDevice:
+        """What predicts latency here: the calibration; on a catalogued device, the fitted
+        model of its family for ``backend``'s runtime (of ``models``, default: the shipped
+        ones), else its roofline in the target's precision (a lower bound; why is added
+        in :attr:`rating_note`); else a :class:`UserError` saying what is missing."""
         if self.calibration is not None:
             return self.calibration
         if self.name == "this":
@@ -81,6 +86,10 @@ class Target:
         if self.spec is None:
             raise UserError(f"no latency model for {self.name}")
         self.spec.roofline(self.dtype)  # a spec without a figure the roofline needs says which
+        model, note = fitted.find(self.spec, self.dtype, fitted.BACKEND_RUNTIMES.get(backend, "fused"), models)
+        if model is not None:
+            return fitted.FittedDevice(self.spec, model, note)
+        self.rating_note = note
         return self.spec
 
 
@@ -111,8 +120,9 @@ def resolve(name: str, dtype: str | None = None, *, backend: str = "torch", thre
 
 
 def _deploy_precision(spec: HardwareSpec) -> str:
-    if spec.device_class == "gpu" and spec.family in ("nvidia_gpu", "jetson"):
-        return "fp16"  # TensorRT's default deploy precision on Tensor Cores
+    fp16, fp32 = spec.peak_flops("fp16"), spec.peak_flops("fp32")
+    if spec.device_class == "gpu" and spec.family in ("nvidia_gpu", "jetson") and fp16 and (not fp32 or fp16 > fp32):
+        return "fp16"  # TensorRT's default deploy precision on Tensor Cores (not on a GPU without them)
     if "fp32" in spec.peak:
         return "fp32"
     return "int8" if "int8" in spec.peak else next(iter(spec.peak))
