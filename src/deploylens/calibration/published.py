@@ -42,7 +42,7 @@ REQUIRED = ("model", "input_shape", "batch", "precision", "runtime")
 MIN_INVERSE_EFFICIENCY = 0.25
 # the generic prior (no family model yet): half the peak, 70% of the bandwidth, 5 us a kernel
 PRIOR_COMPUTE, PRIOR_MEMORY, PRIOR_KERNEL_S, CALL_SCALE_S = 0.5, 0.7, 5e-6, 1e-4
-STRENGTHS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+STRENGTHS = (0.0, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 METHOD = ("bounded least squares on relative error, ridge toward the prior, strength by leave-one-out")
 
 
