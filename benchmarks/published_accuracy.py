@@ -7,7 +7,8 @@ On the published rows deploylens ships (src/deploylens/hardware/measured/), per 
   its catalog specs alone (zero-shot); a device alone in its family has no such test;
 * leave half the networks out: fit on a random half of the networks (all devices of the
   family), predict the other half on this device; the mean over ``--splits`` splits;
-* unfitted: the same kernels at 100% of the catalog peak and bandwidth, no overhead;
+* the catalog roofline (what predict answered before device models: fused kernels at 100%
+  of peak and bandwidth), and "unfitted": the fitted model's kernels and form at 100%;
 each as the share of rows within 10% / 25% of the measurement, the Spearman rank
 correlation of throughput and the median error; and, on the GPUs, the throughput ratios
 the field guide is about (MobileNetV2 / RepVGG-A0, EfficientNet-B0 / ResNet-18,
@@ -27,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import recorded  # noqa: E402
 
 from deploylens.calibration.published import design_vector, fit_design, read_rows, row_sums  # noqa: E402
-from deploylens.hardware.device_model import COMPUTE_CLASSES, MEMORY_CLASSES, device_family  # noqa: E402
+from deploylens.hardware.device_model import COMPUTE_CLASSES, MEMORY_CLASSES, device_family, on_threads  # noqa: E402
 from deploylens.hardware.spec import load_catalog  # noqa: E402
+from deploylens.predict.core import predict_profile  # noqa: E402
 
 MEASURED = Path(__file__).resolve().parents[1] / "src" / "deploylens" / "hardware" / "measured"
 GUIDE_RATIOS = (("mobilenet_v2_100", "repvgg_a0"), ("efficientnet_b0", "resnet18"),
@@ -75,7 +77,11 @@ def main() -> None:
     catalog = load_catalog()
     rows = [row for path in sorted(MEASURED.glob("*.csv")) for row in read_rows(path, catalog)[0]]
     print(f"analysing {len(rows)} published rows", file=sys.stderr)
-    design = np.array([design_vector(row_sums(row, catalog[row.device])) for row in rows])
+    profiles: dict = {}
+    design = np.array([design_vector(row_sums(row, catalog[row.device], profiles)) for row in rows])
+    roofline = np.array([predict_profile(profiles[r.network],
+                                         on_threads(catalog[r.device], r.threads), "tensorrt",
+                                         r.batch).totals["latency_ms"] / 1e3 for r in rows])
     seconds = np.array([row.ms_per_batch / 1e3 for row in rows])
     families = defaultdict(list)
     for index, row in enumerate(rows):
@@ -89,10 +95,11 @@ def main() -> None:
             for device in devices:
                 own = members[[rows[i].device == device for i in members]]
                 others = members[[rows[i].device != device for i in members]]
-                result = {"unfitted": scores(design[own] @ UNFITTED, seconds[own])}
+                result = {"catalog_roofline": scores(roofline[own], seconds[own]),
+                          "unfitted": scores(design[own] @ UNFITTED, seconds[own])}
                 if len(others):
                     fitted = fit_design(design[others], seconds[others],
-                                        devices=[rows[i].device for i in others])[0]
+                                        devices=[rows[i].device for i in others]).values
                     zero_shot = design[own] @ fitted
                     result["device_left_out"] = scores(zero_shot, seconds[own])
                     result["guide_ratios"] = guide_ratios([rows[i] for i in own], zero_shot, seconds[own])
@@ -102,11 +109,12 @@ def main() -> None:
                     held = set(rng.choice(models, len(models) // 2, replace=False))
                     train = members[[rows[i].model not in held for i in members]]
                     test = own[[rows[i].model in held for i in own]]
-                    fitted = fit_design(design[train], seconds[train], devices=[rows[i].device for i in train])[0]
+                    fitted = fit_design(design[train], seconds[train], devices=[rows[i].device for i in train]).values
                     halves.append(scores(design[test] @ fitted, seconds[test]))
                 result["half_models_left_out"] = {k: float(np.mean([h[k] for h in halves])) for k in halves[0]}
                 run.results[f"{'/'.join(key)} {device}"] = result
                 print(f" {device}")
+                print(line("catalog roofline", result["catalog_roofline"]))
                 print(line("unfitted (100%)", result["unfitted"]))
                 print(line("device left out", result.get("device_left_out")))
                 print(line("half networks left out", result["half_models_left_out"]))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deploylens.analysis.api import analyze
-from deploylens.calibration.published import (MeasuredRow, design_vector, fit_design, fit_rows, parameters, read_rows,
+from deploylens.calibration.published import (DesignFit, MeasuredRow, design_vector, fit_design, fit_rows, parameters, read_rows,
                                               row_sums, to_model)
 from deploylens.errors import UserError
 from deploylens.hardware import device_model
@@ -33,8 +33,8 @@ def known_model() -> FamilyModel:
     """A family model unlike the generic prior in every parameter."""
     count = len(COMPUTE_CLASSES) + len(MEMORY_CLASSES)
     inverse = np.linspace(0.6, 3.4, count)
-    return to_model(np.concatenate([inverse, [3e-6, 2e-5]]), "nvidia_gpu", "fp16", "eager",
-                    [FittedOn("nvidia_t4", 0, "synthetic")], None, 0.0, "generic")
+    return to_model(DesignFit(np.concatenate([inverse, [3e-6, 2e-5]]), 0.0, None, None), "nvidia_gpu", "fp16",
+                    "eager", [FittedOn("nvidia_t4", 0, "synthetic")], "generic")
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +48,14 @@ def synthetic_design():
 def test_fitting_rows_generated_from_a_known_model_recovers_it(synthetic_design):
     rows, design = synthetic_design
     truth = known_model()
-    values, accuracy, strength, _ = fit_design(design, design @ parameters(truth))
-    fitted = to_model(values, "nvidia_gpu", "fp16", "eager", [], accuracy, strength, "generic")
+    result = fit_design(design, design @ parameters(truth))
+    fitted = to_model(result, "nvidia_gpu", "fp16", "eager", [], "generic")
     for klass in COMPUTE_CLASSES:
         assert fitted.compute_efficiency[klass] == pytest.approx(truth.compute_efficiency[klass], rel=0.02), klass
     for klass in MEMORY_CLASSES:
         assert fitted.memory_efficiency[klass] == pytest.approx(truth.memory_efficiency[klass], rel=0.02), klass
     assert fitted.kernel_overhead_s == pytest.approx(3e-6, rel=0.02)
-    assert accuracy.within_10 == 1.0
+    assert result.accuracy().within_10 == 1.0
 
 
 def test_prediction_is_the_design_row_times_the_parameters():

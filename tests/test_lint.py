@@ -134,11 +134,14 @@ def separable(c: int) -> nn.Module:
 
 
 def test_early_separable_conv_against_the_regular_conv_it_could_be():
-    (f,) = [f for f in lint(separable(16), "nvidia-gpu", (1, 16, 56, 56), select=["EARLY-SEP"]).findings]
-    # the regular 3x3 16->32 conv on a T4 in fp16: 28.9 MFLOP at 65 TFLOP/s vs 310 kB at 320 GB/s
-    dense_ms = max(2 * 56 * 56 * 16 * 32 * 9 / 65e12, 2 * (56 * 56 * 48 + 16 * 32 * 9) / 320e9) * 1e3
+    # a roofline GPU with a T4's ridge (65 TFLOP/s, 320 GB/s), in fp32
+    t4_like = target(spec=HardwareSpec("ridge-gpu", "gpu", "test", {"fp32": Figure(65e12, ("x",))},
+                                       bandwidth=Figure(320e9, ("x",))))
+    (f,) = [f for f in lint(separable(16), t4_like, (1, 16, 56, 56), select=["EARLY-SEP"]).findings]
+    # the regular 3x3 16->32 conv: 28.9 MFLOP at 65 TFLOP/s vs 620 kB at 320 GB/s
+    dense_ms = max(2 * 56 * 56 * 16 * 32 * 9 / 65e12, F32 * (56 * 56 * 48 + 16 * 32 * 9) / 320e9) * 1e3
     assert f"a regular 3x3 conv {dense_ms:.3f} ms" in f.message and f.impact["value"] > 0
-    assert lint(separable(128), "nvidia-gpu", (1, 128, 56, 56), select=["EARLY-SEP"]).findings == []
+    assert lint(separable(128), t4_like, (1, 128, 56, 56), select=["EARLY-SEP"]).findings == []
 
 
 def test_kernel_3x3_on_gpu_with_the_alternatives_cost():
@@ -258,16 +261,28 @@ def test_sarif_and_bad_input():
 def test_recommend_ranks_and_finds_the_pareto_front():
     assert pareto([{"model": "a", "latency_ms": 1, "top1": 70}, {"model": "b", "latency_ms": 2, "top1": 69},
                    {"model": "c", "latency_ms": 3, "top1": 75}]) == ["a", "c"]
-    result = recommend("nvidia-gpu", budget_ms=0.2, models=["repvgg_a0", "mobilenet_v2_100", "resnet50"])
+    result = recommend("nvidia-gpu", budget_ms=0.3, models=["repvgg_a0", "mobilenet_v2_100", "resnet50"])
     latencies = [c["latency_ms"] for c in result["candidates"]]
     assert latencies == sorted(latencies)
     assert [c["model"] for c in result["candidates"]] == ["repvgg_a0", "mobilenet_v2_100", "resnet50"]
     # MobileNetV2 is slower and less accurate (71.8%) than RepVGG-A0 (72.41%): off the front
     assert result["pareto"] == ["repvgg_a0", "resnet50"]
-    assert result["within_budget"] == ["repvgg_a0", "mobilenet_v2_100"]  # ResNet-50: 0.34 ms
+    assert result["within_budget"] == ["repvgg_a0", "mobilenet_v2_100"]  # ResNet-50: 0.87 ms
     assert "NVIDIA GPU" in result["advice"] and "repvgg" in result["advice"]
+    # the verdict pairs models of comparable top-1 (72.41% and 71.8%); ResNet is neither kind
+    assert [(p["favoured"], p["other"]) for p in result["verdict"]["pairs"]] == [("repvgg_a0", "mobilenet_v2_100")]
+    assert [c["form"] for c in result["candidates"]] == ["deploy", "as built", "as built"]
     with pytest.raises(UserError, match="--measure times the models on this machine"):
         recommend("nvidia-gpu", measure=True)
+
+
+def test_lint_deploy_checks_the_folded_form():
+    # RepVGG-A0's four widening 1x1 branches (3->48 in the stem, 48->96, 96->192, 192->1280: G1) fold into 3x3s
+    assert lint("repvgg_a0", "nvidia-gpu", select=["G1"]).summary["by_rule"] == {"G1": 4}
+    report = lint("repvgg_a0", "nvidia-gpu", select=["G1"], deploy=True)
+    assert (report.model, report.summary["by_rule"]) == ("repvgg_a0:deploy", {})
+    with pytest.raises(UserError, match="--deploy takes a zoo model's deploy form; Conv2d is not a zoo model"):
+        lint(nn.Conv2d(3, 8, 3), "nvidia-gpu", (1, 3, 8, 8), deploy=True)
 
 
 def test_alignment_and_depthwise_findings_cite_the_targets_own_source():
@@ -474,7 +489,7 @@ def test_recommend_without_a_target_ranks_for_nvidia_gpu_on_a_fresh_machine(monk
     monkeypatch.setenv("DEPLOYLENS_CALIBRATION_DIR", str(tmp_path))
     result = recommend(models=["mobilenet_v2_050"])
     assert result["target"] == "nvidia-gpu" and result["target_default"].startswith("no calibration of this machine")
-    assert result["candidates"][0]["latency_source"] == "predicted (roofline, nvidia-gpu)"
+    assert result["candidates"][0]["latency_source"] == "predicted (device model nvidia_gpu/fp16/eager, nvidia-gpu)"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -6,8 +6,8 @@ files (the format `deploylens hw fit` reads) in src/deploylens/hardware/measured
 Sources: the timm project's benchmark CSVs (huggingface/pytorch-image-models `results/`,
 commit aa4b585, Apache-2.0) for the networks the zoo has, under the zoo's names; and the
 speed tables of the RepVGG paper (Table 4, GTX 1080 Ti, batch 128, fp32, deploy form) and
-of the ShuffleNetV2 paper (Table 8, GTX 1080 Ti, batch 8), as transcribed in
-reference/published.md.
+of the ShuffleNetV2 paper (Table 8: GTX 1080 Ti at batch 8, Snapdragon 810 on one thread),
+as transcribed in reference/published.md.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "deploylens" / "hardware" / "measured"
-COLUMNS = ("model", "input_shape", "batch", "precision", "runtime", "samples_per_s", "device", "source",
+COLUMNS = ("model", "input_shape", "batch", "precision", "runtime", "samples_per_s", "device", "threads", "source",
            "published_as")
 # timm name -> zoo name (the same architecture: timm's RepVGG and MobileOne rows are the train-time form)
 TIMM = {"resnet18": "resnet18", "resnet50": "resnet50", "mobilenetv1_100": "mobilenet_v1_100",
@@ -42,6 +42,10 @@ REPVGG_T4 = {"repvgg_a0:deploy": 3256, "resnet18": 2442, "repvgg_a1:deploy": 233
 SNV2_T8 = {"shufflenet_v2_x0_5": 417, "shufflenet_v2_x1_0": 341, "shufflenet_v2_x1_5": 255,
            "shufflenet_v2_x2_0": 217, "shufflenet_v1_g3_100": 213, "mobilenet_v1_050": 382, "mobilenet_v1_075": 314,
            "mobilenet_v1_100": 247, "mobilenet_v2_100": 180, "mobilenet_v2_140": 137}
+# ShuffleNetV2 Table 8 (images/s, batch 1, Snapdragon 810, one thread)
+SNV2_T8_ARM = {"shufflenet_v2_x0_5": 57.0, "shufflenet_v2_x1_0": 24.4, "shufflenet_v2_x1_5": 11.8,
+               "shufflenet_v2_x2_0": 6.7, "shufflenet_v1_g3_100": 21.8, "mobilenet_v1_050": 16.5,
+               "mobilenet_v1_075": 10.6, "mobilenet_v1_100": 6.5, "mobilenet_v2_100": 8.9, "mobilenet_v2_140": 5.4}
 
 
 def timm_rows(reference: Path) -> dict[str, list[dict]]:
@@ -72,8 +76,13 @@ def paper_rows() -> dict[str, list[dict]]:
                    "samples_per_s": v * 8, "device": "nvidia_geforce_gtx_1080_ti",
                    "source": "ShuffleNetV2 (ECCV 2018) Table 8: batch 8 (batches/s x 8), 1080 Ti, cuDNN 7.0",
                    "published_as": m} for m, v in SNV2_T8.items()]
+    arm = [{"model": m, "input_shape": "3x224x224", "batch": 1, "precision": "fp32", "runtime": "fused",
+            "samples_per_s": v, "device": "snapdragon_810", "threads": 1,
+            "source": "ShuffleNetV2 (ECCV 2018) Table 8: Snapdragon 810, one thread, optimized NEON",
+            "published_as": m} for m, v in SNV2_T8_ARM.items()]
     return {"repvgg-nvidia_geforce_gtx_1080_ti-fp32-eager.csv": repvgg,
-            "shufflenetv2-nvidia_geforce_gtx_1080_ti-fp32-fused.csv": shufflenet}
+            "shufflenetv2-nvidia_geforce_gtx_1080_ti-fp32-fused.csv": shufflenet,
+            "shufflenetv2-snapdragon_810-fp32-fused.csv": arm}
 
 
 def main(reference: Path) -> None:

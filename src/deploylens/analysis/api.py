@@ -12,14 +12,20 @@ from deploylens.cost.formulas import Formula
 from deploylens.dtypes import analysis_name
 
 
-def capture(model: Any, input_shape: Any = None, dtype: str | None = None, name: str | None = None) -> Graph:
+def capture(model: Any, input_shape: Any = None, dtype: str | None = None, name: str | None = None,
+            deploy: bool = False) -> Graph:
     """Capture ``model`` (any form :func:`resolve_model` accepts) into the IR; ``name``:
-    the model's name in the report (default: the reference, or the module's class)."""
+    the model's name in the report (default: the reference, or the module's class);
+    ``deploy``: a zoo model's deploy form (``NAME:deploy``), any other reference refused."""
     import torch
 
     dtype = analysis_name(dtype) if dtype is not None else None  # fp16 or float16: one table
     specs = parse_input_shapes(input_shape)
-    built, resolved_name = resolve_model(model)
+    if deploy:  # a zoo model: its shapes are all a capture needs, so fold a weightless (meta) copy, fast
+        with torch.device("meta"):
+            built, resolved_name = resolve_model(model, deploy=True)
+    else:
+        built, resolved_name = resolve_model(model)
     name = name or resolved_name
     if isinstance(built, torch.nn.Module):
         from deploylens.capture.torch_capture import capture_torch
@@ -32,7 +38,8 @@ def capture(model: Any, input_shape: Any = None, dtype: str | None = None, name:
 
 
 def analyze(model: Any, input_shape: Any = None, dtype: str | None = None,
-            custom_formulas: Mapping[str, Formula] | None = None, name: str | None = None) -> Profile:
+            custom_formulas: Mapping[str, Formula] | None = None, name: str | None = None,
+            deploy: bool = False) -> Profile:
     """Per-layer FLOPs, MACs, params, bytes and fused kernels of ``model``.
 
     ``model``: an ``nn.Module``, an ``onnx.ModelProto``, an ``.onnx`` path,
@@ -49,8 +56,10 @@ def analyze(model: Any, input_shape: Any = None, dtype: str | None = None,
     shapes, and ``attrs``: an unknown ONNX node's own attributes) and returns a
     :class:`~deploylens.cost.formulas.Work` (``flops``, ``macs``).
     ``name``: the model's name in the report (default: the reference, or the module's class).
+    ``deploy``: analyse a zoo model's deploy form (RepVGG / MobileOne branches folded;
+    named ``NAME:deploy``); any other reference is a :class:`~deploylens.errors.UserError`.
 
     A module is costed for inference (in eval mode) and left as it was: its own mode
     (training or not, per submodule) and its parameters and buffers are unchanged.
     """
-    return build_profile(capture(model, input_shape, dtype, name), custom_formulas)
+    return build_profile(capture(model, input_shape, dtype, name, deploy), custom_formulas)

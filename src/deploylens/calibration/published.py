@@ -29,14 +29,15 @@ import numpy as np
 from deploylens.dtypes import analysis_name, precision_key
 from deploylens.errors import UserError
 from deploylens.hardware.device_model import (BACKEND_RUNTIMES, COMPUTE_CLASSES, MEMORY_CLASSES, Accuracy, FamilyModel,
-                                              FittedOn, device_family)
+                                              FittedOn, device_family, on_threads)
 from deploylens.hardware.spec import HardwareSpec
 
 # what a rows file may call a runtime -> how it runs a network (device_model.RUNTIMES)
 RUNTIME_ALIASES = {**BACKEND_RUNTIMES, "eager": "eager", "pytorch": "eager", "fused": "fused", "dynamo": "fused",
                    "inductor": "fused", "trt": "fused"}
 # the columns of a rows file: model, input_shape, batch, precision, runtime, and either
-# samples_per_s or ms_per_batch; device and source are optional (--device gives the device)
+# samples_per_s or ms_per_batch; device, threads and source are optional (--device gives
+# the device; threads, when the run used fewer than all its cores)
 REQUIRED = ("model", "input_shape", "batch", "precision", "runtime")
 # inverse efficiencies are at least this: no class above 4x the catalogued peak or bandwidth
 MIN_INVERSE_EFFICIENCY = 0.25
@@ -60,10 +61,12 @@ class MeasuredRow:
     device: str
     source: str
     where: str  # "rows.csv line 7", for messages
+    threads: int | None = None  # threads of the run (None: every core)
 
     @property
-    def family_key(self) -> tuple[str, str, str]:
-        return self.device, self.precision, self.runtime
+    def network(self) -> tuple:
+        """What its analysis depends on: rows that share it share one analysis."""
+        return self.model, self.input_shape, self.batch, self.precision
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -106,8 +109,12 @@ def parse_row(record: dict, where: str, device: str | None, catalog: dict[str, H
         raise UserError(f"{where}: no device (a device column, or --device)")
     if name not in catalog:
         raise UserError(f"{where}: device {name!r} is not in the catalog (deploylens hw list)")
+    threads_text = (record.get("threads") or "").strip()
+    if threads_text and not (threads_text.isdigit() and int(threads_text) > 0):
+        raise UserError(f"{where}: threads {threads_text!r} is not a positive integer")
     return MeasuredRow(record["model"].strip(), shape, batch, precision, runtime, ms, name,
-                       (record.get("source") or "").strip() or "user measurements", where)
+                       (record.get("source") or "").strip() or "user measurements", where,
+                       int(threads_text) if threads_text else None)
 
 
 def read_rows(path: str | Path, catalog: dict[str, HardwareSpec], device: str | None = None
@@ -134,15 +141,15 @@ def read_rows(path: str | Path, catalog: dict[str, HardwareSpec], device: str | 
 
 def row_sums(row: MeasuredRow, spec: HardwareSpec, cache: dict | None = None) -> dict:
     """The per-class sums (:func:`deploylens.predict.fitted.class_sums`) of a row's network
-    on its device; a :class:`UserError` naming the row when the network cannot be built or
+    on its device (as the row's threads see it), its analysis kept in ``cache`` under
+    :attr:`MeasuredRow.network`; a :class:`UserError` naming the row when the network cannot be built or
     does not take the shape."""
     from deploylens.analysis.api import analyze
     from deploylens.capture.loader import resolve_model
     from deploylens.predict.fitted import class_sums, fitted_kernels
 
-    key = (row.model, row.input_shape, row.batch, row.precision, row.runtime)
-    if cache is not None and key in cache:
-        profile = cache[key]
+    if cache is not None and row.network in cache:
+        profile = cache[row.network]
     else:
         reference, suffix, rest = row.model.partition(":deploy")
         try:
@@ -155,8 +162,12 @@ def row_sums(row: MeasuredRow, spec: HardwareSpec, cache: dict | None = None) ->
             raise UserError(f"{row.where}: {row.model} does not run on input "
                             f"{'x'.join(map(str, row.input_shape))}: {type(error).__name__}") from None
         if cache is not None:
-            cache[key] = profile
-    return class_sums(profile, fitted_kernels(profile, row.runtime), spec, row.precision)
+            cache[row.network] = profile
+    try:
+        threaded = on_threads(spec, row.threads)
+    except UserError as error:
+        raise UserError(f"{row.where}: {error}") from None
+    return class_sums(profile, fitted_kernels(profile, row.runtime), threaded, row.precision)
 
 
 def design_vector(sums: dict) -> np.ndarray:
@@ -243,37 +254,55 @@ def accuracy_of(ratios: np.ndarray) -> Accuracy:
                     float(np.median(errors)))
 
 
+@dataclass
+class DesignFit:
+    """Parameters fitted on a design matrix, the strength chosen, and per row the
+    predicted / measured ratio with the row left out and (rows of several devices) with
+    its device left out."""
+    values: np.ndarray
+    strength: float
+    row_left_out: np.ndarray | None
+    device_left_out: np.ndarray | None
+
+    def accuracy(self) -> Accuracy | None:
+        return None if self.row_left_out is None else accuracy_of(self.row_left_out)
+
+    def device_accuracy(self) -> Accuracy | None:
+        return None if self.device_left_out is None else accuracy_of(self.device_left_out)
+
+
 def fit_design(design: np.ndarray, seconds: np.ndarray, prior: np.ndarray | None = None,
-               devices: list[str] | None = None) -> tuple[np.ndarray, Accuracy | None, float, np.ndarray | None]:
-    """Parameters, leave-one-out accuracy, the chosen strength and each row's
-    leave-one-out predicted / measured ratio. The strength (of :data:`STRENGTHS`) is the
-    one with the least mean absolute log error when each device's rows are left out in
-    turn (what a family model is for: devices it has not seen), or each row when the rows
-    come from one device. With fewer than 3 rows there is no leave-one-out and the
-    prior's weight is fixed at 1e-2."""
+               devices: list[str] | None = None) -> DesignFit:
+    """Fit ``design @ p = seconds`` with the strength (of :data:`STRENGTHS`) that has the
+    least mean absolute log error when each device's rows are left out in turn (what a
+    family model is for: devices it has not seen), or each row when the rows come from
+    one device. With fewer than 3 rows there is no leave-one-out and the prior's weight
+    is fixed at 1e-2."""
     prior = _generic_prior() if prior is None else prior
     if len(seconds) < 3:
-        return solve(design, seconds, prior, 1e-2), None, 1e-2, None
+        return DesignFit(solve(design, seconds, prior, 1e-2), 1e-2, None, None)
     rows = np.arange(len(seconds))
-    groups = np.array(devices) if devices and len(set(devices)) > 1 else rows
+    groups = np.array(devices) if devices and len(set(devices)) > 1 else None
 
     def score(ratios: np.ndarray) -> float:
         return float(np.mean(np.abs(np.log(np.maximum(ratios, 1e-9)))))
 
-    strength = min(STRENGTHS, key=lambda s: score(_errors(design, seconds, prior, s, groups)))
-    ratios = _errors(design, seconds, prior, strength, rows)
-    return solve(design, seconds, prior, strength), accuracy_of(ratios), strength, ratios
+    strength = min(STRENGTHS, key=lambda s: score(_errors(design, seconds, prior, s,
+                                                          rows if groups is None else groups)))
+    return DesignFit(solve(design, seconds, prior, strength), strength, _errors(design, seconds, prior, strength, rows),
+                     None if groups is None else _errors(design, seconds, prior, strength, groups))
 
 
-def to_model(values: np.ndarray, family: str, precision: str, runtime: str, fitted_on: list[FittedOn],
-             accuracy: Accuracy | None, strength: float, prior_name: str) -> FamilyModel:
-    count = len(COMPUTE_CLASSES)
+def to_model(fit: DesignFit, family: str, precision: str, runtime: str, fitted_on: list[FittedOn],
+             prior_name: str) -> FamilyModel:
+    values, count = fit.values, len(COMPUTE_CLASSES)
     return FamilyModel(
         family, precision, runtime,
         compute_efficiency={c: float(1 / v) for c, v in zip(COMPUTE_CLASSES, values[:count])},
         memory_efficiency={c: float(1 / v) for c, v in zip(MEMORY_CLASSES, values[count:-2])},
         kernel_overhead_s=float(values[-2]), call_overhead_s=float(values[-1]), fitted_on=fitted_on,
-        accuracy=accuracy, method=f"{METHOD} (strength {strength:g}, prior: {prior_name})")
+        accuracy=fit.accuracy(), device_left_out=fit.device_accuracy(),
+        method=f"{METHOD} (strength {fit.strength:g}, prior: {prior_name})")
 
 
 @dataclass
@@ -318,12 +347,11 @@ def fit_rows(rows: list[MeasuredRow], catalog: dict[str, HardwareSpec], prior: F
                         + "; ".join("/".join(g) for g in groups) + "): fit each group on its own")
     family, precision, runtime = groups[0]
     seconds, design = np.array([r.ms_per_batch / 1e3 for r in rows]), np.array(vectors)
-    values, accuracy, strength, ratios = fit_design(design, seconds, None if prior is None else parameters(prior),
-                                                    [r.device for r in rows])
+    fitted = fit_design(design, seconds, None if prior is None else parameters(prior), [r.device for r in rows])
     fitted_on = [FittedOn(device, sum(1 for r in rows if r.device == device),
-                          "; ".join(sorted({r.source for r in rows if r.device == device})))
+                          "; ".join(sorted({r.source for r in rows if r.device == device})),
+                          sorted({r.batch for r in rows if r.device == device}))
                  for device in sorted({r.device for r in rows})]
-    model = to_model(values, family, precision, runtime, fitted_on, accuracy, strength,
-                     prior.key if prior else "generic")
-    return Fit(model, rows, list(design @ values * 1e3), None if ratios is None else list(ratios * seconds * 1e3),
-               skipped)
+    model = to_model(fitted, family, precision, runtime, fitted_on, prior.key if prior else "generic")
+    left_out = None if fitted.row_left_out is None else list(fitted.row_left_out * seconds * 1e3)
+    return Fit(model, rows, list(design @ fitted.values * 1e3), left_out, skipped)

@@ -12,6 +12,8 @@ from deploylens.cli.app import (FORCE_HELP, MODEL_HELP, OUTPUT_HELP, SHAPE_HELP,
                                 warn)
 from deploylens.output import check_destination, emit
 
+DEPLOY_HELP = "Analyse the zoo model's deploy form (RepVGG/MobileOne branches folded)."
+
 CONVENTIONS = """
 Cost conventions: MACs are multiply-accumulates of conv/linear/matmul/attention and
 FLOPs = 2 x MACs for them (bias adds not counted). Element-wise, activation, norm and
@@ -56,6 +58,7 @@ def analyze(
     model: str = typer.Argument(..., help=MODEL_HELP),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
     dtype: Optional[str] = typer.Option(None, help="Element type to cost: float32 (default), float16, bfloat16, int8."),
+    deploy: bool = typer.Option(False, "--deploy", help=DEPLOY_HELP),
     view: View = typer.Option(View.eager, help="eager: every op; fused: deploy-time kernels."),
     by: By = typer.Option(By.op, help="Rows per op (or kernel), per module prefix, or per kind."),
     depth: int = typer.Option(1, min=1, help="Module path components for --by module."),
@@ -70,7 +73,7 @@ def analyze(
     from deploylens.report.tables import render_table, rows, to_csv, to_json
 
     check_destination(output, force)
-    profile = run_analysis(model, joined_shapes(input_shape), dtype)
+    profile = run_analysis(model, joined_shapes(input_shape), dtype, deploy=deploy)
     warn_incomplete(profile.totals.unknown_ops)
     if fmt is Format.json:
         emit(to_json(profile, depth), output)

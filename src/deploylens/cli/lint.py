@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 
+from deploylens.cli.analyze import DEPLOY_HELP
 from deploylens.cli.app import (MODEL_HELP, OUTPUT_HELP, SHAPE_HELP, app, csv_list, emit_json, joined_shapes, page,
                                 stderr, table)
 from deploylens.errors import UserError
@@ -23,6 +24,7 @@ def lint_command(
     model: Optional[str] = typer.Argument(None, help=MODEL_HELP),
     target: str = typer.Option("nvidia-gpu", help=TARGET_HELP),
     input_shape: Optional[List[str]] = typer.Option(None, "--input-shape", "-i", help=SHAPE_HELP),
+    deploy: bool = typer.Option(False, "--deploy", help=DEPLOY_HELP),
     int8: bool = typer.Option(False, "--int8", help="The model is deployed in INT8 on the target (INT8-only targets "
                                                     "such as npu always are): PTQ-RISK runs, bytes are INT8."),
     select: Optional[str] = typer.Option(None, help="Only these rules: comma-separated ids or id prefixes (G: "
@@ -58,7 +60,8 @@ def lint_command(
     if explain is None and model is None:
         raise UserError("give a MODEL to lint (or --explain RULE)")
     try:
-        found = _run(model, target, input_shape, int8, select, ignore, fail_on, config, isolated, explain, fmt, output)
+        found = _run(model, target, input_shape, deploy, int8, select, ignore, fail_on, config, isolated, explain, fmt,
+                     output)
     except (UserError, typer.Exit):
         raise
     except Exception as error:  # noqa: BLE001 - ruff's convention: a crash is exit 2, never 1 ("findings")
@@ -71,7 +74,8 @@ def lint_command(
         raise typer.Exit(1)
 
 
-def _run(model, target, input_shape, int8, select, ignore, fail_on, config, isolated, explain, fmt, output) -> bool:
+def _run(model, target, input_shape, deploy, int8, select, ignore, fail_on, config, isolated, explain, fmt,
+         output) -> bool:
     """Lint (or explain) and write the result; True when a finding is at or above the fail severity."""
     from deploylens.lint import SEVERITIES, check_options, lint, to_sarif
     from deploylens.lint.config import discover
@@ -86,7 +90,7 @@ def _run(model, target, input_shape, int8, select, ignore, fail_on, config, isol
         raise UserError("--select: give rule ids or prefixes (e.g. G,CH-ALIGN), or leave it out for every rule")
     chosen, ignored = settings.selection(csv_list(select) if select is not None else None,
                                          csv_list(ignore) if ignore is not None else None)
-    report = lint(model, target, joined_shapes(input_shape), chosen, ignored, int8, options)
+    report = lint(model, target, joined_shapes(input_shape), chosen, ignored, int8, options, deploy)
     if fmt == "json":
         emit_json(report.to_dict(), output)
     elif fmt == "sarif":

@@ -25,6 +25,10 @@ def recommend_command(
 ) -> None:
     """Every zoo model ranked by latency on a target, with top-1, lint findings and the Pareto front.
 
+    RepVGG and MobileOne are ranked and linted in their deploy form (branches folded).
+    The verdict on the guide's advice for the platform compares the family it favours with
+    the one it advises against at comparable top-1 (within 1 point) on this latency.
+
     Without --target: this machine when it has a calibration, else the nvidia-gpu roofline
     (T4 specs), so that `deploylens recommend` alone ranks on a fresh machine."""
     check_destination(output, force)
@@ -43,11 +47,13 @@ def recommend_command(
 
 
 def _row(candidate: dict, result: dict) -> dict:
-    """One model's CSV row: the JSON candidate's scalars, its findings as 'RULE count; ...'."""
+    """One model's CSV row: the JSON candidate's scalars, its findings as 'RULE count; ...',
+    and the run's verdict on the guide's advice."""
     return {"target": result["target"], **{k: v for k, v in candidate.items() if k != "findings"},
             "pareto": candidate["model"] in result["pareto"],
             "within_budget": None if result["within_budget"] is None else candidate["model"] in result["within_budget"],
-            "findings": "; ".join(f"{k} {v}" for k, v in candidate["findings"].items())}
+            "findings": "; ".join(f"{k} {v}" for k, v in candidate["findings"].items()),
+            "verdict": result["verdict"]["verdict"]}
 
 
 def _render(console, result: dict) -> None:
@@ -67,4 +73,12 @@ def _render(console, result: dict) -> None:
     console.print(shown)
     console.print(f"latency: {result['candidates'][0]['latency_source']}; top-1: published (see zoo show)",
                   markup=False)
+    deployed = sorted({c["family"] for c in result["candidates"] if c["form"] == "deploy"})
+    if deployed:
+        console.print(f"form: {', '.join(deployed)} ranked and linted in the deploy form (branches folded)",
+                      markup=False)
     console.print(f"advice: {result['advice']}", markup=False)
+    for pair in result["verdict"]["pairs"]:
+        console.print(f"  {pair['favoured']} {pair['favoured_top1']:.1f}% {pair['favoured_ms']:.3f} ms vs "
+                      f"{pair['other']} {pair['other_top1']:.1f}% {pair['other_ms']:.3f} ms: x{pair['speedup']:.2f}",
+                      markup=False)

@@ -18,7 +18,7 @@ Stored as versioned JSON with its provenance (which rows, which specs), never a 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 from deploylens.cost.records import LayerCost
 from deploylens.errors import UserError
 from deploylens.hardware.kernel_classes import conv_geometry_of, kernel_class
-from deploylens.hardware.spec import HardwareSpec
+from deploylens.hardware.spec import Figure, HardwareSpec
 from deploylens.output import write_atomically
 
 FORMAT, VERSION = "deploylens-device-model", 1
@@ -51,6 +51,28 @@ def device_family(spec: HardwareSpec) -> str:
     return DEVICE_FAMILIES.get(spec.family, spec.family)
 
 
+def on_threads(spec: HardwareSpec, threads: int | None) -> HardwareSpec:
+    """``spec`` as ``threads`` threads see it: each peak scaled by the share of the cores
+    they occupy (bandwidth is shared, unchanged); as is when they occupy every core."""
+    if not threads:
+        return spec
+    if spec.compute_units is None:
+        raise UserError(f"{spec.name} has no core count in the catalog: its peak cannot be scaled to {threads} "
+                        "threads")
+    units = spec.compute_units.value
+    if threads >= units:
+        return spec
+    note = f"{threads} of {units:g} cores"
+    return replace(spec, peak={d: Figure(f.value * threads / units, f.sources, "derived", note)
+                               for d, f in spec.peak.items()}, notes=f"{spec.notes}; {note}".strip("; "))
+
+
+def rated_class(klass: str) -> str:
+    """The family-model class of a kernel class without its geometry (a what-if kernel):
+    a dense conv is rated as the 3x3 the guide's rewrites produce."""
+    return {"conv_dense": "conv_3x3", "reorder": "copy", "slice": "copy"}.get(klass, klass)
+
+
 def family_class(anchor: LayerCost | None) -> str:
     """The class a device model rates a kernel by, from the op that anchors it (None: a
     kernel the runtime adds, rated as a copy)."""
@@ -60,15 +82,17 @@ def family_class(anchor: LayerCost | None) -> str:
     if klass == "conv_dense":
         geometry = conv_geometry_of(anchor)
         return "conv_3x3" if geometry["kernel"] == 3 and geometry["stride"] == 1 else "conv_kxk"
-    return "copy" if klass in ("reorder", "slice") else klass
+    return rated_class(klass)
 
 
 @dataclass
 class FittedOn:
-    """One device's rows in a fit: the device, how many rows, where they come from."""
+    """One device's rows in a fit: the device, how many rows, where they come from and
+    the batch sizes they ran at."""
     device: str
     rows: int
     source: str
+    batches: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -81,8 +105,7 @@ class Accuracy:
     median_error: float
 
     def describe(self) -> str:
-        return (f"leave-one-out over {self.rows} rows: median error {self.median_error:.0%}, "
-                f"{self.within_25:.0%} within 25%")
+        return f"{self.rows} rows, median error {self.median_error:.0%}, {self.within_25:.0%} within 25%"
 
 
 @dataclass
@@ -95,13 +118,34 @@ class FamilyModel:
     kernel_overhead_s: float
     call_overhead_s: float
     fitted_on: list[FittedOn]
-    accuracy: Accuracy | None = None
+    accuracy: Accuracy | None = None  # leave one row out
+    device_left_out: Accuracy | None = None  # leave each device's rows out: the error on a device not fitted on
     method: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
         return f"{self.family}/{self.precision}/{self.runtime}"
+
+    def expected_error(self, device: str) -> tuple[str, Accuracy | None]:
+        """How far to trust a prediction on ``device``: the leave-one-out error when the
+        model was fitted on its rows, else the error on a device left out of the fit
+        (None when the family was fitted on one device: a zero-shot prediction nobody
+        has checked)."""
+        if any(f.device == device for f in self.fitted_on):
+            return "leave-one-out on this device's family", self.accuracy
+        if self.device_left_out is not None:
+            return "device not in the fitting set: error of the family on a device left out", self.device_left_out
+        return "device not in the fitting set, and the family was fitted on one device: unchecked", None
+
+    def batch_note(self, batch: int) -> str:
+        """A warning when ``batch`` lies outside the batch sizes the model was fitted at
+        (per-kernel overheads are barely seen at large batches, occupancy at small ones)."""
+        batches = [b for f in self.fitted_on for b in f.batches]
+        if not batches or min(batches) <= batch <= max(batches):
+            return ""
+        return (f"batch {batch} is outside the batches {self.key} was fitted at ({min(batches)}-{max(batches)}): "
+                "expect a larger error than its leave-one-out")
 
     def provenance(self) -> str:
         """Which data the model rests on, in one line."""
@@ -121,7 +165,8 @@ class FamilyModel:
         try:
             body = {k: v for k, v in data.items() if k not in ("format", "version")}
             model = cls(**{**body, "fitted_on": [FittedOn(**f) for f in body["fitted_on"]],
-                           "accuracy": Accuracy(**body["accuracy"]) if body.get("accuracy") else None})
+                           **{k: Accuracy(**body[k]) if body.get(k) else None
+                              for k in ("accuracy", "device_left_out")}})
         except (TypeError, KeyError) as error:
             raise UserError(f"{where} is malformed: {error}") from error
         missing = [c for c in MEMORY_CLASSES if c not in model.memory_efficiency] + [

@@ -103,7 +103,8 @@ def resolve(name: str, dtype: str | None = None, *, backend: str = "torch", thre
     """The target ``name`` (a platform class, a catalog device or ``this``) deployed in
     ``dtype`` (a precision key or dtype name; None: the target's own precision). ``this``
     reads the stored calibration of this machine's ``device`` for ``backend``, ``threads``
-    and ``dtype``; without one the target says why in :attr:`Target.uncalibrated`.
+    and ``dtype``; without one the target says why in :attr:`Target.uncalibrated`. On a
+    catalog device, ``threads`` scales its peaks to the cores they occupy.
     ``catalog``: the catalog already loaded (default: read it)."""
     catalog = catalog if catalog is not None else load_catalog()
     key = precision_key(dtype) if dtype else None
@@ -116,7 +117,7 @@ def resolve(name: str, dtype: str | None = None, *, backend: str = "torch", thre
         return target
     if name not in catalog:
         raise UserError(f"unknown target {name!r}; one of: {', '.join(names(catalog))}")
-    return _catalog_target(name, catalog[name], key)
+    return _catalog_target(name, fitted.on_threads(catalog[name], threads), key)
 
 
 def _deploy_precision(spec: HardwareSpec) -> str:

@@ -13,6 +13,7 @@ from deploylens.errors import UserError
 from deploylens.hardware.spec import load_catalog
 from deploylens.hardware.targets import PLATFORMS, Target, resolve
 from deploylens.lint.config import SEVERITIES
+from deploylens.lint.registry import DEPLOY_BACKEND
 from deploylens.lint.rules import RULES, Context, Finding, Rule
 
 
@@ -33,8 +34,8 @@ def predicted_ms(profile, target: Target) -> float | None:
     from deploylens.predict.core import predict_profile
 
     try:
-        model = target.latency_model()
-        backend = "torch" if model is target.calibration else "tensorrt"
+        model = target.latency_model(DEPLOY_BACKEND)
+        backend = "torch" if model is target.calibration else DEPLOY_BACKEND
         return predict_profile(profile, model, backend, target=target.name).totals["latency_ms"]
     except UserError:
         return None
@@ -101,25 +102,34 @@ def check_options(options: dict[str, dict[str, Any]] | None, where: str = "lint 
 
 def lint(model: Any, target: str | Target = "nvidia-gpu", input_shape: Any = None, select: list[str] | None = None,
          ignore: list[str] | None = None, int8: bool = False,
-         options: dict[str, dict[str, Any]] | None = None) -> LintReport:
+         options: dict[str, dict[str, Any]] | None = None, deploy: bool = False) -> LintReport:
     """Check ``model`` (any form ``analyze`` takes) against the rules that apply to
     ``target`` (deployed in INT8 with ``int8``), chosen by ``select`` / ``ignore``
     (:func:`select_rules`), with ``options`` overriding rules' defaults
-    (:func:`check_options`)."""
+    (:func:`check_options`). ``deploy``: a zoo model's deploy form (RepVGG / MobileOne
+    branches folded, named ``NAME:deploy``); any other reference is a :class:`UserError`."""
     from deploylens.analysis.api import capture
     from deploylens.analysis.profile import build_profile
 
     chosen = select_rules(select, ignore or ())
     checked = check_options(options)
     resolved = target if isinstance(target, Target) else resolve(target, "int8" if int8 else None)
-    graph = capture(model, input_shape, resolved.analysis_dtype)
-    profile = build_profile(graph)
-    context = Context(graph, profile, resolved, checked)
-    applied = [RULES[rule_id] for rule_id in chosen if RULES[rule_id].applies(resolved)]
+    graph = capture(model, input_shape, resolved.analysis_dtype, deploy=deploy)
+    return lint_captured(graph, build_profile(graph), resolved, chosen, checked)
+
+
+def lint_captured(graph, profile, target: Target, chosen: list[str] | None = None,
+                  options: dict[str, dict[str, Any]] | None = None) -> LintReport:
+    """:func:`lint` of a model already captured (``graph``) and analysed (``profile``) in
+    ``target``'s precision: the rules ``chosen`` (ids; default every rule) that apply to
+    ``target``, with checked ``options`` (so ``recommend`` lints the very form it ranks)."""
+    chosen = list(RULES) if chosen is None else chosen
+    context = Context(graph, profile, target, options or {})
+    applied = [RULES[rule_id] for rule_id in chosen if RULES[rule_id].applies(target)]
     findings: list[Finding] = []
     for rule in applied:
         findings += rule.check(context)
-    predicted = predicted_ms(profile, resolved)
+    predicted = predicted_ms(profile, target)
     saved = sum(f.impact["value"] for f in findings if f.impact and f.impact["unit"] == "ms" and f.impact["value"])
     summary = {
         "by_rule": dict(Counter(f.rule for f in findings)),
@@ -127,10 +137,10 @@ def lint(model: Any, target: str | Target = "nvidia-gpu", input_shape: Any = Non
         "predicted_ms": predicted,
         "predicted_ms_if_fixed": max(predicted - saved, 0.0) if predicted is not None else None,
         "rules_applied": [rule.id for rule in applied],
-        "target_notes": resolved.notes,
+        "target_notes": target.notes,
         "not_judged": context.not_judged,
     }
-    return LintReport(resolved.name, graph.model, findings, summary)
+    return LintReport(target.name, graph.model, findings, summary)
 
 
 # the study that measures each rule's claim on the user's hardware (`deploylens study NAME`)
@@ -172,5 +182,5 @@ def to_sarif(report: LintReport) -> dict:
     }
 
 
-__all__ = ["LintReport", "RULES", "SEVERITIES", "Target", "check_options", "explain", "lint", "resolve",
-           "select_rules", "to_sarif"]
+__all__ = ["LintReport", "RULES", "SEVERITIES", "Target", "check_options", "explain", "lint", "lint_captured",
+           "resolve", "select_rules", "to_sarif"]

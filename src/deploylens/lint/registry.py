@@ -15,6 +15,9 @@ from deploylens.errors import UserError
 from deploylens.hardware.calibration_profile import CalibrationProfile
 from deploylens.hardware.targets import Target
 
+# lint judges a model as deployed: a catalogued device runs what a deploy toolchain runs
+DEPLOY_BACKEND = "tensorrt"
+
 
 @dataclass
 class Finding:
@@ -52,14 +55,19 @@ class Context:
 
     def ms(self, flops: float, nbytes: float, kernel_class: str) -> float | None:
         """Predicted time of a (real or hypothetical) kernel on the target, or None."""
+        from deploylens.hardware.device_model import FittedDevice, rated_class
         from deploylens.predict.calibrated import calibrated_time
+        from deploylens.predict.fitted import fitted_time
         from deploylens.predict.roofline import roofline_time
 
         kernel = KernelCost("what-if", "conv", [], int(flops), int(flops // 2), int(nbytes), 0, None, True)
         try:
-            model = self.target.latency_model()
+            model = self.target.latency_model(DEPLOY_BACKEND)
         except UserError:  # no latency model here: impacts in bytes only
             return None
+        if isinstance(model, FittedDevice):  # the fitted models add compute and memory time
+            compute, memory, overhead = fitted_time(kernel, rated_class(kernel_class), model, self.target.dtype)
+            return (compute + memory + overhead) * 1e3
         if isinstance(model, CalibrationProfile):
             compute, memory, overhead = calibrated_time(kernel, kernel_class, model)
         else:

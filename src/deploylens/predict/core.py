@@ -82,13 +82,13 @@ def kernels_to_run(profile: Profile, device: DeviceModel, backend: str,
     return list(profile.kernels)
 
 
-def _notes(profile: Profile, device: DeviceModel) -> list[str]:
+def _notes(profile: Profile, device: DeviceModel, batch: int) -> list[str]:
     notes = list(profile.notes)
     if not profile.totals.complete:
         notes.append(f"incomplete: no cost formula for {', '.join(profile.totals.unknown_ops)}; their kernels are "
                      "counted by bytes only, so the real latency is higher")
     if isinstance(device, FittedDevice):
-        return notes + ([device.note] if device.note else [])
+        return notes + [n for n in (device.note, device.model.batch_note(batch)) if n]
     if isinstance(device, HardwareSpec):
         if device.overhead is None or not device.efficiency:
             notes.append("catalog roofline with peak efficiency and no launch overhead: an optimistic lower bound")
@@ -110,11 +110,12 @@ def source_of(device: DeviceModel) -> dict:
     catalog roofline (a lower bound)."""
     if isinstance(device, FittedDevice):
         model = device.model
-        trust = model.accuracy.describe() if model.accuracy else "no leave-one-out"
+        basis, accuracy = model.expected_error(device.spec.name)
+        trust = f"{basis}: {accuracy.describe()}" if accuracy else basis
         return {"kind": "fitted", "model": model.key, "data": model.provenance(), "method": model.method,
-                "specs": f"{device.spec.name} catalog peak and bandwidth",
-                "expected_error": asdict(model.accuracy) if model.accuracy else None,
-                "describe": f"device model {model.key} ({trust}) scaled to {device.spec.name}'s catalog specs"}
+                "specs": f"{device.spec.name} catalog peak and bandwidth", "error_basis": basis,
+                "expected_error": asdict(accuracy) if accuracy else None,
+                "describe": f"device model {model.key} scaled to {device.spec.name}'s catalog specs ({trust})"}
     if isinstance(device, CalibrationProfile):
         return {"kind": "calibration", "model": "this", "data": f"this machine's calibration ({device.backend}, "
                 f"{device.threads} threads, {device.dtype})", "expected_error": None,
@@ -173,4 +174,4 @@ def predict_profile(profile: Profile, device: DeviceModel, backend: str = "torch
                 "flops": profile.totals.flops, "bytes": profile.totals.bytes_fused, "kernels": len(timed),
                 "bound_counts": bounds, "throughput": batch / total_ms * 1e3 if total_ms else None},
         kernels=timed, share_by_kind={k: v / total_ms for k, v in by_kind.items()} if total_ms else {},
-        source=source_of(device), notes=_notes(profile, device))
+        source=source_of(device), notes=_notes(profile, device, batch))

@@ -1,9 +1,13 @@
 """``deploylens recommend``: every zoo model ranked by latency on a target, beside its
 accuracy and lint findings there, the Pareto front, the budget, and whether the field
-guide's advice for the platform holds on these numbers.
+guide's advice for the platform holds on these numbers (:mod:`.verdict`).
+
+A family with a deploy form (RepVGG, MobileOne: re-parameterizable branches) is ranked
+*and linted* in that form, the one whose latency it is (``form: "deploy"``).
 
 Without a target it ranks for this machine when it has a calibration, else for
-``nvidia-gpu`` (a roofline from the T4's sourced specs), and says which and why."""
+``nvidia-gpu`` (a roofline from the T4's sourced specs), and says which and why. A
+device model (a :class:`~deploylens.hardware.spec.HardwareSpec`) may stand for the target."""
 
 from __future__ import annotations
 
@@ -11,31 +15,33 @@ from typing import Callable
 
 import torch
 
-from deploylens.dtypes import analysis_name
 from deploylens.errors import UserError
-from deploylens.hardware.targets import Target, resolve
+from deploylens.hardware.calibration_profile import CalibrationProfile
+from deploylens.hardware.spec import HardwareSpec, load_catalog
+from deploylens.hardware.targets import PLATFORMS, Target, resolve
+from deploylens.recommend.verdict import GUIDE_ADVICE, judge
 
 DEFAULT_PLATFORM = "nvidia-gpu"
-
-# the guide's advice per platform class: the families it recommends
-GUIDE_ADVICE = {
-    "cpu": ("mobile CPU", ("mobilenet_v1", "shufflenet_v2")),
-    "npu": ("NPU", ("cspnet", "repvgg")),
-    "gpu": ("NVIDIA GPU", ("repvgg",)),
-}
+DEPLOY, AS_BUILT = "deploy", "as built"
 
 
-def _deploy_profile(name: str, target: Target):
-    """The analysis of ``name`` in its deploy form (where the family has one), costed in
-    the target's dtype: the source of the candidate's params, MACs and prediction."""
+def _deploy_form(name: str, target: Target):
+    """The capture and analysis of ``name`` in its deploy form (where the family has one:
+    its re-parameterizable branches folded), costed in the target's precision, and the
+    form's name: what the candidate's params, MACs, prediction and findings are of."""
     from deploylens import zoo
-    from deploylens.analysis.api import analyze
-    from deploylens.zoo.reparam import reparameterize
+    from deploylens.analysis.api import capture
+    from deploylens.analysis.profile import build_profile
+    from deploylens.zoo.reparam import RepBranches, reparameterize
 
     variant = zoo.variant(name)
-    with torch.device("meta"):
-        model = reparameterize(variant.build().eval())
-    return analyze(model, (1, 3, variant.resolution, variant.resolution), analysis_name(target.dtype))
+    with torch.device("meta"):  # shapes only: no weights initialised or folded
+        model = variant.build().eval()
+        form = DEPLOY if any(isinstance(m, RepBranches) for m in model.modules()) else AS_BUILT
+        model = reparameterize(model)
+    graph = capture(model, (1, 3, variant.resolution, variant.resolution), target.analysis_dtype,
+                    f"{name}:deploy" if form == DEPLOY else name)
+    return graph, build_profile(graph), form
 
 
 def _measured(name: str) -> float:
@@ -71,13 +77,32 @@ def default_target(measure: bool = False) -> tuple[str, str]:
                               "roofline; --target to choose")
 
 
-def recommend(target: str | None = None, budget_ms: float | None = None, measure: bool = False,
+def _spec_target(spec: HardwareSpec) -> Target:
+    """The target a device model stands for: its class's traits, its deploy precision."""
+    if spec.name in PLATFORMS or spec.name == "this":
+        raise UserError(f"a device model named {spec.name!r} clashes with the target of that name: rename it")
+    return resolve(spec.name, catalog={**load_catalog(), spec.name: spec})
+
+
+def _source(device_model, name: str) -> str:
+    if isinstance(device_model, CalibrationProfile):
+        return "predicted (calibrated)"
+    if isinstance(device_model, HardwareSpec):
+        return f"predicted (roofline, {name})"
+    return f"predicted (device model {device_model.model.key}, {name})"
+
+
+def recommend(target: str | HardwareSpec | None = None, budget_ms: float | None = None, measure: bool = False,
               models: list[str] | None = None,
               progress: Callable[[int, int, str], None] = lambda done, total, name: None) -> dict:
-    """The zoo (or ``models``) ranked by latency on ``target`` (None: :func:`default_target`),
-    with the models within ``budget_ms`` (milliseconds, positive)."""
+    """The zoo (or ``models``) ranked by latency on ``target`` (None: :func:`default_target`;
+    a ``HardwareSpec``: that device model, with its class's traits for lint and the
+    guide's advice), with the models within ``budget_ms`` (milliseconds, positive) and the
+    verdict on the guide's advice for the platform (:func:`deploylens.recommend.verdict.judge`)."""
     from deploylens import zoo
-    from deploylens.lint import lint, predicted_ms
+    from deploylens.lint import lint_captured
+    from deploylens.predict.api import resolve_target
+    from deploylens.predict.core import predict_profile
 
     if budget_ms is not None and not budget_ms > 0:
         raise UserError(f"--budget-ms {budget_ms:g}: a latency budget must be a positive number of milliseconds")
@@ -89,43 +114,40 @@ def recommend(target: str | None = None, budget_ms: float | None = None, measure
     chosen_by = ""
     if target is None:
         target, chosen_by = default_target(measure)
-    resolved = resolve(target)
-    if not measure:
-        resolved.latency_model()  # no roofline and no calibration: say so before any work
+    resolved = _spec_target(target) if isinstance(target, HardwareSpec) else resolve(target)
+    device_model = None
+    if not measure:  # no roofline and no calibration: say so before any work
+        device_model = resolve_target(target)
+    backend = "torch" if isinstance(device_model, CalibrationProfile) else "tensorrt"
+    source = "measured (torch eager, this machine)" if measure else _source(device_model, resolved.name)
     candidates = []
     for index, name in enumerate(names):
         progress(index, len(names), name)
         variant = zoo.variant(name)
-        profile = _deploy_profile(name, resolved)
-        latency = _measured(name) if measure else predicted_ms(profile, resolved)
-        findings = lint(name, resolved).summary["by_rule"]
-        candidates.append({"model": name, "family": variant.family, "params": profile.totals.params,
-                           "macs": profile.totals.macs, "latency_ms": latency,
-                           "latency_source": "measured (torch eager, this machine)" if measure else
-                           ("predicted (calibrated)" if resolved.calibration else f"predicted (roofline, {target})"),
+        graph, profile, form = _deploy_form(name, resolved)
+        latency = _measured(name) if measure else \
+            predict_profile(profile, device_model, backend, target=resolved.name).totals["latency_ms"]
+        findings = lint_captured(graph, profile, resolved).summary["by_rule"]
+        candidates.append({"model": name, "family": variant.family, "form": form, "params": profile.totals.params,
+                           "macs": profile.totals.macs, "latency_ms": latency, "latency_source": source,
                            "top1": variant.published.top1, "top1_source": variant.published.source,
                            "findings": findings})
     progress(len(names), len(names), "done")
     candidates.sort(key=lambda c: (c["latency_ms"] is None, c["latency_ms"]))
     within = [c["model"] for c in candidates if budget_ms is not None and c["latency_ms"] is not None
               and c["latency_ms"] <= budget_ms]
+    verdict = judge(resolved.device_class, resolved.name, candidates)
     return {"target": resolved.name, "target_default": chosen_by or None, "candidates": candidates,
             "pareto": pareto(candidates),
             "within_budget": within if budget_ms is not None else None, "budget_ms": budget_ms,
-            "advice": advice(resolved, candidates)}
+            "verdict": verdict, "advice": advice(verdict, candidates)}
 
 
-def advice(target: Target, candidates: list[dict]) -> str:
-    platform, families = GUIDE_ADVICE[target.device_class]
-    front = pareto(candidates)
-    front_families = {c["family"] for c in candidates if c["model"] in front}
-    recommended = [c for c in candidates if any(c["family"].startswith(f) for f in families)]
-    if not recommended:
-        return f"the guide recommends {' / '.join(families)} for {platform}; none of them is in this ranking"
-    on_front = sorted({c["family"] for c in recommended if c["model"] in front})
-    fastest = candidates[0]
-    verdict = "borne out" if on_front else "not borne out"
-    why = (f"{', '.join(on_front)} reach the accuracy/latency Pareto front here" if on_front else
-           f"none of them is on the Pareto front here ({', '.join(sorted(front_families))} are)")
-    return (f"the guide's advice for {platform} ({' / '.join(families)}) is {verdict} on {target.name}: {why}; "
-            f"fastest overall: {fastest['model']} at {fastest['latency_ms']:.3f} ms")
+def advice(verdict: dict, candidates: list[dict]) -> str:
+    """The verdict in one sentence, with the fastest model overall."""
+    fastest = next((c for c in candidates if c["latency_ms"] is not None), None)
+    return verdict["reason"] + (f"; fastest overall: {fastest['model']} at {fastest['latency_ms']:.3f} ms"
+                                if fastest else "")
+
+
+__all__ = ["GUIDE_ADVICE", "advice", "default_target", "pareto", "recommend"]
