@@ -101,8 +101,9 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
           threads: int | None = None, device: str = "cpu", dtype: str = "fp32", input_shape: Any = None,
           rule: StopRule = StopRule(), layers: bool = False, store: Any = None,
           progress: Callable[[str], None] = lambda message: None, malloc_tuning: bool = True,
-          rounds: int = 1, probe: InterferenceProbe | None = None) -> list[Measurement]:
-    """Measure ``model`` (any form ``analyze`` takes) on each backend and batch size.
+          rounds: int = 1, probe: InterferenceProbe | None = None, deploy: bool = False) -> list[Measurement]:
+    """Measure ``model`` (any form ``analyze`` takes) on each backend and batch size;
+    with ``deploy``, a zoo model's deploy form (re-parameterized, named ``NAME:deploy``).
 
     ``rounds`` > 1 times every (backend, batch) that many times, round-robin, and reports
     the round with the lowest median (:func:`deploylens.bench.runner.quietest`): the
@@ -125,7 +126,7 @@ def bench(model: Any, backends: list[str] | tuple[str, ...] = ("torch",), batche
         malloc.tune()
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
-    built, name = resolve_model(model)
+    built, name = resolve_model(model, deploy=deploy)
     is_torch = isinstance(built, torch.nn.Module)
     if not is_torch and any(b.needs_torch_model for b in chosen):
         raise UserError("torch backends need a PyTorch model, not an ONNX file")

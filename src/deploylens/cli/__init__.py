@@ -3,7 +3,8 @@ its commands on the one typer app (``deploylens.cli.app.app``); every command pa
 arguments, calls the API and renders through the one writer (``deploylens.output.emit``)."""
 
 # registered in --help's order
-from deploylens.cli import analyze, bench, runs, hw, predict, deploy, lint, recommend, study, zoo  # noqa: F401,I001
+from deploylens.cli import (analyze, bench, runs, hw, predict, deploy, lint, recommend,  # noqa: F401,I001
+                            report, study, zoo)
 from deploylens.cli.app import main
 
 __all__ = ["main"]

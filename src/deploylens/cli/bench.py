@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -11,6 +12,7 @@ from deploylens.cli.app import (FORCE_HELP, MODEL_HELP, OUTPUT_HELP, SHAPE_HELP,
 from deploylens.errors import UserError
 from deploylens.output import check_destination, emit
 
+HTML_HELP = "Also write the results as a self-contained HTML page (charts; its data as the JSON output)."
 _BENCH_COLUMNS = ("backend", "device", "dtype", "batch", "threads", "scenario", "p50_ms", "p90_ms", "p99_ms",
                   "mean_ms", "std_ms", "min_ms", "throughput", "iterations", "stop_reason", "achieved_gflops",
                   "achieved_gbs", "max_rel_error")
@@ -18,9 +20,20 @@ _BENCH_COLUMNS = ("backend", "device", "dtype", "batch", "threads", "scenario", 
 _QUIET_COLUMNS = {"adjusted_p50_ms": "adjusted_p50_ms", "quiet_p50_ms": "p50_ms", "quiet_share": "share"}
 
 
+def check_destinations(output: Optional[str], html: Optional[str], force: bool) -> None:
+    """A command's ``-o`` and ``--html`` files checked before the work starts: each
+    writable, and not the same file."""
+    if output and html and Path(output).resolve() == Path(html).resolve():
+        raise UserError(f"-o and --html name the same file {html}: give the page its own file")
+    check_destination(output, force)
+    check_destination(html, force)
+
+
 @app.command()
 def bench(
     model: str = typer.Argument(..., help=MODEL_HELP),
+    deploy: bool = typer.Option(False, "--deploy", help="Measure the zoo model's deploy form (RepVGG/MobileOne "
+                                                        "branches folded)."),
     backend: str = typer.Option(
         "torch", help="Comma-separated: torch, torch-compile, torch-cudagraph (CUDA), onnxruntime, openvino, "
                          "tensorrt."),
@@ -44,6 +57,7 @@ def bench(
                                         "page-faulted memory for large activations on every torch inference)."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
+    html: Optional[str] = typer.Option(None, "--html", help=HTML_HELP),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Latency and throughput: warm-up, adaptive stop, percentiles, outputs checked first."""
@@ -54,10 +68,12 @@ def bench(
     from deploylens.bench.runner import StopRule
     from deploylens.bench.store import Store
     from deploylens.hardware.calibration_profile import known_probe_level
+    from deploylens.report.collect import bench_records
+    from deploylens.report.measured import bench_page
     from deploylens.report.tables import to_csv
 
     # every argument is checked before anything runs or the results store is touched
-    check_destination(output, force)
+    check_destinations(output, html, force)
     if min_time > max_time:
         raise UserError(f"--min-time {min_time} exceeds --max-time {max_time}")
     backends, batches = csv_list(backend), csv_list(batch, int)
@@ -71,12 +87,14 @@ def bench(
                             progress=lambda message: shown.update(task, description=message),
                             malloc_tuning=not default_malloc, rounds=rounds,
                             probe=InterferenceProbe(known_level=known_probe_level(threads or torch.get_num_threads()))
-                            if probe else None)
+                            if probe else None, deploy=deploy)
     for r in results:
         if r.noisy:
             warn(f"{r.backend} batch {r.batch} is noisy: IQR {r.iqr_ms:.3f} ms is over 10% of the median "
                  f"{r.p50_ms:.3f} ms")
-    records = [{k: v for k, v in r.to_dict().items() if k not in ("samples_ms", "probe_ms")} for r in results]
+    records = bench_records(results)
+    if html:
+        emit(bench_page(records), html)
     if fmt is Format.csv:
         emit(to_csv([{**{k: r[k] for k in _BENCH_COLUMNS},
                       **({key: r["quiet"][field] for key, field in _QUIET_COLUMNS.items()} if probe else {})}

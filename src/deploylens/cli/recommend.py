@@ -29,8 +29,8 @@ def recommend_command(
     The verdict on the guide's advice for the platform compares the family it favours with
     the one it advises against at comparable top-1 (within 1 point) on this latency.
 
-    Without --target: this machine when it has a calibration, else the nvidia-gpu roofline
-    (T4 specs), so that `deploylens recommend` alone ranks on a fresh machine."""
+    Without --target: this machine when it has a calibration, else nvidia-gpu (the T4 and
+    its family's device model), so that `deploylens recommend` alone ranks on a fresh machine."""
     check_destination(output, force)
     from deploylens.recommend import recommend
     from deploylens.report.tables import to_csv

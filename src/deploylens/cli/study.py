@@ -7,8 +7,9 @@ from typing import Optional
 import typer
 
 from deploylens.cli.app import OUTPUT_HELP, STORE_HELP, Format, app, progress, show, table
+from deploylens.cli.bench import HTML_HELP, check_destinations
 from deploylens.errors import UserError
-from deploylens.output import check_destination
+from deploylens.output import emit
 
 
 @app.command("study")
@@ -26,15 +27,19 @@ def study_command(
     no_store: bool = typer.Option(False, "--no-store", help="Do not save this run."),
     fmt: Format = typer.Option(Format.table, "--format", help="table or json."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help=OUTPUT_HELP),
+    html: Optional[str] = typer.Option(None, "--html", help=HTML_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite the output file if it exists."),
 ) -> None:
     """Time a study's arms interleaved; print the paper's numbers beside the measured ones and a verdict."""
     from deploylens.bench.store import Store
+    from deploylens.report.measured import study_page
     from deploylens.studies import STUDIES, run_study
     from deploylens.studies.runner import resolve_study
 
-    check_destination(output, force)
+    check_destinations(output, html, force)
     if list_studies:
+        if html:
+            raise UserError("--html writes a study run's page: name a study instead of --list")
         rows = [{"study": s.name, "claim": s.claim, "source": s.source, "devices": list(s.devices)}
                 for s in STUDIES.values()]
         show(rows, fmt, _render_list, output)
@@ -54,6 +59,8 @@ def study_command(
             results.add(run_id, {"backend": backend, "device": device, "dtype": data["settings"]["dtype"],
                                  "batch": arm["input_shape"][0], **arm})
         results.finish(run_id, result.verdict)
+    if html:
+        emit(study_page(data), html)
     show(data, fmt, _render, output)
 
 

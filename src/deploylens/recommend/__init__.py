@@ -6,7 +6,7 @@ A family with a deploy form (RepVGG, MobileOne: re-parameterizable branches) is 
 *and linted* in that form, the one whose latency it is (``form: "deploy"``).
 
 Without a target it ranks for this machine when it has a calibration, else for
-``nvidia-gpu`` (a roofline from the T4's sourced specs), and says which and why. A
+``nvidia-gpu`` (the T4, rated by its family's fitted device model), and says which and why. A
 device model (a :class:`~deploylens.hardware.spec.HardwareSpec`) may stand for the target."""
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ def default_target(measure: bool = False) -> tuple[str, str]:
         return "this", "--measure times the models on this machine"
     if resolve("this").calibration is not None:
         return "this", "this machine's calibration"
-    return DEFAULT_PLATFORM, (f"no calibration of this machine (deploylens hw calibrate), so the {DEFAULT_PLATFORM} "
-                              "roofline; --target to choose")
+    return DEFAULT_PLATFORM, (f"no calibration of this machine (deploylens hw calibrate), so {DEFAULT_PLATFORM}; "
+                              "--target to choose")
 
 
 def _spec_target(spec: HardwareSpec) -> Target:
@@ -116,7 +116,7 @@ def recommend(target: str | HardwareSpec | None = None, budget_ms: float | None 
         target, chosen_by = default_target(measure)
     resolved = _spec_target(target) if isinstance(target, HardwareSpec) else resolve(target)
     device_model = None
-    if not measure:  # no roofline and no calibration: say so before any work
+    if not measure:  # no latency model: say so before any work
         device_model = resolve_target(target)
     backend = "torch" if isinstance(device_model, CalibrationProfile) else "tensorrt"
     source = "measured (torch eager, this machine)" if measure else _source(device_model, resolved.name)
