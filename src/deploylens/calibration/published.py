@@ -12,7 +12,8 @@ needs per-kernel timings we do not have; a meta-learner (HELP) needs many device
 physical bounds (no class above 4x the catalogued peak or bandwidth: Winograd and caches
 exceed the roofline's figures, nothing exceeds them by more), and shrinks toward a prior
 (a shipped family model when the device's family has one: that is what makes 8-10 rows
-of a new device enough) with a strength chosen by leave-one-out error.
+of a new device enough) with a strength chosen by leave-one-out error and the
+one-standard-error rule (the strongest pull within one standard error of the best).
 docs/device-models.md gives the measured comparison with the roofline.
 """
 
@@ -44,7 +45,7 @@ MIN_INVERSE_EFFICIENCY = 0.25
 # the generic prior (no family model yet): half the peak, 70% of the bandwidth, 5 us a kernel
 PRIOR_COMPUTE, PRIOR_MEMORY, PRIOR_KERNEL_S, CALL_SCALE_S = 0.5, 0.7, 5e-6, 1e-4
 STRENGTHS = (0.0, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-METHOD = ("bounded least squares on relative error, ridge toward the prior, strength by leave-one-out")
+METHOD = "bounded least squares on relative error, ridge toward the prior, strength by leave-one-out (1-SE rule)"
 
 
 @dataclass
@@ -273,22 +274,23 @@ class DesignFit:
 
 def fit_design(design: np.ndarray, seconds: np.ndarray, prior: np.ndarray | None = None,
                devices: list[str] | None = None) -> DesignFit:
-    """Fit ``design @ p = seconds`` with the strength (of :data:`STRENGTHS`) that has the
-    least mean absolute log error when each device's rows are left out in turn (what a
-    family model is for: devices it has not seen), or each row when the rows come from
-    one device. With fewer than 3 rows there is no leave-one-out and the prior's weight
-    is fixed at 1e-2."""
+    """Fit ``design @ p = seconds`` with a strength (of :data:`STRENGTHS`) chosen on the
+    mean absolute log error when each device's rows are left out in turn (what a family
+    model is for: devices it has not seen), or each row when the rows come from one
+    device, by the one-standard-error rule. With fewer than 3 rows there is no
+    leave-one-out and the prior's weight is fixed at 1e-2."""
     prior = _generic_prior() if prior is None else prior
     if len(seconds) < 3:
         return DesignFit(solve(design, seconds, prior, 1e-2), 1e-2, None, None)
     rows = np.arange(len(seconds))
     groups = np.array(devices) if devices and len(set(devices)) > 1 else None
-
-    def score(ratios: np.ndarray) -> float:
-        return float(np.mean(np.abs(np.log(np.maximum(ratios, 1e-9)))))
-
-    strength = min(STRENGTHS, key=lambda s: score(_errors(design, seconds, prior, s,
-                                                          rows if groups is None else groups)))
+    errors = {s: np.abs(np.log(np.maximum(_errors(design, seconds, prior, s, rows if groups is None else groups),
+                                          1e-9))) for s in STRENGTHS}
+    best = min(STRENGTHS, key=lambda s: errors[s].mean())
+    # the one-standard-error rule: the strongest pull toward the prior whose error is within
+    # one standard error of the best (few rows cannot tell the weaker pulls apart)
+    bound = errors[best].mean() + errors[best].std() / math.sqrt(len(seconds))
+    strength = max(s for s in STRENGTHS if errors[s].mean() <= bound)
     return DesignFit(solve(design, seconds, prior, strength), strength, _errors(design, seconds, prior, strength, rows),
                      None if groups is None else _errors(design, seconds, prior, strength, groups))
 
