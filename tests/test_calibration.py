@@ -15,12 +15,24 @@ from calibrations import TWO_STYLES, fake_profile, steady
 from deploylens import UserError, analyze
 from deploylens.calibration import run
 from deploylens.calibration import cases as case_set
-from deploylens.calibration.budget import DERIVE_S, NETWORK, QUICK, SETTINGS, Budget, budgeted
+from deploylens.calibration.budget import (
+    DERIVE_PER_ANALYSIS,
+    DERIVE_S,
+    FLOOR_S,
+    NETWORK,
+    NETWORK_SHARE,
+    QUICK,
+    SETTINGS,
+    SLACK_S,
+    Budget,
+    budgeted,
+    slack,
+)
 from deploylens.calibration.cases import blocked_layout, cases, conv_relu_onnx, runtime_cases
 from deploylens.calibration.fit import boundary_times, combine, compute_ceiling, context_fit, fit_context, overheads
 from deploylens.calibration.networks import BATCHES, STYLES, label, synthetic_network
 from deploylens.calibration.sessions import boundary_reorder_bytes, case_runner, launch_per_op, launch_seconds
-from deploylens.hardware.calibration_profile import CalibrationPoint, CalibrationProfile, Overheads, Probe
+from deploylens.hardware.calibration_profile import Bounds, CalibrationPoint, CalibrationProfile, Overheads, Probe
 from deploylens.hardware.kernel_classes import channel_alignment, conv_geometry
 from deploylens.predict import predict_profile
 
@@ -173,21 +185,37 @@ def test_budgeted_rounds_share_the_seconds_left():
 
 
 def test_the_budget_leaves_time_for_the_networks_to_come_and_each_rounds_fixed_cost():
-    # 100 s left, 2 network rounds and 10 case rounds in all
-    budget = Budget(deadline=100.0, case_rounds=10, network_rounds=2)
-    budget.spent(network=True, seconds=20.0, cap=NETWORK.max_time)  # one network: 20 s, one to come
+    # 100 s of timing (the deadline less the derived figures' time), 2 network rounds and 10 case rounds
+    budget = Budget(deadline=100.0 + DERIVE_S, case_rounds=10, network_rounds=2)
+    assert budget.end == 100.0
+    assert budget.network_rule("plain batch 1", now=0.0) is NETWORK
+    budget.spent(network=True, seconds=20.0, cap=NETWORK.max_time, name="plain batch 1")  # 20 s, one to come
     rule = budget.case_rule(first_round=True, now=20.0)  # 80 s - 20 s (a network) = 60 s for 10 cases
     assert rule is QUICK  # 6 s each: the usual 100 ms cap
+    budget.spent(network=False, seconds=3.0, cap=rule.max_time)  # the first: the process's start, not counted
+    assert budget.case_rule(first_round=True, now=23.0) is QUICK
     budget.spent(network=False, seconds=5.1, cap=rule.max_time)  # 5 s beyond its cap: building a session
-    # 100 - 25.1 - 20 (a network) - 9 x 5 (beyond the cap) = 9.9 s for 9 rounds: 1.1 s each
-    assert budget.case_rule(first_round=False, now=25.1) is QUICK
+    # 100 - 28.1 - 20 (a network) - 8 x 5 (beyond the cap) = 11.9 s for 8 rounds: 1.5 s each
+    assert budget.case_rule(first_round=False, now=28.1) is QUICK
     budget.spent(network=False, seconds=5.0, cap=0.1)  # 2 rounds, 9.9 s beyond their caps: 4.95 each
-    # 100 - 90 - 20 - 8 x 4.95 < 0: out of time, a later round is skipped and a first runs at the floor
+    # 100 - 90 - 20 - 7 x 4.95 < 0: a later round is skipped; a first one still fits (10 s > 4.95 s)
     assert budget.case_rule(first_round=False, now=90.0) is None
-    assert budget.case_rule(first_round=True, now=90.0).max_time == 0.01
-    # a budget of seconds from a start keeps the derived figures' time aside; None: no deadline
-    assert Budget.of(10.0, 8.0, 1, 1).deadline == pytest.approx(10.0 + 8.0 - 3.0)
+    assert budget.case_rule(first_round=True, now=90.0).max_time == FLOOR_S
+    # 4 s left, a round costs 4.95 s: a first round is skipped too, unless it is the minimum viable calibration's
+    assert budget.case_rule(first_round=True, now=96.0) is None
+    assert budget.case_rule(first_round=True, now=96.0, essential=True).max_time == FLOOR_S
+    # a network round that does not fit the time left (its last one took 20 s) is skipped, and
+    # one that would take the networks past NETWORK_SHARE of the budget (20 + 20 s of 101 s)
+    assert budget.network_rule("plain batch 1", now=85.0) is None
+    assert budget.network_rule("residual batch 1", now=0.0) is None and 20.0 < NETWORK_SHARE * 101 < 40.0
+    # each synthetic network analysed adds to the time kept for the fit, in the share of
+    # the cases timed so far (4 first rounds of 10)
+    budget.analysed(0.5)
+    assert budget.end == pytest.approx(100.0 - DERIVE_PER_ANALYSIS * 0.5 * 0.4)
+    # a budget of seconds from a start; None: no deadline and nothing kept aside
+    assert Budget.of(10.0, 8.0, 1, 1).end == pytest.approx(10.0 + 8.0 - DERIVE_S)
     assert Budget.of(10.0, None, 1, 1).case_rule(first_round=False, now=1e9) is QUICK
+    assert slack(60.0) == pytest.approx(SLACK_S + 3.0)
 
 
 # -- calibrations with every measurement faked: the runner's orchestration -----------------
@@ -219,17 +247,37 @@ def fake_measures(monkeypatch) -> list[tuple]:
     return calls
 
 
-def test_a_calibration_past_its_budget_skips_later_rounds(monkeypatch, few_cases):
+def test_a_calibration_past_its_budget_keeps_the_minimum_viable_calibration(monkeypatch, few_cases):
     calls = fake_measures(monkeypatch)
     # 1 ms, less than the time kept for the derived figures: past the deadline from the start
     profile = run.calibrate("torch", threads=1, max_flops=1e6, rounds=3, budget_s=0.001, styles=TWO_STYLES)
     assert profile.budget_s == 0.001 and profile.rounds == 3
     rules = [rule for _, rule in calls]
-    # every case and overhead once (the first round), each at the 10 ms floor, none after;
-    # the synthetic networks, which come first: every round, with their own rule
-    quick = [r for r in rules if r is not NETWORK]
-    assert len(quick) == len(points_of(profile)) + 3 and {r.max_time for r in quick} == {0.01}
-    assert len(rules) - len(quick) == 3 * len(TWO_STYLES) * len(BATCHES)
+    # the minimum viable calibration only: the overheads and one case of each kernel class,
+    # once each at the 10 ms floor; no synthetic network, no later round
+    assert NETWORK not in rules and {r.max_time for r in rules} == {FLOOR_S}
+    assert len(rules) == len(points_of(profile)) + 3
+    assert {klass for klass, points in profile.points.items() if points} == {
+        c.kernel_class for c in run.cases(SETTINGS["cpu"], 16)}
+    assert all(len(points) <= 1 for points in profile.points.values())
+    # the rest is listed, and noted; the whole-network factor stays 1 without networks
+    assert {label(s, b) for s in TWO_STYLES for b in BATCHES} <= set(profile.skipped)
+    assert len(profile.skipped) == len(run.cases(SETTINGS["cpu"], 16)) - len(points_of(profile)) + 4
+    assert profile.notes[-1].startswith("partial calibration: its 0.001 s budget ran out before")
+    assert profile.context_factor == {"1": 1.0, "8": 1.0}
+    prediction = predict_profile(analyze(conv_unit(), [(1, 16, 8, 8)]), profile)
+    assert prediction.totals["latency_ms"] > 0
+
+
+def test_the_minimum_viable_calibration_is_one_middle_case_per_class():
+    made = cases(replace(SETTINGS["cpu"], max_flops=1e8), 16)
+    picked = run.essentials(made)
+    by_label = {c.label: c for c in made}
+    assert [by_label[name].kernel_class for name in picked] == list(dict.fromkeys(c.kernel_class for c in made))
+    assert all(by_label[name].shapes[0][0] == 1 for name in picked)  # batch 1
+    # spread: a prefix of the order covers the whole list, not its first part
+    order = run._spread([str(i) for i in range(100)])
+    assert sorted(order, key=int) == [str(i) for i in range(100)] and max(map(int, order[:10])) > 80
 
 
 def test_the_budget_is_a_parameter_recorded_in_the_profile(monkeypatch, few_cases):
@@ -252,20 +300,39 @@ def test_the_budget_is_a_parameter_recorded_in_the_profile(monkeypatch, few_case
         return profile, [rule for rule in rules if rule is not NETWORK], clock[0] - began
 
     unbounded, case_rules, seconds = calibrate(math.inf)
-    assert unbounded.budget_s is None and set(case_rules) == {QUICK}  # every case round to its usual cap
+    assert unbounded.budget_s is None and set(case_rules) == {QUICK} and unbounded.skipped == []
     assert seconds == pytest.approx(2 * NETWORK.max_time + len(case_rules) * QUICK.max_time)
-    # 1 s beyond the time kept for the derived figures: the two network rounds (0.3 s each),
-    # then the 0.4 s left in equal shares for the case rounds; the timing ends in time
+    # 1 s beyond the time kept for the derived figures: every round charged to it (the
+    # networks' too), the case rounds in equal shares of what is left; the timing ends in time
     small, case_rules, seconds = calibrate(DERIVE_S + 1.0)
-    assert small.budget_s == DERIVE_S + 1.0 and len(case_rules) == len(points_of(small)) + 3
-    assert [rule.max_time for rule in case_rules] == pytest.approx([0.4 / len(case_rules)] * len(case_rules))
-    assert 0.01 < 0.4 / len(case_rules) < QUICK.max_time and seconds == pytest.approx(1.0)
+    assert small.budget_s == DERIVE_S + 1.0 and seconds <= 1.0 + FLOOR_S
+    assert rules.count(NETWORK) == 2 and all(FLOOR_S <= r.max_time < QUICK.max_time for r in case_rules)
+    assert len(case_rules) == len(points_of(small)) + 3
     assert calibrate(None)[0].budget_s == SETTINGS["cpu"].budget_s == 105.0  # the device's
     for budget_s in (0, -1.0, math.nan):
         with pytest.raises(UserError, match="time budget must be positive"):
             run.calibrate("torch", threads=1, budget_s=budget_s)
     with pytest.raises(UserError, match="unknown synthetic network transformer"):
         run.calibrate("torch", threads=1, styles=("plain", "transformer"))
+
+
+def test_a_round_past_the_end_of_the_budget_stops_at_its_next_call(monkeypatch, few_cases):
+    from types import SimpleNamespace
+
+    clock = [0.0]
+    monkeypatch.setattr(run, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def slow_measure(runner, rule, sync, probe):  # each call 2 s: far longer than any cap
+        for _ in range(5):
+            clock[0] += 2.0
+            runner()
+        return steady(2.0)
+
+    monkeypatch.setattr(run, "measure", slow_measure)
+    profile = run.calibrate("torch", threads=1, max_flops=1e6, rounds=1, budget_s=DERIVE_S + 5.0, styles=("plain",))
+    # the minimum viable calibration ran whole; every other round stopped at the end or was skipped
+    assert len(points_of(profile)) == len(run.essentials(run.cases(SETTINGS["cpu"], 16)))
+    assert set(profile.fixed_s) == {"overhead call", "overhead chain", "overhead view"}
 
 
 def test_onnxruntime_calibration_runs_each_case_back_to_back(monkeypatch, few_cases):
@@ -283,8 +350,11 @@ def test_onnxruntime_calibration_runs_each_case_back_to_back(monkeypatch, few_ca
     assert all(seen[i] is seen[i + 1] for i in range(0, len(seen), 2))
     assert len({id(runner) for runner in seen}) == len(seen) // 2
     networks = 2 * len(TWO_STYLES) * len(BATCHES)
-    assert all(rule is NETWORK for _, rule in calls[:networks])  # first of all
-    assert NETWORK not in {rule for _, rule in calls[networks:]}
+    essential = 2 * (2 + len(run.essentials(run.cases(SETTINGS["cpu"], 16) + run.runtime_cases(SETTINGS["cpu"]))))
+    # the minimum viable calibration, then the synthetic networks, then the other cases
+    assert NETWORK not in {rule for _, rule in calls[:essential]}
+    assert all(rule is NETWORK for _, rule in calls[essential:essential + networks])
+    assert NETWORK not in {rule for _, rule in calls[essential + networks:]}
     assert set(profile.context_factor) == {"1", "8"}
 
 
@@ -366,6 +436,44 @@ def test_compute_ceiling_is_the_isa_peak_or_the_fastest_case():
     assert compute_ceiling(fake_profile(isa_peak_flops=3e11)) == 3e11
     assert compute_ceiling(fake_profile(isa_peak_flops=None)) == 1e11
     assert compute_ceiling(fake_profile(device="cuda")) is None
+    # never above the physical bound
+    assert compute_ceiling(fake_profile(isa_peak_flops=3e11, bounds=Bounds(2e11, 1e12, 1e11, 10**5))) == 2e11
+
+
+def test_rates_faster_than_the_physical_bounds_are_capped_and_noted():
+    # compute points 100 GFLOP/s against a 50 GFLOP/s bound; memory points move 1 MB (beyond
+    # a 100 kB L1) at 10 GB/s against 5 GB/s, except the copy's, within the bound
+    profile = fake_profile(bounds=Bounds(5e10, 1e12, 5e9, 10**5, "1 core x 1 GHz x 50"))
+    profile.points["copy"][0].seconds = 1e-3  # 1 GB/s
+    notes = run.capped(profile)
+    dense = profile.points["conv_dense"][0]
+    assert dense.seconds == pytest.approx(2e-3) and dense.measured_s == 1e-3  # 50 GFLOP/s, the timing kept
+    assert profile.points["elementwise"][0].seconds == pytest.approx(2e-4)
+    assert profile.points["copy"][0].seconds == 1e-3 and profile.points["copy"][0].measured_s is None
+    assert len(notes) == len([k for k, points in profile.points.items() if points]) - 1
+    assert "conv_dense: 1 of 1 points timed faster than the physical bound, capped at it: p at 100 GFLOP/s " \
+           "against 50 GFLOP/s (1 core x 1 GHz x 50)" in notes
+    assert run.capped(profile) == []  # capped once: nothing faster is left
+    assert run.capped(fake_profile()) == []  # no bounds (a GPU): nothing capped
+    # within L1 the looser bound holds: 1 MB in 0.1 ms is 10 GB/s, under 1 TB/s
+    in_l1 = fake_profile(bounds=Bounds(5e11, 1e12, 5e9, 10**7))
+    assert run.capped(in_l1) == []
+
+
+def test_a_busy_probe_reading_adjusts_a_sample_at_most_so_far():
+    from deploylens.bench.interference import InterferenceProbe
+    from deploylens.bench.stats import Timing, summarize
+
+    probe = InterferenceProbe(workload=lambda: None)
+    probe.readings = [1e-4] * 20  # its quiet level: 0.1 ms
+    # a descheduled probe thread: readings 400x the level beside samples of 1 ms
+    samples, readings = [1e-3] * 5, [4e-2] * 5
+    timing = Timing(samples, 1, 5, 2, "max_time", summarize(samples), [], readings)
+    seconds, _ = run._seconds({"case": [timing]}, probe)
+    # counted as MAX_PROBE_RATIO (4) times the level: x 4 ^ -0.45, not x 400 ^ -0.45
+    assert seconds["case"] == pytest.approx(1e-3 * run.MAX_PROBE_RATIO ** -0.45)
+    moderate = Timing(samples, 1, 5, 2, "max_time", summarize(samples), [], [2e-4] * 5)  # 2x: as it was
+    assert run._seconds({"case": [moderate]}, probe)[0]["case"] == pytest.approx(1e-3 * 2 ** -0.45)
 
 
 def test_conv_cases_lose_the_reorders_onnxruntime_ran_around_them(tmp_path):

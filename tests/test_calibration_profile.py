@@ -11,7 +11,15 @@ from calibrations import fake_profile
 
 from deploylens import UserError
 from deploylens.hardware import calibration_profile as stored
-from deploylens.hardware.calibration_profile import FORMAT, VERSION, CalibrationProfile, Machine, Overheads, Probe
+from deploylens.hardware.calibration_profile import (
+    FORMAT,
+    VERSION,
+    Bounds,
+    CalibrationProfile,
+    Machine,
+    Overheads,
+    Probe,
+)
 
 
 def full_profile() -> CalibrationProfile:
@@ -22,28 +30,60 @@ def full_profile() -> CalibrationProfile:
                            isa_peak_flops=6.7e10, probe=Probe(2.5e-4, 0.1, 0.8, 0.45),
                            fixed_each={"overhead call": [16e-6, 17e-6]}, seconds_taken=98.2, peak_flops=1e11,
                            overhead_s=Overheads(1e-6, 15e-6, 2e-6, 16e-6), context_factor={"1": 1.2, "8": 0.9},
-                           context_kernel_s={"1": 3e-6, "8": 0.0})
+                           context_kernel_s={"1": 3e-6, "8": 0.0},
+                           bounds=Bounds(2.7e11, 8.1e11, 2.7e11, 98304, "2 cores x 4.2 GHz x 32"),
+                           skipped=["conv3x3 16->16 g1 s1 @7 b1", "ghost batch 8"],
+                           notes=["partial calibration: ..."])
     dense = profile.points["conv_dense"][0]
     dense.seconds_each, dense.reorder_bytes, dense.boundary_s = [1e-3, 1.1e-3], 4096, 2e-6
+    profile.points["elementwise"][0].measured_s = 5e-5
     return profile
+
+
+def as_version_12(profile: CalibrationProfile) -> dict:
+    """``profile`` as version 12 wrote it: no bounds, skipped parts, notes or capped timings."""
+    data = json.loads(json.dumps(profile.to_json()))
+    for key in ("bounds", "skipped", "notes"):
+        del data[key]
+    for points in data["points"].values():
+        for point in points:
+            del point["measured_s"]
+    return {**data, "version": 12}
 
 
 def test_a_profile_round_trips_through_json():
     profile = full_profile()
     data = json.loads(json.dumps(profile.to_json()))
-    assert (data["format"], data["version"]) == (FORMAT, VERSION) == ("deploylens-calibration", 12)
+    assert (data["format"], data["version"]) == (FORMAT, VERSION) == ("deploylens-calibration", 13)
     assert CalibrationProfile.from_json(data) == profile
     assert CalibrationProfile.from_json(json.loads(json.dumps(fake_profile().to_json()))) == fake_profile()
 
 
 def test_a_version_11_profile_migrates_with_the_budget_it_ran_under():
-    data = full_profile().to_json()
+    unbounded = full_profile()
+    unbounded.bounds, unbounded.skipped, unbounded.notes = None, [], []
+    unbounded.points["elementwise"][0].measured_s = None
+    data = as_version_12(unbounded)
     del data["budget_s"]  # version 11 had no record of its fixed budget
     data["version"] = 11
     cpu = CalibrationProfile.from_json(json.loads(json.dumps(data)))
-    assert cpu.budget_s == 105.0 and cpu == full_profile()
+    assert cpu.budget_s == 105.0 and cpu == unbounded
     gpu = CalibrationProfile.from_json({**data, "device": "cuda"})
     assert gpu.budget_s is None and gpu.device == "cuda"
+
+
+def test_a_version_12_profile_migrates_without_bounds_or_skipped_parts():
+    # version 12 capped nothing at a physical bound and timed every case's first round
+    migrated = CalibrationProfile.from_json(as_version_12(full_profile()))
+    assert migrated.bounds is None and migrated.skipped == [] and migrated.notes == []
+    assert migrated.points["elementwise"][0].measured_s is None
+    assert migrated.points == as_points(full_profile(), measured_s=None) and migrated.probe == full_profile().probe
+
+
+def as_points(profile: CalibrationProfile, **changes) -> dict:
+    from dataclasses import replace
+
+    return {klass: [replace(p, **changes) for p in points] for klass, points in profile.points.items()}
 
 
 def test_profiles_are_versioned_json(tmp_path):
@@ -51,7 +91,7 @@ def test_profiles_are_versioned_json(tmp_path):
     assert stored.load(path).points["matmul"][0].flops == 10**8
     for version in (0, 10):
         path.write_text(json.dumps({**fake_profile().to_json(), "version": version}))
-        with pytest.raises(UserError, match=f"calibration format version {version}; this deploylens reads version 12"):
+        with pytest.raises(UserError, match=f"calibration format version {version}; this deploylens reads version 13"):
             stored.load(path)
     path.write_text(json.dumps({**fake_profile().to_json(), "colour": "blue"}))
     with pytest.raises(UserError, match="damaged calibration profile: unknown keys colour"):

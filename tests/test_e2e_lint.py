@@ -170,8 +170,8 @@ def test_recommend_alone_ranks_on_a_fresh_machine(project, ran):
     assert result.returncode == 0, result.stderr
     ranking = json.loads(result.stdout)
     assert ranking["target"] == "nvidia-gpu"
-    assert ranking["target_default"] == ("no calibration of this machine (deploylens hw calibrate), so the "
-                                         "nvidia-gpu roofline; --target to choose")
+    assert ranking["target_default"] == ("no calibration of this machine (deploylens hw calibrate), so "
+                                         "nvidia-gpu; --target to choose")
     assert [c["model"] for c in ranking["candidates"]] == ["mobilenet_v2_050"]
     assert ranking["candidates"][0]["latency_ms"] > 0
     assert list((project / "calibration").iterdir()) == []  # nothing calibrated

@@ -32,7 +32,10 @@ def overheads(seconds: dict[str, float], device: str) -> Overheads:
 def fit_context(networks: list[tuple[float, float, int]], per_kernel: bool = True) -> tuple[float, float]:
     """(factor, seconds per kernel) with measured = factor x predicted + kernels x seconds,
     fitted to (measured s, predicted s, kernels) of whole networks in relative least
-    squares; the factor alone without ``per_kernel`` or when that term comes out negative."""
+    squares; the factor alone without ``per_kernel`` or when that term comes out negative;
+    (1, 0) without networks (a calibration whose budget timed none)."""
+    if not networks:
+        return 1.0, 0.0
     a = [predicted / measured for measured, predicted, _ in networks]
     b = [kernels / measured for measured, _, kernels in networks]
     aa, ab, bb = sum(x * x for x in a), sum(x * y for x, y in zip(a, b)), sum(y * y for y in b)
@@ -45,7 +48,8 @@ def fit_context(networks: list[tuple[float, float, int]], per_kernel: bool = Tru
 
 
 def context_fit(profile: CalibrationProfile, batch: int, rounds: int = 4,
-                added: dict[str, list[KernelCost]] | None = None) -> tuple[float, float]:
+                added: dict[str, list[KernelCost]] | None = None,
+                analyses: dict | None = None) -> tuple[float, float]:
     """How the synthetic networks at ``batch`` run against their prediction from the
     profile's points: a factor on every kernel and, at the smallest batch, a cost per
     kernel (see :func:`fit_context`; at larger batches a per-kernel term overshoots small
@@ -53,7 +57,9 @@ def context_fit(profile: CalibrationProfile, batch: int, rounds: int = 4,
     compute ceiling (see ``predict.calibrated.calibrated_time``), so it is fitted in
     ``rounds``: each round predicts with the factor so far and corrects it by the factor
     fitted on that. ``added``: ONNX Runtime's added kernels per network label, read from
-    the graphs its timing sessions saved (otherwise each network is exported again here)."""
+    the graphs its timing sessions saved (otherwise each network is exported again here).
+    ``analyses``: each network's analysis by label, made while it was timed (otherwise
+    each network is analysed here)."""
     shape = (batch, 3, RESOLUTION, RESOLUTION)
     networks = []  # analysed once: only the factor changes between rounds
     for style in STYLES:
@@ -61,7 +67,8 @@ def context_fit(profile: CalibrationProfile, batch: int, rounds: int = 4,
         if name not in profile.fixed_s:
             continue
         model = synthetic_network(style).eval()
-        analysis = analyze(model, [(shape, "float")], analysis_name(profile.dtype))
+        analysis = (analyses[name] if analyses and name in analyses
+                    else analyze(model, [(shape, "float")], analysis_name(profile.dtype)))
         extra = ([] if profile.backend != "onnxruntime" else added[name] if added and name in added
                  else added_kernels(model, [shape], profile.threads))
         networks.append((profile.fixed_s[name], analysis, kernels_to_run(analysis, profile, profile.backend, extra)))
@@ -100,25 +107,28 @@ def boundary_times(profile: CalibrationProfile) -> None:
 
 
 def compute_ceiling(profile: CalibrationProfile) -> float | None:
-    """The fastest a kernel may be predicted on a CPU: the ISA's peak at the nominal clock
-    or, when the cores ran faster than that (turbo, which a VM's /proc/cpuinfo does not
-    show), the fastest rate a calibration case reached. None on a GPU, whose fp32 convs
-    run on TF32 tensor cores by default, above its fp32 peak."""
+    """The fastest a kernel may be predicted on a CPU: the ISA's peak at its clock (the
+    highest boost clock where readable, else /proc/cpuinfo's) or, when the cores ran
+    faster than that (turbo, which a VM's /proc/cpuinfo does not show), the fastest rate a
+    calibration case reached; never above the physical bound (``profile.bounds``). None on
+    a GPU, whose fp32 convs run on TF32 tensor cores by default, above its fp32 peak."""
     if profile.device != "cpu":
         return None
     rates = [p.flops / p.seconds for klass in COMPUTE_CLASSES for p in profile.points.get(klass, [])
              if p.flops and p.seconds > 0]
-    return max([profile.isa_peak_flops or 0.0, *rates]) or None
+    ceiling = max([profile.isa_peak_flops or 0.0, *rates]) or None
+    return min(ceiling, profile.bounds.flops) if ceiling and profile.bounds else ceiling
 
 
-def derive(profile: CalibrationProfile, added: dict[str, list[KernelCost]] | None = None) -> None:
+def derive(profile: CalibrationProfile, added: dict[str, list[KernelCost]] | None = None,
+           analyses: dict | None = None) -> None:
     """The compute ceiling and overheads, then per batch size the whole-network factor and
     per-kernel cost (dispatch, cache behaviour and layout change with the batch), from the
-    profile's timings (``added``: see :func:`context_fit`)."""
+    profile's timings (``added``, ``analyses``: see :func:`context_fit`)."""
     profile.peak_flops = compute_ceiling(profile)
     profile.overhead_s = overheads(profile.fixed_s, profile.device)
     boundary_times(profile)
-    fits = {str(b): context_fit(profile, b, added=added) for b in BATCHES}
+    fits = {str(b): context_fit(profile, b, added=added, analyses=analyses) for b in BATCHES}
     profile.context_factor = {b: factor for b, (factor, _) in fits.items()}
     profile.context_kernel_s = {b: per_kernel for b, (_, per_kernel) in fits.items()}
 
@@ -137,12 +147,20 @@ def combine(earlier: CalibrationProfile, later: CalibrationProfile) -> Calibrati
         for p in points:
             p.seconds_each = before.get((klass, p.label), []) + (p.seconds_each or [p.seconds])
             p.seconds = statistics.median(p.seconds_each)
+        # a case only the earlier calibration timed (the later one's budget skipped it)
+        timed = {p.label for p in points}
+        points += [copy.deepcopy(p) for p in earlier.points.get(klass, []) if p.label not in timed]
+    merged.skipped = [name for name in later.skipped if name in set(earlier.skipped)]
+    merged.notes = [note for note in dict.fromkeys(earlier.notes + later.notes)
+                    if merged.skipped or not note.startswith("partial calibration")]
 
     def fixed_each(profile: CalibrationProfile) -> dict[str, list[float]]:
         return profile.fixed_each or {name: [value] for name, value in profile.fixed_s.items()}
 
     fixed_before = fixed_each(earlier)
-    merged.fixed_each = {name: fixed_before.get(name, []) + values for name, values in fixed_each(later).items()}
+    later_fixed = fixed_each(later)
+    merged.fixed_each = {name: fixed_before.get(name, []) + later_fixed.get(name, [])
+                         for name in dict.fromkeys([*fixed_before, *later_fixed])}
     merged.fixed_s = {name: statistics.median(values) for name, values in merged.fixed_each.items()}
     merged.rounds = earlier.rounds + later.rounds
     derive(merged)

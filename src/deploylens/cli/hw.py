@@ -152,6 +152,7 @@ def hw_calibrate(
         rates = [(p.flops if compute else p.bytes) / p.seconds for p in points]
         summary["classes"][klass] = {"points": len(points), "unit": "GFLOP/s" if compute else "GB/s",
                                      "best": max(rates) / 1e9, "median": sorted(rates)[len(rates) // 2] / 1e9}
+    summary["skipped"], summary["notes"] = profile.skipped, profile.notes
     show(summary, fmt, _render_calibration)
 
 
@@ -164,13 +165,18 @@ def _render_calibration(console, summary: dict) -> None:
                   f"us; kernels inside a network run {factors} of their isolated time", markup=False)
     if summary["compute_ceiling_gflops"] and summary["isa_peak_gflops"]:
         faster = summary["compute_ceiling_gflops"] / summary["isa_peak_gflops"]
-        console.print(f"  compute ceiling {summary['compute_ceiling_gflops']:.1f} GFLOP/s (the ISA's peak at the "
-                      f"nominal clock: {summary['isa_peak_gflops']:.1f}"
-                      + (f"; the fastest case ran {faster:.2f}x that: the cores ran above their nominal clock)"
+        console.print(f"  compute ceiling {summary['compute_ceiling_gflops']:.1f} GFLOP/s (the ISA's peak at its clock, "
+                      f"boost where readable: {summary['isa_peak_gflops']:.1f}"
+                      + (f"; the fastest case ran {faster:.2f}x that: the cores ran above that clock)"
                          if faster > 1 else ")"), markup=False, highlight=False)
     for klass, c in summary["classes"].items():
         console.print(f"  {klass:15s} {c['points']:4d} points  best {c['best']:8.1f} {c['unit']}  "
                       f"median {c['median']:8.1f} {c['unit']}", markup=False, highlight=False)
+    if summary["skipped"]:
+        console.print(f"  the budget left {len(summary['skipped'])} cases untimed (listed in the profile's skipped)",
+                      markup=False)
+    for note in summary["notes"]:
+        console.print(f"note: {note}", markup=False)
 
 
 @hw_app.command("fit")

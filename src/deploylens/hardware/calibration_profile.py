@@ -17,7 +17,7 @@ from deploylens.hardware.kernel_classes import CLASSES, GPU_CHANNEL_MULTIPLE
 from deploylens.hardware.local import cpu_info, vector_lanes
 from deploylens.output import write_atomically
 
-FORMAT, VERSION = "deploylens-calibration", 12
+FORMAT, VERSION = "deploylens-calibration", 13
 DEVICES = ("cpu", "cuda")
 BACKENDS = ("torch", "onnxruntime")
 # a calibration with fewer of its cases timed quiet ran in a busy spell (docs/device-models.md)
@@ -38,6 +38,9 @@ class CalibrationPoint:
     reorder_bytes: int | None = None  # ONNX Runtime: bytes of the layout reorders around the case
     boundary_s: float = 0.0  # the time of those reorders, which a conv inside a network does not run
     seconds_each: list[float] | None = None  # every calibration's time, when several were combined
+    # the time as timed when that was faster than the hardware allows: ``seconds`` is then
+    # the physical bound's time (see Bounds; a note in the profile says so)
+    measured_s: float | None = None
 
 
 @dataclass
@@ -56,6 +59,22 @@ class Probe:
     tolerance: float
     quiet_share: float
     exponent: float
+
+
+@dataclass
+class Bounds:
+    """What the calibrated cores cannot exceed (:func:`deploylens.hardware.local.physical_bounds`):
+    fp32 FLOP/s (the ISA peak at the highest boost clock) and bytes/s for data within the
+    cores' L1 data caches (``l1_bytes``) and beyond them."""
+    flops: float
+    in_l1_bps: float
+    beyond_l1_bps: float
+    l1_bytes: int
+    source: str = ""
+
+    def bandwidth(self, nbytes: int) -> float:
+        """The bound on a memory-bound kernel moving ``nbytes``."""
+        return self.in_l1_bps if nbytes <= self.l1_bytes else self.beyond_l1_bps
 
 
 @dataclass
@@ -85,6 +104,11 @@ class CalibrationProfile:
     probe: Probe | None = None
     fixed_each: dict[str, list[float]] | None = None
     seconds_taken: float | None = None
+    bounds: Bounds | None = None  # CPU: the physical bounds its rates were capped at
+    # what the time budget left untimed (case labels and synthetic network names): a partial
+    # calibration; and what a reader should know (rates capped, parts skipped)
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     # derived from the timings (calibration.fit.derive)
     peak_flops: float | None = None
     overhead_s: Overheads = field(default_factory=Overheads)
@@ -129,6 +153,8 @@ def _build(cls, data: dict):
     values["points"] = {klass: [CalibrationPoint(**p) for p in points] for klass, points in values["points"].items()}
     if values.get("probe") is not None:
         values["probe"] = Probe(**values["probe"])
+    if values.get("bounds") is not None:
+        values["bounds"] = Bounds(**values["bounds"])
     if values.get("overhead_s") is not None:
         values["overhead_s"] = Overheads(**values["overhead_s"])
     return cls(**values)
@@ -140,8 +166,14 @@ def _from_11(data: dict) -> dict:
     return {**data, "version": 12, "budget_s": 105.0 if data.get("device") == "cpu" else None}
 
 
+def _from_12(data: dict) -> dict:
+    """Version 12 had no physical bounds (its rates were not capped), no record of what the
+    budget left untimed (every case had its first round) and no notes."""
+    return {**data, "version": 13, "bounds": None, "skipped": [], "notes": []}
+
+
 # version -> the function that brings a profile of it to the next version
-MIGRATIONS = {11: _from_11}
+MIGRATIONS = {11: _from_11, 12: _from_12}
 
 
 def empty_points() -> dict[str, list[CalibrationPoint]]:

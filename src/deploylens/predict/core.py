@@ -93,6 +93,7 @@ def _notes(profile: Profile, device: DeviceModel, batch: int) -> list[str]:
         if device.overhead is None or not device.efficiency:
             notes.append("catalog roofline with peak efficiency and no launch overhead: an optimistic lower bound")
         return notes
+    notes += device.notes  # a partial calibration, rates capped at the physical bounds
     host = device.machine.node
     if host and host != platform.node():
         notes.append(f"calibrated on host {host}, predicted on {platform.node()}: per-op costs differ between "
