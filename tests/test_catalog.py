@@ -5,6 +5,7 @@ names, with one derived CPU peak checked by hand."""
 import pytest
 import yaml
 
+from deploylens.errors import UserError
 from deploylens.hardware.spec import CatalogError, load_catalog, parse_family
 
 MIB = 2 ** 20
@@ -137,3 +138,15 @@ def test_every_figure_of_every_device_names_a_source(catalog):
     for spec in catalog.values():
         for f in (spec.compute_units, spec.performance_cores, spec.boost_clock, spec.cache):
             assert f is None or (f.sources and f.status in ("verified", "derived", "measured")), spec.name
+
+
+def test_devices_named_without_a_source_are_listed_and_refused_with_the_reason():
+    from deploylens.hardware.spec import unsourced
+    from deploylens.hardware.targets import resolve
+
+    missing = unsourced()
+    assert {"hisilicon_hi3519_nnie", "ambarella_cv22", "horizon_sunrise_x4"} <= set(missing)
+    assert all("no source found" in why for why in missing.values())
+    assert not set(missing) & set(load_catalog())
+    with pytest.raises(UserError, match="^ambarella_cv22 cannot be rated: peak unknown: no source found"):
+        resolve("ambarella_cv22")

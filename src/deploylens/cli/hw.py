@@ -17,7 +17,7 @@ app.add_typer(hw_app, name="hw")
 @hw_app.command("list")
 def hw_list(fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv.")) -> None:
     """Catalogued devices with their peaks, bandwidth and ridge point."""
-    from deploylens.hardware.spec import load_catalog
+    from deploylens.hardware.spec import load_catalog, unsourced
 
     rows = []
     for spec in load_catalog().values():
@@ -41,6 +41,7 @@ def hw_list(fmt: Format = typer.Option(Format.table, "--format", help="table, js
     with page() as console:
         console.print(shown)
         console.print("every figure carries its source: deploylens hw show NAME", markup=False)
+        console.print(f"named but not catalogued (no source found): {', '.join(sorted(unsourced()))}", markup=False)
 
 
 @hw_app.command("show")
@@ -48,7 +49,7 @@ def hw_show(name: str = typer.Argument(..., help="A catalog name, or 'this' for 
             fmt: Format = typer.Option(Format.table, "--format", help="table or json.")) -> None:
     """One device: every figure with its source, and the ridge point per dtype."""
     from deploylens.hardware.local import this_cpu, this_gpu
-    from deploylens.hardware.spec import load_catalog
+    from deploylens.hardware.spec import load_catalog, unsourced
 
     catalog = load_catalog()
     lines = []
@@ -59,6 +60,8 @@ def hw_show(name: str = typer.Argument(..., help="A catalog name, or 'this' for 
             lines.append(f"CUDA GPU: {gpu.name} (catalog entry: deploylens hw show {gpu.name})")
     elif name in catalog:
         spec = catalog[name]
+    elif name in unsourced():
+        raise UserError(f"{name} is not catalogued: {unsourced()[name]}")
     else:
         raise UserError(f"unknown device {name!r}; one of: this, {', '.join(sorted(catalog))}")
 
@@ -71,7 +74,14 @@ def hw_show(name: str = typer.Argument(..., help="A catalog name, or 'this' for 
 
 
 def _render_spec(console, spec) -> None:
-    console.print(f"{spec.name}  ({spec.device_class}, {spec.family})  {spec.notes}", markup=False)
+    console.print(f"{spec.name}  ({spec.device_class}, {spec.family}{', ' + spec.architecture if spec.architecture else ''})"
+                  f"  {spec.notes}", markup=False)
+    for label, figure, unit, suffix in (("compute units", spec.compute_units, 1, ""),
+                                        ("performance cores", spec.performance_cores, 1, ""),
+                                        ("boost clock", spec.boost_clock, 1e9, " GHz"), ("cache", spec.cache, 2**20, " MiB")):
+        if figure:
+            console.print(f"  {label}: {figure.value / unit:g}{suffix} [{figure.status}]  source: "
+                          f"{'; '.join(figure.sources)} {figure.note}", markup=False, highlight=False)
     for dtype, figure in spec.peak.items():
         ridge = spec.ridge_point(dtype)
         console.print(f"  peak {dtype}: {figure.value / 1e12:.3f} T{'OPS' if dtype == 'int8' else 'FLOPS'} "

@@ -157,15 +157,26 @@ def parse_family(data: dict, origin: str) -> list[HardwareSpec]:
     return specs
 
 
-def load_catalog(directory: Path | None = None) -> dict[str, HardwareSpec]:
-    """Every device of every catalog file (the package's own unless ``directory``)."""
+def _catalog_files(directory: Path | None) -> list[tuple[str, dict]]:
+    """(file name, parsed content) of each catalog file (the package's own unless ``directory``)."""
     files = sorted(Path(directory).glob("*.yaml")) if directory else sorted(
         (p for p in resources.files("deploylens.hardware").joinpath("catalog").iterdir() if p.name.endswith(".yaml")),
         key=lambda p: p.name)
+    return [(path.name, yaml.safe_load(path.read_text()) or {}) for path in files]
+
+
+def unsourced(directory: Path | None = None) -> dict[str, str]:
+    """Devices the catalog names but cannot rate, each with what no source was found for
+    (a catalog file's ``unsourced:`` mapping)."""
+    return {name: str(why) for _, data in _catalog_files(directory) for name, why in (data.get("unsourced") or {}).items()}
+
+
+def load_catalog(directory: Path | None = None) -> dict[str, HardwareSpec]:
+    """Every device of every catalog file (the package's own unless ``directory``)."""
     catalog: dict[str, HardwareSpec] = {}
-    for path in files:
-        for spec in parse_family(yaml.safe_load(path.read_text()) or {}, path.name):
+    for name, data in _catalog_files(directory):
+        for spec in parse_family(data, name):
             if spec.name in catalog:
-                raise CatalogError(f"{path.name}: device {spec.name} defined twice")
+                raise CatalogError(f"{name}: device {spec.name} defined twice")
             catalog[spec.name] = spec
     return catalog

@@ -22,7 +22,7 @@ from deploylens.errors import UserError
 from deploylens.hardware import device_model as fitted
 from deploylens.hardware.calibration_profile import CalibrationProfile
 from deploylens.hardware.kernel_classes import GPU_CHANNEL_MULTIPLE
-from deploylens.hardware.spec import HardwareSpec, load_catalog
+from deploylens.hardware.spec import HardwareSpec, load_catalog, unsourced
 
 _GUIDE = "ShuffleNetV2 (ECCV 2018) Table 8 and MobileNetV2 (CVPR 2018): depthwise networks measured fast on ARM CPUs"
 _NVIDIA_TC = "NVIDIA Deep Learning Performance Guide, Tensor Core requirements (FP16: multiples of 8; INT8: 16)"
@@ -116,6 +116,9 @@ def resolve(name: str, dtype: str | None = None, *, backend: str = "torch", thre
         _platform_traits(target)
         return target
     if name not in catalog:
+        missing = unsourced()
+        if name in missing:
+            raise UserError(f"{name} cannot be rated: {missing[name]}")
         raise UserError(f"unknown target {name!r}; one of: {', '.join(names(catalog))}")
     return _catalog_target(name, fitted.on_threads(catalog[name], threads), key)
 
