@@ -7,6 +7,9 @@ On the published rows deploylens ships (src/deploylens/hardware/measured/), per 
   its catalog specs alone (zero-shot); a device alone in its family has no such test;
 * leave half the networks out: fit on a random half of the networks (all devices of the
   family), predict the other half on this device; the mean over ``--splits`` splits;
+* few-shot, as `hw fit` does with a new device: fit on 10 random rows of the device alone,
+  shrunk toward the model of the family's other devices (the generic prior where it has
+  none), predict its other rows (at least 10 of them); the mean over ``--splits`` draws;
 * the catalog roofline (what predict answered before device models: fused kernels at 100%
   of peak and bandwidth), and "unfitted": the fitted model's kernels and form at 100%;
 each as the share of rows within 10% / 25% of the measurement, the Spearman rank
@@ -35,6 +38,7 @@ from deploylens.predict.core import predict_profile  # noqa: E402
 MEASURED = Path(__file__).resolve().parents[1] / "src" / "deploylens" / "hardware" / "measured"
 GUIDE_RATIOS = (("mobilenet_v2_100", "repvgg_a0"), ("efficientnet_b0", "resnet18"),
                 ("mobilenet_v3_large_100", "resnet50"))
+FEW_SHOT = 10  # rows of a device hw fit is given, the others predicted
 UNFITTED = np.array([1.0] * (len(COMPUTE_CLASSES) + len(MEMORY_CLASSES)) + [0.0, 0.0])
 
 
@@ -50,9 +54,9 @@ def scores(predicted_s: np.ndarray, measured_s: np.ndarray) -> dict:
             "spearman": spearman(1 / predicted_s, 1 / measured_s)}
 
 
-def line(name: str, s: dict | None) -> str:
+def line(name: str, s: dict | None, missing: str = "no other device in its family") -> str:
     if s is None:
-        return f"  {name:22s} (no other device in its family)"
+        return f"  {name:22s} ({missing})"
     return (f"  {name:22s} {s['within_10']:5.0%} within 10%  {s['within_25']:5.0%} within 25%  "
             f"Spearman {s['spearman']:.3f}  median error {s['median_error']:.1%}")
 
@@ -97,12 +101,19 @@ def main() -> None:
                 others = members[[rows[i].device != device for i in members]]
                 result = {"catalog_roofline": scores(roofline[own], seconds[own]),
                           "unfitted": scores(design[own] @ UNFITTED, seconds[own])}
+                prior = None
                 if len(others):
-                    fitted = fit_design(design[others], seconds[others],
-                                        devices=[rows[i].device for i in others]).values
-                    zero_shot = design[own] @ fitted
+                    prior = fit_design(design[others], seconds[others],
+                                       devices=[rows[i].device for i in others]).values
+                    zero_shot = design[own] @ prior
                     result["device_left_out"] = scores(zero_shot, seconds[own])
                     result["guide_ratios"] = guide_ratios([rows[i] for i in own], zero_shot, seconds[own])
+                few = []
+                for _ in range(args.splits if len(own) >= 2 * FEW_SHOT else 0):  # hw fit on FEW_SHOT rows, toward
+                    chosen = rng.permutation(own)                                # the family's other devices
+                    fitted = fit_design(design[chosen[:FEW_SHOT]], seconds[chosen[:FEW_SHOT]], prior).values
+                    few.append(scores(design[chosen[FEW_SHOT:]] @ fitted, seconds[chosen[FEW_SHOT:]]))
+                result["few_shot"] = {k: float(np.mean([f[k] for f in few])) for k in few[0]} if few else None
                 models = sorted({rows[i].model for i in own})
                 halves = []
                 for _ in range(args.splits):
@@ -118,6 +129,7 @@ def main() -> None:
                 print(line("unfitted (100%)", result["unfitted"]))
                 print(line("device left out", result.get("device_left_out")))
                 print(line("half networks left out", result["half_models_left_out"]))
+                print(line(f"few-shot ({FEW_SHOT} rows)", result["few_shot"], f"fewer than {2 * FEW_SHOT} rows"))
                 for ratio in result.get("guide_ratios", []):
                     error = ratio["predicted"] / ratio["measured"] - 1
                     print(f"  {ratio['ratio']:40s} measured {ratio['measured']:.2f}  predicted "
