@@ -30,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import recorded  # noqa: E402
 
-from deploylens.calibration.published import design_vector, fit_design, read_rows, row_sums  # noqa: E402
+from deploylens.calibration.published import (KERNEL_FLOOR_S, design_vector, fit_design, read_rows,  # noqa: E402
+                                              row_sums)
 from deploylens.hardware.device_model import COMPUTE_CLASSES, MEMORY_CLASSES, device_family, on_threads  # noqa: E402
 from deploylens.hardware.spec import load_catalog  # noqa: E402
 from deploylens.predict.core import predict_profile  # noqa: E402
@@ -95,6 +96,7 @@ def main() -> None:
         for key, members in sorted(families.items()):
             members = np.array(members)
             devices = sorted({rows[i].device for i in members})
+            floor = KERNEL_FLOOR_S.get(key[0], 0.0)
             print("/".join(key) + f": {len(members)} rows on {', '.join(devices)}")
             for device in devices:
                 own = members[[rows[i].device == device for i in members]]
@@ -103,15 +105,16 @@ def main() -> None:
                           "unfitted": scores(design[own] @ UNFITTED, seconds[own])}
                 prior = None
                 if len(others):
-                    prior = fit_design(design[others], seconds[others],
-                                       devices=[rows[i].device for i in others]).values
+                    prior = fit_design(design[others], seconds[others], devices=[rows[i].device for i in others],
+                                       kernel_floor_s=floor).values
                     zero_shot = design[own] @ prior
                     result["device_left_out"] = scores(zero_shot, seconds[own])
                     result["guide_ratios"] = guide_ratios([rows[i] for i in own], zero_shot, seconds[own])
                 few = []
                 for _ in range(args.splits if len(own) >= 2 * FEW_SHOT else 0):  # hw fit on FEW_SHOT rows, toward
                     chosen = rng.permutation(own)                                # the family's other devices
-                    fitted = fit_design(design[chosen[:FEW_SHOT]], seconds[chosen[:FEW_SHOT]], prior).values
+                    fitted = fit_design(design[chosen[:FEW_SHOT]], seconds[chosen[:FEW_SHOT]], prior,
+                                        kernel_floor_s=floor).values
                     few.append(scores(design[chosen[FEW_SHOT:]] @ fitted, seconds[chosen[FEW_SHOT:]]))
                 result["few_shot"] = {k: float(np.mean([f[k] for f in few])) for k in few[0]} if few else None
                 models = sorted({rows[i].model for i in own})
@@ -120,7 +123,8 @@ def main() -> None:
                     held = set(rng.choice(models, len(models) // 2, replace=False))
                     train = members[[rows[i].model not in held for i in members]]
                     test = own[[rows[i].model in held for i in own]]
-                    fitted = fit_design(design[train], seconds[train], devices=[rows[i].device for i in train]).values
+                    fitted = fit_design(design[train], seconds[train], devices=[rows[i].device for i in train],
+                                        kernel_floor_s=floor).values
                     halves.append(scores(design[test] @ fitted, seconds[test]))
                 result["half_models_left_out"] = {k: float(np.mean([h[k] for h in halves])) for k in halves[0]}
                 run.results[f"{'/'.join(key)} {device}"] = result

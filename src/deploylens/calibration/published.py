@@ -44,6 +44,10 @@ REQUIRED = ("model", "input_shape", "batch", "precision", "runtime")
 MIN_INVERSE_EFFICIENCY = 0.25
 # the generic prior (no family model yet): half the peak, 70% of the bandwidth, 5 us a kernel
 PRIOR_COMPUTE, PRIOR_MEMORY, PRIOR_KERNEL_S, CALL_SCALE_S = 0.5, 0.7, 5e-6, 1e-4
+# the least a kernel costs beyond its work, per family: a CUDA launch takes 4-6 us of driver
+# and runtime calls (susun-blog "pegainfer (3)", RTX 5070 Ti, CUDA 13), which rows at batch
+# 1024 cannot show and batch 1 is made of
+KERNEL_FLOOR_S = {"nvidia_gpu": 4e-6}
 STRENGTHS = (0.0, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 METHOD = "bounded least squares on relative error, ridge toward the prior, strength by leave-one-out (1-SE rule)"
 
@@ -222,11 +226,12 @@ def nnls(matrix: np.ndarray, target: np.ndarray) -> np.ndarray:
     return solution
 
 
-def solve(design: np.ndarray, seconds: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
+def solve(design: np.ndarray, seconds: np.ndarray, prior: np.ndarray, strength: float,
+          kernel_floor_s: float = 0.0) -> np.ndarray:
     """Parameters minimising the squared relative error of ``design @ p`` against
     ``seconds`` plus ``strength`` times the squared scaled distance from ``prior``, each
     inverse efficiency at least :data:`MIN_INVERSE_EFFICIENCY` and the overheads at least 0."""
-    lower = np.array([MIN_INVERSE_EFFICIENCY] * (len(COMPUTE_CLASSES) + len(MEMORY_CLASSES)) + [0.0, 0.0])
+    lower = np.array([MIN_INVERSE_EFFICIENCY] * (len(COMPUTE_CLASSES) + len(MEMORY_CLASSES)) + [kernel_floor_s, 0.0])
     scales = _scales(prior)
     relative = design / seconds[:, None] * scales  # unknowns in units of their scale
     penalty = math.sqrt(strength) * np.eye(len(prior))
@@ -237,12 +242,12 @@ def solve(design: np.ndarray, seconds: np.ndarray, prior: np.ndarray, strength: 
 
 
 def _errors(design: np.ndarray, seconds: np.ndarray, prior: np.ndarray, strength: float,
-            groups: np.ndarray) -> np.ndarray:
+            groups: np.ndarray, kernel_floor_s: float = 0.0) -> np.ndarray:
     """Predicted / measured for every row, fitted without the rows of its group."""
     ratios = np.empty(len(seconds))
     for group in np.unique(groups):
         out = groups == group
-        fitted = solve(design[~out], seconds[~out], prior, strength)
+        fitted = solve(design[~out], seconds[~out], prior, strength, kernel_floor_s)
         ratios[out] = design[out] @ fitted / seconds[out]
     return ratios
 
@@ -273,26 +278,29 @@ class DesignFit:
 
 
 def fit_design(design: np.ndarray, seconds: np.ndarray, prior: np.ndarray | None = None,
-               devices: list[str] | None = None) -> DesignFit:
+               devices: list[str] | None = None, kernel_floor_s: float = 0.0) -> DesignFit:
     """Fit ``design @ p = seconds`` with a strength (of :data:`STRENGTHS`) chosen on the
     mean absolute log error when each device's rows are left out in turn (what a family
     model is for: devices it has not seen), or each row when the rows come from one
     device, by the one-standard-error rule. With fewer than 3 rows there is no
-    leave-one-out and the prior's weight is fixed at 1e-2."""
+    leave-one-out and the prior's weight is fixed at 1e-2. ``kernel_floor_s``: the least a
+    kernel's overhead may be (a GPU's launch cost)."""
     prior = _generic_prior() if prior is None else prior
     if len(seconds) < 3:
-        return DesignFit(solve(design, seconds, prior, 1e-2), 1e-2, None, None)
+        return DesignFit(solve(design, seconds, prior, 1e-2, kernel_floor_s), 1e-2, None, None)
     rows = np.arange(len(seconds))
     groups = np.array(devices) if devices and len(set(devices)) > 1 else None
-    errors = {s: np.abs(np.log(np.maximum(_errors(design, seconds, prior, s, rows if groups is None else groups),
-                                          1e-9))) for s in STRENGTHS}
+    errors = {s: np.abs(np.log(np.maximum(_errors(design, seconds, prior, s, rows if groups is None else groups,
+                                                  kernel_floor_s), 1e-9))) for s in STRENGTHS}
     best = min(STRENGTHS, key=lambda s: errors[s].mean())
     # the one-standard-error rule: the strongest pull toward the prior whose error is within
     # one standard error of the best (few rows cannot tell the weaker pulls apart)
     bound = errors[best].mean() + errors[best].std() / math.sqrt(len(seconds))
     strength = max(s for s in STRENGTHS if errors[s].mean() <= bound)
-    return DesignFit(solve(design, seconds, prior, strength), strength, _errors(design, seconds, prior, strength, rows),
-                     None if groups is None else _errors(design, seconds, prior, strength, groups))
+    def left_out(by: np.ndarray | None) -> np.ndarray | None:
+        return None if by is None else _errors(design, seconds, prior, strength, by, kernel_floor_s)
+
+    return DesignFit(solve(design, seconds, prior, strength, kernel_floor_s), strength, left_out(rows), left_out(groups))
 
 
 def to_model(fit: DesignFit, family: str, precision: str, runtime: str, fitted_on: list[FittedOn],
@@ -349,7 +357,8 @@ def fit_rows(rows: list[MeasuredRow], catalog: dict[str, HardwareSpec], prior: F
                         + "; ".join("/".join(g) for g in groups) + "): fit each group on its own")
     family, precision, runtime = groups[0]
     seconds, design = np.array([r.ms_per_batch / 1e3 for r in rows]), np.array(vectors)
-    fitted = fit_design(design, seconds, None if prior is None else parameters(prior), [r.device for r in rows])
+    fitted = fit_design(design, seconds, None if prior is None else parameters(prior), [r.device for r in rows],
+                        KERNEL_FLOOR_S.get(family, 0.0))
     fitted_on = [FittedOn(device, sum(1 for r in rows if r.device == device),
                           "; ".join(sorted({r.source for r in rows if r.device == device})),
                           sorted({r.batch for r in rows if r.device == device}))
