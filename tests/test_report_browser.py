@@ -89,7 +89,7 @@ def test_the_roofline_has_one_mark_per_fused_kernel(browser, opened):
     from selenium.webdriver.common.by import By
 
     marks = browser.find_elements(By.CSS_SELECTOR, "svg.roofline circle.mark")
-    kernels = embedded(opened["html"])["models"][0]["predict"]["kernels"]
+    kernels = embedded(opened["html"])["models"][0]["analyze"]["kernels"]
     assert len(marks) == len(kernels) > 3
     assert all(mark.is_displayed() for mark in marks)
 

@@ -43,21 +43,46 @@ def _intensity(value: float) -> str:
     return f"{value:.3g}" if value < 1000 else f"{value:.0f}"
 
 
-def kernel_marks(entry: dict) -> list[Mark]:
-    """One roofline mark per predicted kernel: (FLOP/byte, attained FLOP/s), sized by its
-    predicted time, its layers (from the analysis) and figures in its tooltip."""
-    layers_of = {k["name"]: k["layers"] for k in entry["analyze"]["kernels"]}
-    marks = []
+def fused_times(entry: dict) -> tuple[dict[str, list[dict]], float]:
+    """The predicted kernels of each fused kernel of the analysis (a runtime that fuses less
+    runs several kernels for one: PyTorch eager runs a conv, its BatchNorm and its
+    activation apart), and the predicted milliseconds of kernels no layer anchors (ones
+    the runtime adds)."""
+    fused_of = {layer["name"]: layer["kernel"] for layer in entry["analyze"]["layers"]}
+    members: dict[str, list[dict]] = {k["name"]: [] for k in entry["analyze"]["kernels"]}
+    unanchored = 0.0
     for k in entry["predict"]["kernels"]:
-        seconds = k["time_ms"] / 1e3
-        intensity = k["flops"] / k["bytes"] if k["bytes"] else 0.0
-        attained = k["flops"] / seconds if seconds and k["flops"] else 0.0
-        layers = layers_of.get(k["name"], [k["name"]])
-        tip = (f"{k['name']}\nlayers: {', '.join(layers)}\nkind: {group_label(kernel_group(k))}\n"
-               f"FLOPs {human(k['flops'])}, bytes {human(k['bytes'], 'B')}, intensity {intensity:.3g} FLOP/B\n"
-               f"predicted {k['time_ms']:.4g} ms, {k['bound']}-bound, attained {si(attained)}FLOP/s"
-               + ("" if k["flops"] and k["bytes"] else "\n(no FLOPs or no bytes: drawn on the axis)"))
-        marks.append(Mark(intensity, attained, k["time_ms"], kernel_group(k), tip))
+        fused = fused_of.get(k["name"].split(":")[0])  # a decomposed op's kernels are named layer:op
+        if fused in members:
+            members[fused].append(k)
+        else:
+            unanchored += k["time_ms"]
+    return members, unanchored
+
+
+def kernel_marks(entry: dict) -> list[Mark]:
+    """One roofline mark per fused kernel of the analysis: (FLOP/byte, attained FLOP/s) from
+    its FLOPs and bytes and the predicted time of the kernels the target runs for it, sized
+    by that time, its layers and figures in its tooltip."""
+    members, _ = fused_times(entry)
+    marks = []
+    for fused in entry["analyze"]["kernels"]:
+        parts = members[fused["name"]]
+        if not parts:  # views and other layers no runtime runs a kernel for
+            continue
+        time_ms = sum(k["time_ms"] for k in parts)
+        head = next((k for k in parts if k["name"] == fused["name"]), parts[0])
+        spent = {b: sum(k[f"{b}_ms"] for k in parts) for b in ("compute", "memory", "overhead")}
+        bound = max(spent, key=spent.get)
+        nbytes = fused["bytes_read"] + fused["bytes_written"]
+        intensity = fused["flops"] / nbytes if nbytes else 0.0
+        attained = fused["flops"] / (time_ms / 1e3) if time_ms and fused["flops"] else 0.0
+        tip = (f"{fused['name']}\nlayers: {', '.join(fused['layers'])}\nkind: {group_label(kernel_group(head))}\n"
+               f"FLOPs {human(fused['flops'])}, bytes {human(nbytes, 'B')}, intensity {intensity:.3g} FLOP/B\n"
+               f"predicted {time_ms:.4g} ms ({len(parts)} kernel{'s' if len(parts) > 1 else ''} on the target), "
+               f"{bound}-bound, attained {si(attained)}FLOP/s"
+               + ("" if fused["flops"] and nbytes else "\n(no FLOPs or no bytes: drawn on the axis)"))
+        marks.append(Mark(intensity, attained, time_ms, kernel_group(head), tip))
     return marks
 
 
@@ -72,8 +97,11 @@ def _roofline_section(entry: dict, hardware: dict | None) -> str:
     marks = kernel_marks(entry)
     groups = sorted({m.group for m in marks})
     svg = charts.roofline(marks, peaks, bandwidth, precision, si, _intensity)
-    caption = (f"{len(marks)} kernels of {entry['analyze']['model']} as predicted on {hardware['name']} "
-               f"({precision}); a point's area is its predicted time; hover a point for its layers and figures")
+    _, unanchored = fused_times(entry)
+    caption = (f"{len(marks)} fused kernels of {entry['analyze']['model']} as predicted on {hardware['name']} "
+               f"({precision}, {len(prediction['kernels'])} kernels as its runtime runs them); a point's area is "
+               f"its predicted time; hover a point for its layers and figures"
+               + (f"; {unanchored:.3g} ms in kernels the runtime adds are not drawn" if unanchored else ""))
     return charts.legend([(g, group_label(g)) for g in groups]) + figure(svg, caption)
 
 
