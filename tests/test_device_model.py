@@ -197,3 +197,12 @@ def test_hw_fit_without_usable_rows_exits_2(tmp_path, monkeypatch, capsys):
     code, _, stderr = run(monkeypatch, capsys, "hw", "fit", str(rows), "--device", "nvidia_t4")
     assert code == 2
     assert stderr.strip().splitlines()[-1] == "deploylens: error: no usable rows to fit on"
+
+
+def test_fp16_models_scale_by_the_full_tensor_rate_where_geforce_halves_fp32_accumulate():
+    from deploylens.hardware.device_model import rated_peak
+
+    assert rated_peak(CATALOG["nvidia_geforce_rtx_3090"], "fp16") == 142e12  # FP16 accumulate; 71 with FP32
+    assert rated_peak(CATALOG["nvidia_geforce_rtx_3090"], "fp32") == 35.6e12
+    assert rated_peak(CATALOG["nvidia_t4"], "fp16") == 65e12  # one rate for both accumulations
+    assert CATALOG["nvidia_geforce_rtx_3090"].peak_flops("fp16") == 71e12  # the roofline keeps the cuBLAS rate

@@ -67,6 +67,18 @@ def on_threads(spec: HardwareSpec, threads: int | None) -> HardwareSpec:
                                for d, f in spec.peak.items()}, notes=f"{spec.notes}; {note}".strip("; "))
 
 
+def rated_peak(spec: HardwareSpec, precision: str) -> float:
+    """The peak a fitted model's compute efficiencies are fractions of: the precision's
+    catalog peak; in fp16, a GeForce part's FP16-accumulate tensor rate where it is faster.
+    Why: fitted on GeForce rows against their FP32-accumulate rate, cuDNN's convs ran above
+    it (1.2x on the RTX 3090), and scaled by that rate a data-center or workstation part
+    (full-rate FP32 accumulate) would come out twice as fast relative to a GeForce one."""
+    peak, _ = spec.roofline(precision)
+    if precision == "fp16" and spec.fp16_acc16 is not None:
+        return max(peak, spec.fp16_acc16.value)
+    return peak
+
+
 def rated_class(klass: str) -> str:
     """The family-model class of a kernel class without its geometry (a what-if kernel):
     a dense conv is rated as the 3x3 the guide's rewrites produce."""

@@ -47,6 +47,9 @@ class HardwareSpec:
     performance_cores: Figure | None = None  # hybrid CPUs: the big (P) cores among compute_units
     boost_clock: Figure | None = None  # Hz: the highest boost clock (catalog key boost_clock_ghz)
     cache: Figure | None = None  # bytes, MiB-based (catalog key cache_mb x 2**20): L2 on a GPU, last level on a CPU
+    # FLOP/s: a GeForce part's FP16 tensor rate with FP16 accumulate, twice its FP32-accumulate
+    # rate in peak["fp16"] (data-center and workstation parts run both at one rate)
+    fp16_acc16: Figure | None = None
 
     def peak_flops(self, dtype: str) -> float | None:
         figure = self.peak.get(dtype)
@@ -79,7 +82,7 @@ class HardwareSpec:
                 "overhead_s": figure(self.overhead),
                 "architecture": self.architecture, "compute_units": figure(self.compute_units),
                 "performance_cores": figure(self.performance_cores), "boost_clock_hz": figure(self.boost_clock),
-                "cache_bytes": figure(self.cache),
+                "cache_bytes": figure(self.cache), "fp16_acc16_flops": figure(self.fp16_acc16),
                 "ridge_point": {d: self.ridge_point(d) for d in self.peak}, "notes": self.notes}
 
 
@@ -104,7 +107,7 @@ def _figure(raw: dict, scale: float, sources: dict[str, str], where: str) -> Fig
 
 
 _OPTIONAL = (("bandwidth_gbs", _GIGA), ("memory_gb", _GIGA), ("overhead_us", 1e-6), ("compute_units", 1.0),
-             ("performance_cores", 1.0), ("boost_clock_ghz", _GIGA), ("cache_mb", _MIB))
+             ("performance_cores", 1.0), ("boost_clock_ghz", _GIGA), ("cache_mb", _MIB), ("fp16_acc16_tflops", _TERA))
 
 
 def _counts(optional: dict[str, Figure], where: str) -> None:
@@ -153,7 +156,7 @@ def parse_family(data: dict, origin: str) -> list[HardwareSpec]:
             overhead=optional.get("overhead_us"), notes=device.get("notes", ""),
             architecture=_architecture(device, where), compute_units=optional.get("compute_units"),
             performance_cores=optional.get("performance_cores"), boost_clock=optional.get("boost_clock_ghz"),
-            cache=optional.get("cache_mb")))
+            cache=optional.get("cache_mb"), fp16_acc16=optional.get("fp16_acc16_tflops")))
     return specs
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from deploylens.analysis.profile import Profile
 from deploylens.cost.records import KernelCost
-from deploylens.hardware.device_model import COMPUTE_CLASSES, FittedDevice, family_class
+from deploylens.hardware.device_model import COMPUTE_CLASSES, FittedDevice, family_class, rated_peak
 from deploylens.hardware.spec import HardwareSpec
 from deploylens.kernels.runtimes import EAGER, runtime_kernels
 
@@ -18,9 +18,9 @@ def fitted_kernels(profile: Profile, runtime: str) -> list[KernelCost]:
 
 
 def class_sums(profile: Profile, kernels: list[KernelCost], spec: HardwareSpec, precision: str) -> dict:
-    """Per class: seconds at the device's full peak (``compute``), at its full bandwidth
+    """Per class: seconds at the device's rated peak (``compute``, :func:`rated_peak`), at its full bandwidth
     (``memory``) and the kernel count: what a whole-network time is linear in."""
-    peak, bandwidth = spec.roofline(precision)
+    peak, bandwidth = rated_peak(spec, precision), spec.roofline(precision)[1]
     anchors = {layer.name: layer for layer in profile.layers}
     sums: dict[str, list[float]] = {}
     for kernel in kernels:
@@ -34,7 +34,7 @@ def class_sums(profile: Profile, kernels: list[KernelCost], spec: HardwareSpec, 
 
 def fitted_time(kernel: KernelCost, klass: str, device: FittedDevice, precision: str) -> tuple[float, float, float]:
     """Compute, memory and overhead seconds of ``kernel`` (class ``klass``)."""
-    peak, bandwidth = device.spec.roofline(precision)
+    peak, bandwidth = rated_peak(device.spec, precision), device.spec.roofline(precision)[1]
     model = device.model
     compute = kernel.flops / (peak * model.compute_efficiency[klass]) if klass in COMPUTE_CLASSES else 0.0
     return compute, kernel.bytes / (bandwidth * model.memory_efficiency[klass]), model.kernel_overhead_s
