@@ -60,8 +60,8 @@ def hw_show(name: str = typer.Argument(..., help="A catalog name, or 'this' for 
             lines.append(f"CUDA GPU: {gpu.name} (catalog entry: deploylens hw show {gpu.name})")
     elif name in catalog:
         spec = catalog[name]
-    elif name in unsourced():
-        raise UserError(f"{name} is not catalogued: {unsourced()[name]}")
+    elif name in (missing := unsourced()):
+        raise UserError(f"{name} is not catalogued: {missing[name]}")
     else:
         raise UserError(f"unknown device {name!r}; one of: this, {', '.join(sorted(catalog))}")
 

@@ -17,11 +17,12 @@ Stored as versioned JSON with its provenance (which rows, which specs), never a 
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from deploylens.cost.records import LayerCost
 from deploylens.errors import UserError
@@ -213,16 +214,18 @@ def load(path: str | Path) -> FamilyModel:
     return FamilyModel.from_json(data, str(path))
 
 
-def shipped() -> list[FamilyModel]:
+@functools.cache
+def shipped() -> tuple[FamilyModel, ...]:
     """The family models that ship with deploylens (fitted on the published rows in
-    ``hardware/measured``: ``deploylens hw fit --published``)."""
+    ``hardware/measured`` by ``tools/fit_device_models.py``), read once: every target
+    resolution and each of lint's what-if kernels looks them up."""
     folder = resources.files("deploylens.hardware").joinpath("device_models")
-    return [FamilyModel.from_json(json.loads(p.read_text()), p.name)
-            for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith(".json")]
+    return tuple(FamilyModel.from_json(json.loads(p.read_text()), p.name)
+                 for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith(".json"))
 
 
 def find(spec: HardwareSpec, precision: str, runtime: str,
-         models: list[FamilyModel] | None = None) -> tuple[FamilyModel | None, str]:
+         models: Sequence[FamilyModel] | None = None) -> tuple[FamilyModel | None, str]:
     """The model that rates ``spec`` in ``precision`` on ``runtime`` (the first of
     ``models`` that fits; default: the shipped ones): its family's; another runtime's of
     the same family and precision when this runtime has none (said in the note). None

@@ -16,6 +16,7 @@ INT8 there (:attr:`Target.int8`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from deploylens.dtypes import analysis_name, precision_key
 from deploylens.errors import UserError
@@ -73,7 +74,7 @@ class Target:
         model's own (an fp16 ONNX file stays fp16)."""
         return None if self.dtype == "fp32" else analysis_name(self.dtype)
 
-    def latency_model(self, backend: str = "torch", models: list[fitted.FamilyModel] | None = None
+    def latency_model(self, backend: str = "torch", models: Sequence[fitted.FamilyModel] | None = None
                       ) -> HardwareSpec | CalibrationProfile | fitted.FittedDevice:
         """What predicts latency here: the calibration; on a catalogued device, the fitted
         model of its family for ``backend``'s runtime (of ``models``, default: the shipped

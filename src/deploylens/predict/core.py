@@ -143,9 +143,10 @@ def predict_profile(profile: Profile, device: DeviceModel, backend: str = "torch
     for kernel in to_run:
         anchor = anchors.get(kernel.layers[0]) if kernel.layers else None
         # no anchor: a kernel the runtime adds, a layout copy or shape arithmetic
-        klass = kernel_class(anchor) if anchor else SHAPE_KIND if kernel.kind == SHAPE_KIND else "reorder"
-        if fitted:
+        if fitted:  # a fitted model rates its own classes (dense 3x3 apart)
             klass = family_class(anchor)
+        else:
+            klass = kernel_class(anchor) if anchor else SHAPE_KIND if kernel.kind == SHAPE_KIND else "reorder"
         if calibration and not calibration.points.get(klass):  # a class only some backends calibrate
             klass = CLASS_FALLBACK.get(klass, klass)
         if klass == SHAPE_KIND:  # it moves nothing: a kernel's overhead alone (added with a calibration)

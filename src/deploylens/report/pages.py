@@ -43,28 +43,24 @@ def _intensity(value: float) -> str:
     return f"{value:.3g}" if value < 1000 else f"{value:.0f}"
 
 
-def fused_times(entry: dict) -> tuple[dict[str, list[dict]], float]:
+def fused_members(entry: dict) -> dict[str, list[dict]]:
     """The predicted kernels of each fused kernel of the analysis (a runtime that fuses less
     runs several kernels for one: PyTorch eager runs a conv, its BatchNorm and its
-    activation apart), and the predicted milliseconds of kernels no layer anchors (ones
-    the runtime adds)."""
+    activation apart); kernels no layer anchors (ones the runtime adds) belong to none."""
     fused_of = {layer["name"]: layer["kernel"] for layer in entry["analyze"]["layers"]}
     members: dict[str, list[dict]] = {k["name"]: [] for k in entry["analyze"]["kernels"]}
-    unanchored = 0.0
     for k in entry["predict"]["kernels"]:
         fused = fused_of.get(k["name"].split(":")[0])  # a decomposed op's kernels are named layer:op
         if fused in members:
             members[fused].append(k)
-        else:
-            unanchored += k["time_ms"]
-    return members, unanchored
+    return members
 
 
 def kernel_marks(entry: dict) -> list[Mark]:
     """One roofline mark per fused kernel of the analysis: (FLOP/byte, attained FLOP/s) from
     its FLOPs and bytes and the predicted time of the kernels the target runs for it, sized
     by that time, its layers and figures in its tooltip."""
-    members, _ = fused_times(entry)
+    members = fused_members(entry)
     marks = []
     for fused in entry["analyze"]["kernels"]:
         parts = members[fused["name"]]
@@ -97,7 +93,7 @@ def _roofline_section(entry: dict, hardware: dict | None) -> str:
     marks = kernel_marks(entry)
     groups = sorted({m.group for m in marks})
     svg = charts.roofline(marks, peaks, bandwidth, precision, si, _intensity)
-    _, unanchored = fused_times(entry)
+    unanchored = sum(k["time_ms"] for k in prediction["kernels"]) - sum(m.size for m in marks)
     caption = (f"{len(marks)} fused kernels of {entry['analyze']['model']} as predicted on {hardware['name']} "
                f"({precision}, {len(prediction['kernels'])} kernels as its runtime runs them); a point's area is "
                f"its predicted time; hover a point for its layers and figures"
